@@ -1,0 +1,39 @@
+"""What the acquisition layer expects of a protocol driver."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from edge_agent.samples import Sample, Value
+
+
+class Driver(Protocol):
+    """One connection (or a small pool of sessions) to one source.
+
+    `read` never raises for a tag that cannot be read: that tag comes back as a Bad sample with a
+    reason. It raises `DriverConnectionError` when the connection itself is gone, so that the
+    acquisition layer can mark every tag of the source Bad and reconnect.
+    """
+
+    async def connect(self) -> None: ...
+
+    async def read(self) -> list[Sample]: ...
+
+    async def write(self, tag_id: str, value: Value) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class DriverError(Exception):
+    """Base for driver failures; the message says what the operator can do."""
+
+
+class DriverConnectionError(DriverError):
+    """The connection to the source is lost or cannot be made."""
+
+
+class WriteRefused(DriverError):
+    """The device refused a write (out of range, not writable, exception reply)."""
+
+
