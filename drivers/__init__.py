@@ -1,4 +1,4 @@
-"""Protocol adapters: tag definitions in, Samples out; write requests in, protocol writes out.
+"""Protocol adapters: tag definitions into Samples, write requests into protocol writes.
 
 Drivers know OPC UA and Modbus and nothing of smelting, MQTT or InfluxDB.
 """
