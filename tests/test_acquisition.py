@@ -77,7 +77,7 @@ class FakePlant:
 
 async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
     async with asyncio.timeout(timeout_s):
-        while not condition():
+        while not condition():  # noqa: ASYNC110 (polling a condition, with a deadline)
             await asyncio.sleep(0.005)
 
 
