@@ -140,6 +140,7 @@ class _Session:
         self.max_read = DEFAULT_BATCH
         self.max_monitored = DEFAULT_BATCH
         self.max_translate = DEFAULT_BATCH
+        self.monitored_calls = 0  # CreateMonitoredItems requests made (batches)
 
     # ------------------------------------------------------------------------------- setup
 
@@ -211,6 +212,7 @@ class _Session:
             for start in range(0, len(indices), self.max_monitored):
                 chunk = indices[start : start + self.max_monitored]
                 results = await sub.create_monitored_items([self._item(i, group) for i in chunk])
+                self.monitored_calls += 1
                 for i, result in zip(chunk, results, strict=True):
                     if isinstance(result, ua.StatusCode):
                         self.failed[i] = result.name

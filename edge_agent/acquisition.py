@@ -164,6 +164,7 @@ class SourcePoller:
                 await self._poll(driver)
             except DriverConnectionError as exc:
                 self.stats.connection_losses += 1
+                failures = 1  # logged loudly here; the reconnect attempts that follow, quietly
                 await self._lost(exc, loud=True)
             finally:
                 self._driver = None
