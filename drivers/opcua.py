@@ -414,9 +414,10 @@ class OpcUaDriver:
 
     async def _open_client(self) -> Client:
         src = self.source
-        client = Client(
-            src.endpoint, timeout=src.timeout_s, watchdog_intervall=min(1.0, src.poll_interval_s)
-        )
+        # The library's watchdog reads the server state every interval with that as timeout:
+        # shorter than a request may take on a busy server, it would report false losses.
+        watchdog_s = max(1.0, src.timeout_s)
+        client = Client(src.endpoint, timeout=src.timeout_s, watchdog_intervall=watchdog_s)
         client.name = client.description = f"edge-agent {src.name}"
         client.session_timeout = 60_000
         try:
