@@ -13,6 +13,7 @@ process KPIs; `outbox`, `mqtt`, `influx`: delivery; `control`; `health`).
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -341,8 +342,73 @@ class InfluxSection(Section):
 # --------------------------------------------------------------------------------------- control
 
 
+# Owned by the control path (edge_agent/control, docs/control.md). Safe by default: advisory mode
+# writes nothing, and even in closed loop only allowlisted tags are written, inside their bounds.
+
+ControlOrigin = Literal["advisor", "scada"]
+
+
+class ControlAllow(Section):
+    """One `[[control.allow]]` entry: a setpoint the agent may write, and on whose behalf."""
+
+    tag: str
+    min: float
+    max: float
+    max_rate_per_min: float = Field(gt=0, description="largest total change in any 60 s window")
+    origins: list[ControlOrigin] = Field(min_length=1)
+    min_interval_s: float = Field(10.0, ge=0, description="per-tag rate limit between writes")
+    recommendation: str | None = Field(
+        None, description="tag holding the advisor's recommended value for this setpoint"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ControlAllow:
+        if not (math.isfinite(self.min) and math.isfinite(self.max)):
+            raise ValueError(f"tag {self.tag}: min and max must be finite numbers")
+        if self.min > self.max:
+            raise ValueError(f"tag {self.tag}: min {self.min} is above max {self.max}")
+        if len(set(self.origins)) != len(self.origins):
+            raise ValueError(f"tag {self.tag}: origins {self.origins} repeat an origin")
+        return self
+
+
+class HeartbeatConfig(Section):
+    # None: on in closed_loop mode, off in advisory mode.
+    enabled: bool | None = None
+    tag: str = "fsf.agent_heartbeat"
+    interval_s: float = Field(1.0, gt=0, le=3600)
+
+
 class ControlSection(Section):
     mode: Literal["advisory", "closed_loop"] = "advisory"
+    permissive_tag: str = "fsf.advisor_permissive"
+    permissive_max_age_s: float = Field(5.0, gt=0)
+    heartbeat: HeartbeatConfig = HeartbeatConfig()
+    # SCADA commands over MQTT ({root}/{site}/{unit}/{name}/set); need [mqtt].
+    commands: bool = True
+    command_max_age_s: float = Field(10.0, gt=0)
+    max_clock_skew_s: float = Field(2.0, ge=0)
+    max_payload_bytes: int = Field(1024, ge=64, le=65536)
+    # How often the advisor's recommendations are considered for writing (closed_loop only).
+    advisor_interval_s: float = Field(5.0, gt=0)
+    write_timeout_s: float = Field(3.0, gt=0)
+    readback_timeout_s: float = Field(5.0, gt=0)
+    allow: list[ControlAllow] = []
+
+    @property
+    def heartbeat_on(self) -> bool:
+        if self.heartbeat.enabled is not None:
+            return self.heartbeat.enabled
+        return self.mode == "closed_loop"
+
+    @model_validator(mode="after")
+    def _unique_allow(self) -> ControlSection:
+        seen: set[str] = set()
+        for i, entry in enumerate(self.allow):
+            if entry.tag in seen:
+                raise ValueError(f"allow[{i}]: tag {entry.tag!r} is allowlisted twice")
+            seen.add(entry.tag)
+        return self
 
 
 # ---------------------------------------------------------------------------------------- health
@@ -418,6 +484,43 @@ class AgentConfig(Section):
             if tag.quality_from is not None and tag.quality_from.tag not in known:
                 raise ValueError(f"tag {tag.id}: quality_from names unknown tag {tag.quality_from.tag!r}")
         return self
+
+    @model_validator(mode="after")
+    def _control_references(self) -> AgentConfig:
+        _check_control(self)
+        return self
+
+
+def _check_control(cfg: AgentConfig) -> None:
+    """Every allowlisted tag is a configured, writable tag, and its allowlist bounds lie within the
+    tag's own bounds: the allowlist can only narrow what the tag definition permits."""
+    control = cfg.control
+    tags = cfg.tags()
+    for i, entry in enumerate(control.allow):
+        where = f"control.allow[{i}] (tag {entry.tag!r})"
+        tag = tags.get(entry.tag)
+        if tag is None:
+            raise ValueError(f"{where}: no source defines this tag")
+        if not tag.writable:
+            raise ValueError(f"{where}: the tag is not writable = true in its source")
+        assert tag.min is not None and tag.max is not None  # writable tags have bounds
+        if entry.min < tag.min or entry.max > tag.max:
+            raise ValueError(
+                f"{where}: bounds [{entry.min}, {entry.max}] exceed the tag's own bounds "
+                f"[{tag.min}, {tag.max}]"
+            )
+    if control.mode == "closed_loop" or control.allow:
+        tag = tags.get(control.permissive_tag)
+        if tag is None:
+            raise ValueError(f"control.permissive_tag: unknown tag {control.permissive_tag!r}")
+    if control.heartbeat_on:
+        hb = tags.get(control.heartbeat.tag)
+        if hb is None:
+            raise ValueError(f"control.heartbeat.tag: unknown tag {control.heartbeat.tag!r}")
+        if not hb.writable:
+            raise ValueError(f"control.heartbeat.tag: tag {hb.id!r} is not writable = true")
+        if any(entry.tag == hb.id for entry in control.allow):
+            raise ValueError(f"control.heartbeat.tag: {hb.id!r} must not also be allowlisted")
 
 
 def _shared_bit_register(a: ModbusTag, b: ModbusTag) -> bool:
