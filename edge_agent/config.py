@@ -515,7 +515,8 @@ def _check_control(cfg: AgentConfig) -> None:
             raise ValueError(f"{where}: no source defines this tag")
         if not tag.writable:
             raise ValueError(f"{where}: the tag is not writable = true in its source")
-        assert tag.min is not None and tag.max is not None  # writable tags have bounds
+        assert tag.min is not None  # writable tags have both bounds
+        assert tag.max is not None
         if entry.min < tag.min or entry.max > tag.max:
             raise ValueError(
                 f"{where}: bounds [{entry.min}, {entry.max}] exceed the tag's own bounds "

@@ -67,6 +67,11 @@ class AuditLog:
         self.path = path
         self._lock = threading.Lock()
         self._publisher: Publisher | None = None
+        self._listeners: list[Callable[[AuditRecord], None]] = []
+
+    def add_listener(self, listener: Callable[[AuditRecord], None]) -> None:
+        """Called with each record once it is on disk (counters for the health board)."""
+        self._listeners.append(listener)
 
     def set_publisher(self, publisher: Publisher | None) -> None:
         """The command service hands over its MQTT connection while it is connected."""
@@ -89,6 +94,8 @@ class AuditLog:
         )
         line = rec.to_json()
         await asyncio.to_thread(self._append, line)
+        for listener in self._listeners:
+            listener(rec)
         publisher = self._publisher
         if publisher is not None:
             try:
@@ -99,7 +106,7 @@ class AuditLog:
     def _append(self, line: str) -> None:
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
             try:
                 prefix = b"\n" if _torn_tail(fd) else b""
                 os.write(fd, prefix + line.encode() + b"\n")

@@ -22,8 +22,8 @@ from typing import Any
 
 import aiomqtt
 import structlog
-from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge_agent.config import ControlSection, MqttSection
@@ -177,7 +177,9 @@ class CommandHandler:
         self, tag: str, value: object, ts_ns: int | None, request_id: str | None
     ) -> Outcome:
         """Entry point for the Sparkplug edge node: a DCMD metric write, judged like any command."""
-        return await self._executor.submit(WriteRequest(Origin.SCADA, tag, value, request_id, ts_ns))
+        return await self._executor.submit(
+            WriteRequest(Origin.SCADA, tag, value, request_id, ts_ns)
+        )
 
 
 class CommandService:
@@ -209,7 +211,7 @@ class CommandService:
         password = self._password
         if password is None and self._mqtt.password is not None:
             password = self._mqtt.password.resolve()
-        connect_props = Properties(PacketTypes.CONNECT)
+        connect_props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         connect_props.SessionExpiryInterval = 0
         client = aiomqtt.Client(
             self._mqtt.host,

@@ -168,7 +168,14 @@ class Guard:
             return refuse(
                 Refusal.WRONG_TYPE, f"value {value!r} ({type(value).__name__}) is not a number"
             )
-        requested = float(value)
+        try:
+            requested = float(value)
+        except OverflowError:  # an int beyond any float: finite, and out of every bound
+            return refuse(
+                Refusal.OUT_OF_BOUNDS,
+                f"value of {len(str(value))} digits for {req.tag}"
+                f" is outside [{entry.min:g}, {entry.max:g}]",
+            )
         if not math.isfinite(requested):
             return refuse(Refusal.NON_FINITE, f"value {value!r} is not finite")
         if not entry.min <= requested <= entry.max:
