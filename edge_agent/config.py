@@ -517,7 +517,7 @@ class AgentConfig(Section):
             ])
             for i, src in enumerate(self.source)
         ]  # fmt: skip
-        violations = _check_rules(sources, self.kpi.sections())
+        violations = _check_rules(sources, self.kpi.sections(), self.control)
         if violations:
             raise RuleViolations(violations)
         return self
@@ -590,7 +590,10 @@ def raw_rule_violations(data: Any) -> list[RuleViolation]:
             section = TypeAdapter(field.annotation).validate_python(raw)
             if isinstance(section, KpiSectionBase):
                 kpi_sections[name] = section
-    return _check_rules(sources, kpi_sections)
+    control: ControlSection | None = None
+    with contextlib.suppress(ValidationError):
+        control = ControlSection.model_validate(data.get("control", {}))
+    return _check_rules(sources, kpi_sections, control)
 
 
 def _valid_or_none(model: type[TagBase], raw: dict[str, Any]) -> TagBase | None:
@@ -601,7 +604,9 @@ def _valid_or_none(model: type[TagBase], raw: dict[str, Any]) -> TagBase | None:
 
 
 def _check_rules(
-    sources: list[_SourceView], kpi_sections: dict[str, KpiSectionBase]
+    sources: list[_SourceView],
+    kpi_sections: dict[str, KpiSectionBase],
+    control: ControlSection | None = None,
 ) -> list[RuleViolation]:
     known = {view.id for src in sources for view in src.tags}
     found = _duplicates(sources)
@@ -615,6 +620,9 @@ def _check_rules(
             if tag_id not in known:
                 loc = ("kpi", section_name, *path.split("."))
                 found.append(RuleViolation(loc, "unknown tag", tag_id))
+    if control is not None:
+        tags = {v.id: v.tag for src in sources for v in src.tags if v.tag is not None}
+        found.extend(_control_rules(control, tags))
     return found
 
 
@@ -673,43 +681,39 @@ def _overlapping_registers(src: _SourceView) -> list[RuleViolation]:
             )
     return found
 
-    @model_validator(mode="after")
-    def _control_references(self) -> AgentConfig:
-        _check_control(self)
-        return self
 
-
-def _check_control(cfg: AgentConfig) -> None:
+def _control_rules(control: ControlSection, tags: dict[Any, TagBase]) -> list[RuleViolation]:
     """Every allowlisted tag is a configured, writable tag, and its allowlist bounds lie within the
     tag's own bounds: the allowlist can only narrow what the tag definition permits."""
-    control = cfg.control
-    tags = cfg.tags()
+    found: list[RuleViolation] = []
     for i, entry in enumerate(control.allow):
-        where = f"control.allow[{i}] (tag {entry.tag!r})"
+        loc: Loc = ("control", "allow", i)
         tag = tags.get(entry.tag)
         if tag is None:
-            raise ValueError(f"{where}: no source defines this tag")
-        if not tag.writable:
-            raise ValueError(f"{where}: the tag is not writable = true in its source")
-        assert tag.min is not None  # writable tags have both bounds
-        assert tag.max is not None
-        if entry.min < tag.min or entry.max > tag.max:
-            raise ValueError(
-                f"{where}: bounds [{entry.min}, {entry.max}] exceed the tag's own bounds "
-                f"[{tag.min}, {tag.max}]"
-            )
-    if control.mode == "closed_loop" or control.allow:
-        tag = tags.get(control.permissive_tag)
-        if tag is None:
-            raise ValueError(f"control.permissive_tag: unknown tag {control.permissive_tag!r}")
+            found.append(RuleViolation((*loc, "tag"), "no source defines this tag", entry.tag))
+            continue
+        if not tag.writable or tag.min is None or tag.max is None:
+            message = "the tag is not writable = true (with min and max) in its source"
+            found.append(RuleViolation((*loc, "tag"), message, entry.tag))
+            continue
+        for bound, value in (("min", entry.min), ("max", entry.max)):
+            if value < tag.min or value > tag.max:
+                message = f"lies outside the tag's own bounds [{tag.min:g}, {tag.max:g}]"
+                found.append(RuleViolation((*loc, bound), message, value))
+    needs_permissive = control.mode == "closed_loop" or bool(control.allow)
+    if needs_permissive and control.permissive_tag not in tags:
+        loc = ("control", "permissive_tag")
+        found.append(RuleViolation(loc, "unknown tag", control.permissive_tag))
     if control.heartbeat_on:
+        loc = ("control", "heartbeat", "tag")
         hb = tags.get(control.heartbeat.tag)
         if hb is None:
-            raise ValueError(f"control.heartbeat.tag: unknown tag {control.heartbeat.tag!r}")
-        if not hb.writable:
-            raise ValueError(f"control.heartbeat.tag: tag {hb.id!r} is not writable = true")
-        if any(entry.tag == hb.id for entry in control.allow):
-            raise ValueError(f"control.heartbeat.tag: {hb.id!r} must not also be allowlisted")
+            found.append(RuleViolation(loc, "unknown tag", control.heartbeat.tag))
+        elif not hb.writable:
+            found.append(RuleViolation(loc, "the tag is not writable = true", hb.id))
+        elif any(entry.tag == hb.id for entry in control.allow):
+            found.append(RuleViolation(loc, "must not also be allowlisted", hb.id))
+    return found
 
 
 def _shared_bit_register(a: ModbusTag, b: ModbusTag) -> bool:

@@ -49,9 +49,9 @@ def _allow(**changes: Any) -> Any:
 @pytest.mark.parametrize(
     ("mutate", "words"),
     [
-        (_allow(tag="fsf.nope"), "control.allow[0] (tag 'fsf.nope'): no source defines this tag"),
+        (_allow(tag="fsf.nope"), "control.allow.0.tag: no source defines this tag"),
         (_allow(tag="fsf.matte_temp"), "not writable"),
-        (_allow(max=1600.0), "bounds [0.0, 1600.0] exceed the tag's own bounds [0.0, 1500.0]"),
+        (_allow(max=1600.0), "control.allow.0.max: lies outside the tag's own bounds [0, 1500]"),
         (_allow(min=900.0, max=800.0), "min 900.0 is above max 800.0"),
         (_allow(origins=[]), "origins"),
         (_allow(origins=["operator"]), "origins"),
