@@ -240,11 +240,29 @@ class OpcUaSource(SourceBase):
     security: SecurityConfig = SecurityConfig()
     username: str | None = None
     password: SecretRef | None = None
+    # X.509 user authentication (instead of username/password); distinct from the
+    # application instance certificate of `security`.
+    user_certificate: Path | None = None
+    user_private_key: Path | None = None
     timestamps: Literal["source", "server"] = "source"
     max_nodes_per_read: int = Field(0, ge=0, description="0: use the server's limit")
     sessions: int = Field(1, ge=1, le=16)
     groups: list[SubscriptionGroup] = []
     tag: list[OpcUaTag] = []
+
+    @model_validator(mode="after")
+    def _auth(self) -> OpcUaSource:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+        if (self.user_certificate is None) != (self.user_private_key is None):
+            raise ValueError("user_certificate and user_private_key go together")
+        if self.username is not None and self.user_certificate is not None:
+            raise ValueError("choose username/password or user_certificate, not both")
+        groups = {g.name for g in self.groups} | {"default"}
+        for tag in self.tag:
+            if tag.group not in groups:
+                raise ValueError(f"tag {tag.id}: group {tag.group!r} is not among source.groups")
+        return self
 
 
 class ModbusSource(SourceBase):
