@@ -283,7 +283,7 @@ def _format(problem: _Problem, data: dict[str, Any], origin: str, overridden: se
     return f"{text} (got: {_show(problem.value)})"
 
 
-_SECRET_KEY = re.compile(r"pass|token|secret|credential|private_key|api_key", re.IGNORECASE)
+_SECRET_KEY = re.compile(r"pass|pasw|pwd|token|secret|credential|private_key|api_key", re.IGNORECASE)
 
 
 def _secret_fields() -> set[str]:
