@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from edge_agent import __version__, runtime
+from edge_agent import __version__, probe, runtime
 from edge_agent.config_loader import ConfigError, add_set_argument, load_config, summary
 from edge_agent.logs import configure_logging
 
@@ -47,6 +47,7 @@ def _check_config(args: argparse.Namespace) -> int:
 SUBCOMMANDS: list[Callable[[Subparsers], None]] = [
     _add_check_config,
     runtime.add_parser,
+    probe.add_parser,
 ]
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
+from edge_agent import acquisition
 from edge_agent.config import AgentConfig
 from edge_agent.config_loader import add_set_argument, load_config
 from edge_agent.logs import configure_logging
@@ -45,7 +46,7 @@ def build_services(agent: Agent) -> list[Service]:
     """Each component contributes its services here, one line each (stop order is theirs)."""
     services: list[Service] = []
     # -- hooks: one line per component, in data-flow order --------------------------------------
-    # acquisition (issue 4): services += acquisition.build_services(agent.cfg, agent.bus)
+    services += acquisition.build_services(agent.cfg, agent.bus)
     # kpi (issue 5):         services += kpi.build_services(agent.cfg, agent.store, agent.bus)
     # sinks (issues 6, 7):   services += sinks.build_services(agent.cfg, outbox)
     # control (issue 8):     services += control.build_services(agent.cfg, agent.store)
