@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from edge_agent import acquisition, sinks
+from edge_agent import acquisition, control, sinks
 from edge_agent.config import AgentConfig
 from edge_agent.config_loader import add_set_argument, load_config
 from edge_agent.logs import configure_logging
@@ -42,17 +42,20 @@ class Agent:
         self.store = TagStore()
         self.bus = SampleBus(self.store, writer)
         self.outbox = writer if isinstance(writer, Outbox) else None
+        self.control: control.ControlPath | None = None
 
 
 def build_services(agent: Agent) -> list[Service]:
     """Each component contributes its services here, one line each (stop order is theirs)."""
     services: list[Service] = []
     # -- hooks: one line per component, in data-flow order --------------------------------------
-    services += acquisition.build_services(agent.cfg, agent.bus)
+    acq = acquisition.Acquisition(agent.cfg, agent.bus)  # control writes through its connections
+    services += acq.services()
     # kpi (issue 5):         services += kpi.build_services(agent.cfg, agent.store, agent.bus)
     if agent.outbox is not None:
         services += sinks.build_services(agent.cfg, agent.outbox)
-    # control (issue 8):     services += control.build_services(agent.cfg, agent.store)
+    agent.control = control.ControlPath(agent.cfg, agent.store, acq)  # Sparkplug DCMD uses it
+    services += agent.control.services()
     # health (issue 9):      services += health.build_services(agent.cfg, supervisor)
     return services
 
