@@ -44,7 +44,7 @@ class ControlPath:
         section = cfg.control
         self.cfg = cfg
         tags = cfg.tags()
-        acquisition = acquisition_health(cfg, store)
+        self.acquisition_health = acquisition = acquisition_health(cfg, store)
         self.audit = AuditLog(cfg.agent.state_dir / AUDIT_FILE)
         self.guard = Guard(section, store, acquisition, {t.id: t.max_age_s for t in tags.values()})
         self.executor = Executor(
