@@ -74,6 +74,9 @@ class PlantTap:
         self._original: Callable[[str, Value], None] = self.sim.plant.write
         self.sim.plant.write = self._record  # type: ignore[method-assign]
 
+    def remove(self) -> None:
+        self.sim.plant.write = self._original  # type: ignore[method-assign]
+
     def _record(self, tag: str, value: Value) -> None:
         self.writes.append((tag, value))
         self._original(tag, value)
@@ -84,6 +87,15 @@ class PlantTap:
 
     def setpoint_writes(self) -> list[tuple[str, Value]]:
         return [(t, v) for t, v in self.writes if t != "fsf.agent_heartbeat"]
+
+
+@pytest.fixture
+async def tap(shared_plant_sim: PlantSim) -> AsyncIterator[PlantTap]:
+    """The module's plant, reset to its defaults, with its writes recorded."""
+    await shared_plant_sim.reset()
+    recorder = PlantTap(shared_plant_sim)
+    yield recorder
+    recorder.remove()
 
 
 def agent_config(sim: PlantSim, tmp_path: Path, **control: Any) -> AgentConfig:
@@ -102,12 +114,14 @@ class Agent:
     store: TagStore
     acquisition: Acquisition
     control: ControlPath
-    tasks: list[asyncio.Task[None]]
+    sources: dict[str, asyncio.Task[None]]
 
-    async def stop_acquisition(self) -> None:
-        for task in self.tasks:
+    async def stop_sources(self, *names: str) -> None:
+        """Acquisition of these sources dies (the tasks end; their tags go stale)."""
+        tasks = [self.sources[name] for name in names]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @asynccontextmanager
@@ -115,18 +129,18 @@ async def running_agent(cfg: AgentConfig, *, with_control: bool = True) -> Async
     store = TagStore()
     acquisition = Acquisition(cfg, SampleBus(store))
     control = ControlPath(cfg, store, acquisition)
-    tasks = [asyncio.create_task(s.run()) for s in acquisition.services()]
-    control_tasks = (
-        [asyncio.create_task(s.run()) for s in control.services()] if with_control else []
-    )
-    agent = Agent(store, acquisition, control, tasks)
+    sources = {
+        s.name.removeprefix("source."): asyncio.create_task(s.run()) for s in acquisition.services()
+    }
+    services = control.services() if with_control else []
+    tasks = [*sources.values(), *(asyncio.create_task(s.run()) for s in services)]
     try:
         await until(lambda: control.acquisition_health() is None, "every source read Good")
-        yield agent
+        yield Agent(store, acquisition, control, sources)
     finally:
-        for task in tasks + control_tasks:
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, *control_tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def until(condition: Callable[[], object], what: str, timeout_s: float = 15.0) -> None:
@@ -159,9 +173,9 @@ def assert_within_ramp(writes: list[tuple[str, Value]], start: float, rate_per_m
 
 
 async def test_advisor_writes_move_the_plant_within_bounds_and_ramp(
-    plant_sim: PlantSim, tmp_path: Path
+    tap: PlantTap, tmp_path: Path
 ) -> None:
-    tap = PlantTap(plant_sim)
+    plant_sim = tap.sim
     await tap.operator("fsf.advisor_permissive", True)
     cfg = agent_config(plant_sim, tmp_path)
     start = plant_sim.plant.setpoints[FUEL]
@@ -191,10 +205,8 @@ async def test_advisor_writes_move_the_plant_within_bounds_and_ramp(
     assert {"out_of_bounds", "recommendation_not_valid"} <= set(reasons)
 
 
-async def test_dropping_the_permissive_stops_writes_at_once(
-    plant_sim: PlantSim, tmp_path: Path
-) -> None:
-    tap = PlantTap(plant_sim)
+async def test_dropping_the_permissive_stops_writes_at_once(tap: PlantTap, tmp_path: Path) -> None:
+    plant_sim = tap.sim
     await tap.operator("fsf.advisor_permissive", True)
     cfg = agent_config(plant_sim, tmp_path)
     async with running_agent(cfg, with_control=False) as agent:
@@ -215,9 +227,9 @@ async def test_dropping_the_permissive_stops_writes_at_once(
 
 
 async def test_heartbeat_beats_and_stops_when_acquisition_is_dead(
-    plant_sim: PlantSim, tmp_path: Path
+    tap: PlantTap, tmp_path: Path
 ) -> None:
-    tap = PlantTap(plant_sim)
+    plant_sim = tap.sim
     cfg = agent_config(
         plant_sim, tmp_path, heartbeat={"enabled": True, "interval_s": 0.1}, allow=[]
     )
@@ -226,10 +238,14 @@ async def test_heartbeat_beats_and_stops_when_acquisition_is_dead(
         assert heartbeat is not None
         await until(lambda: plant_sim.plant.agent_heartbeat >= 3, "three beats at the DCS")
 
-        await agent.stop_acquisition()  # the agent can no longer see the plant
+        # Modbus acquisition dies; the OPC UA connection that carries the heartbeat is still
+        # there, so only the health check can stop it.
+        await agent.stop_sources("offgas", "kiln")
         await until(lambda: not heartbeat.beating, "the heartbeat to stop")
-        beats = len(tap.writes)
-        value = plant_sim.plant.agent_heartbeat
+        problem = agent.control.acquisition_health()
+        assert problem is not None
+        assert "offgas" in problem
+        beats, value = len(tap.writes), plant_sim.plant.agent_heartbeat
         for _ in range(3):
             assert not await heartbeat.beat()
         assert len(tap.writes) == beats
@@ -277,10 +293,8 @@ def hostile_messages(topics: CommandTopics) -> list[tuple[str, bytes, bool]]:
     return messages
 
 
-async def test_hostile_commands_never_reach_the_simulator(
-    plant_sim: PlantSim, tmp_path: Path
-) -> None:
-    tap = PlantTap(plant_sim)
+async def test_hostile_commands_never_reach_the_simulator(tap: PlantTap, tmp_path: Path) -> None:
+    plant_sim = tap.sim
     await tap.operator("fsf.advisor_permissive", True)
     cfg = agent_config(plant_sim, tmp_path)
     before = dict(plant_sim.plant.setpoints)
@@ -297,9 +311,9 @@ async def test_hostile_commands_never_reach_the_simulator(
 
 
 async def test_advisory_mode_with_heartbeat_off_writes_nothing(
-    plant_sim: PlantSim, tmp_path: Path
+    tap: PlantTap, tmp_path: Path
 ) -> None:
-    tap = PlantTap(plant_sim)
+    plant_sim = tap.sim
     await tap.operator("fsf.advisor_permissive", True)
     cfg = agent_config(plant_sim, tmp_path, mode="advisory")
     heartbeat = plant_sim.plant.agent_heartbeat
@@ -318,4 +332,5 @@ async def test_advisory_mode_with_heartbeat_off_writes_nothing(
     assert plant_sim.plant.agent_heartbeat == heartbeat
 
 
-pytestmark = pytest.mark.slow
+# One plant for the module (an OPC UA server takes seconds to start); each test resets it.
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
