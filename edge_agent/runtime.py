@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from edge_agent import acquisition
+from edge_agent import acquisition, kpi
 from edge_agent.config import AgentConfig
 from edge_agent.config_loader import add_set_argument, load_config
 from edge_agent.logs import configure_logging
@@ -47,7 +47,7 @@ def build_services(agent: Agent) -> list[Service]:
     services: list[Service] = []
     # -- hooks: one line per component, in data-flow order --------------------------------------
     services += acquisition.build_services(agent.cfg, agent.bus)
-    # kpi (issue 5):         services += kpi.build_services(agent.cfg, agent.store, agent.bus)
+    services += kpi.build_services(agent.cfg, agent.store, agent.bus)
     # sinks (issues 6, 7):   services += sinks.build_services(agent.cfg, outbox)
     # control (issue 8):     services += control.build_services(agent.cfg, agent.store)
     # health (issue 9):      services += health.build_services(agent.cfg, supervisor)

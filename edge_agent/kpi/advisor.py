@@ -226,9 +226,10 @@ def advise(
         ),
         **{n: (lim, "t/h") for n, lim in settings.feed_limits.items()},
     }
-    for name, (limits, unit) in limits_by_name.items():
-        if limits is None:
+    for name, (maybe_limits, unit) in limits_by_name.items():
+        if maybe_limits is None:
             continue
+        limits = maybe_limits
         cur = current[name]
         if validity == "hold":
             recs.append(Recommendation(name, cur, cur, cur, unit, reason))

@@ -309,7 +309,8 @@ class KpiEngine:
 
     def _ratio(self, snap: dict[str, Sample], now: int, out: list[Sample]) -> float | None:
         rr = self.cfg.kpi.recycled_ratio
-        assert rr is not None and self.ratio is not None
+        assert rr is not None
+        assert self.ratio is not None
         judged = _Judged()
         rates: dict[str, float] = {}
         for s in rr.stream:
@@ -392,7 +393,8 @@ class KpiEngine:
 
     def _heat(self, snap: dict[str, Sample], now: int, out: list[Sample]) -> Balance | None:
         hb = self.cfg.kpi.heat_balance
-        assert hb is not None and self.model is not None
+        assert hb is not None
+        assert self.model is not None
         judged = _Judged()
         values: dict[str, float] = {}
         for tag in heat_balance_tags(hb):
@@ -430,7 +432,9 @@ class KpiEngine:
     ) -> None:
         adv = self.cfg.kpi.advisor
         hb = self.cfg.kpi.heat_balance
-        assert adv is not None and hb is not None and self.model is not None
+        assert adv is not None
+        assert hb is not None
+        assert self.model is not None
         conc = snap.get(hb.conc_feed_tag)
         if conc is not None and conc.good and conc.value is not None:
             self._feed_history.append((conc.ts_ns, float(conc.value)))
@@ -468,7 +472,8 @@ class KpiEngine:
         balance: Balance | None,
     ) -> None:
         co2 = self.cfg.kpi.co2
-        assert co2 is not None and self.co2_windows is not None
+        assert co2 is not None
+        assert self.co2_windows is not None
         judged = _Judged()
         flows: dict[str, float] = {}
         for f in co2.fuel:
@@ -584,7 +589,8 @@ def current_setpoints(
     """Present setpoints: the setpoint tag where it reads Good, else the measured value."""
     adv = cfg.kpi.advisor
     hb = cfg.kpi.heat_balance
-    assert adv is not None and hb is not None
+    assert adv is not None
+    assert hb is not None
     measured = {"fuel": op.fuel_kgph, "oxygen": op.o2_nm3h, **op.recycled_tph}
     out: dict[str, float] = {}
     for name, tag in setpoint_tags(cfg).items():

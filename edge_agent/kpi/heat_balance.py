@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 # ----------------------------------------------------------------------------- physical data
 
 # Atomic masses, g/mol (IUPAC).
-CU, FE, S, O, SI, AL, C, H, N = (
+A_CU, A_FE, A_S, A_O, A_SI, A_AL, A_C, A_H, A_N = (
     63.546,
     55.845,
     32.06,
@@ -31,15 +31,15 @@ CU, FE, S, O, SI, AL, C, H, N = (
     1.008,
     14.007,
 )
-MW_CUFES2 = CU + FE + 2 * S
-MW_CU2S = 2 * CU + S
-MW_FES2 = FE + 2 * S
-MW_FES = FE + S
-MW_FEO = FE + O
-MW_FE3O4 = 3 * FE + 4 * O
-MW_SIO2 = SI + 2 * O
-MW_AL2O3 = 2 * AL + 3 * O
-MW_H2O = 2 * H + O
+MW_CUFES2 = A_CU + A_FE + 2 * A_S
+MW_CU2S = 2 * A_CU + A_S
+MW_FES2 = A_FE + 2 * A_S
+MW_FES = A_FE + A_S
+MW_FEO = A_FE + A_O
+MW_FE3O4 = 3 * A_FE + 4 * A_O
+MW_SIO2 = A_SI + 2 * A_O
+MW_AL2O3 = 2 * A_AL + 3 * A_O
+MW_H2O = 2 * A_H + A_O
 
 # Standard enthalpies of formation at 298.15 K, kJ/mol [T] (process-model §4).
 HF_CUFES2 = -194.93
@@ -95,11 +95,11 @@ class Organics:
     lhv_mj_per_kg: float = 30.0
 
     def hf_mj_per_kg(self) -> float:
-        return self.c / C * HF_CO2 + self.h / (2 * H) * HF_H2O_G + self.lhv_mj_per_kg
+        return self.c / A_C * HF_CO2 + self.h / (2 * A_H) * HF_H2O_G + self.lhv_mj_per_kg
 
     def o2_kmol_per_t(self) -> float:
         """Oxygen to burn one tonne completely, kmol."""
-        return 1000 * (self.c / C + self.h / (4 * H) - self.o / (2 * O))
+        return 1000 * (self.c / A_C + self.h / (4 * A_H) - self.o / (2 * A_O))
 
 
 @dataclass(frozen=True)
@@ -234,7 +234,7 @@ def mineralogy(conc: Concentrate) -> dict[str, float]:
     Chalcopyrite takes the copper first; sulfur beyond CuFeS2 goes to Cu2S and pyrite, a sulfur
     deficit shows up as pyrrhotite (FeS). Assays no sulfide mix can explain are rejected.
     """
-    n_cu, n_fe, n_s = 1000 * conc.cu / CU, 1000 * conc.fe / FE, 1000 * conc.s / S
+    n_cu, n_fe, n_s = 1000 * conc.cu / A_CU, 1000 * conc.fe / A_FE, 1000 * conc.s / A_S
     cu2s = n_s - 2 * n_fe  # S beyond two per Fe must be Cu2S
     if cu2s >= 0:
         cufes2 = n_cu - 2 * cu2s
@@ -246,7 +246,7 @@ def mineralogy(conc: Concentrate) -> dict[str, float]:
         result = {"CuFeS2": cufes2, "Cu2S": 0.0, "FeS2": fes2, "FeS": n_fe - cufes2 - fes2}
     if min(result.values()) < -1e-9:
         raise BalanceError(
-            f"assay Cu {conc.cu:.3f} / Fe {conc.fe:.3f} / S {conc.s:.3f} fits no mix of "
+            f"assay Cu {conc.cu:.3f} / Fe {conc.fe:.3f} / A_S {conc.s:.3f} fits no mix of "
             "CuFeS2, Cu2S, FeS2 and FeS"
         )
     return {k: max(v, 0.0) for k, v in result.items()}
@@ -278,9 +278,9 @@ def _feed(model: FurnaceModel, op: OperatingPoint) -> _Feed:
     conc = model.concentrate
     minerals = mineralogy(conc)
     t = op.conc_tph
-    f.cu += t * 1000 * conc.cu / CU
-    f.fe += t * 1000 * conc.fe / FE
-    f.s += t * 1000 * conc.s / S
+    f.cu += t * 1000 * conc.cu / A_CU
+    f.fe += t * 1000 * conc.fe / A_FE
+    f.s += t * 1000 * conc.s / A_S
     f.sio2 += t * 1000 * conc.sio2 / MW_SIO2
     f.inert_t += t * conc.other
     f.hf_mj_h += t * (
@@ -298,9 +298,9 @@ def _feed(model: FurnaceModel, op: OperatingPoint) -> _Feed:
             raise BalanceError(f"recycled stream {name!r} has no configured composition")
         mat = model.recycled[name]
         kg = tph * 1000
-        f.cu += kg * mat.cu_metal / CU
-        f.fe += kg * mat.fe_metal / FE
-        f.al += kg * mat.al_metal / AL
+        f.cu += kg * mat.cu_metal / A_CU
+        f.fe += kg * mat.fe_metal / A_FE
+        f.al += kg * mat.al_metal / A_AL
         f.sio2 += kg * mat.sio2 / MW_SIO2
         f.hf_mj_h += kg * mat.sio2 / MW_SIO2 * HF_SIO2
         f.inert_t += tph * mat.inert
@@ -327,13 +327,13 @@ def _burn(f: _Feed, el: dict[str, float], org: Organics, tph: float) -> None:
     if tph == 0:
         return
     kg = tph * 1000
-    f.co2 += kg * org.c / C
-    f.h2o += kg * org.h / (2 * H)
+    f.co2 += kg * org.c / A_C
+    f.h2o += kg * org.h / (2 * A_H)
     f.burn_o2 += tph * org.o2_kmol_per_t()
     f.hf_mj_h += kg * org.hf_mj_per_kg()  # kg * MJ/kg = MJ/h
-    el["C"] += kg * org.c / C
-    el["H"] += kg * org.h / H
-    el["O"] += kg * org.o / O
+    el["C"] += kg * org.c / A_C
+    el["H"] += kg * org.h / A_H
+    el["O"] += kg * org.o / A_O
 
 
 def solve(model: FurnaceModel, op: OperatingPoint, *, n2_kmolh: float | None = None) -> Balance:
@@ -355,7 +355,7 @@ def solve_at_oxygen(
     so bisection over the physically possible grades is robust and fast enough (≈50 solves).
     """
     feed = _feed(model, op)
-    lo, hi = 0.05, 2 * CU / MW_CU2S
+    lo, hi = 0.05, 2 * A_CU / MW_CU2S
     for _ in range(60):
         mid = 0.5 * (lo + hi)
         try:
@@ -374,16 +374,16 @@ def solve_at_oxygen(
 def _close(
     model: FurnaceModel, op: OperatingPoint, feed: _Feed, grade: float, n2_kmolh: float | None
 ) -> Balance:
-    cu2s_grade = 2 * CU / MW_CU2S
+    cu2s_grade = 2 * A_CU / MW_CU2S
     if not 0 < grade <= cu2s_grade:
         raise BalanceError(f"matte grade {grade:.4f} outside (0, {cu2s_grade:.4f}] (Cu2S-FeS)")
 
     # The slag's Cu depends on its mass and the slag's mass on the matte's Fe: fixed point.
     slag_t = 0.5 * op.conc_tph
     for _ in range(50):
-        cu_slag = 1000 * model.slag_cu * slag_t / CU  # kmol/h Cu, as entrained Cu2S
+        cu_slag = 1000 * model.slag_cu * slag_t / A_CU  # kmol/h Cu, as entrained Cu2S
         cu_matte = feed.cu - cu_slag
-        matte_t = cu_matte * CU / 1000 / grade
+        matte_t = cu_matte * A_CU / 1000 / grade
         cu2s_matte = cu_matte / 2
         fes = (matte_t * 1000 - cu2s_matte * MW_CU2S) / MW_FES
         fe_slag = feed.fe - fes
@@ -393,7 +393,7 @@ def _close(
             )
         feo = fe_slag * (1 - model.fe3o4_share)
         fe3o4 = fe_slag * model.fe3o4_share / 3
-        sio2_need = fe_slag * FE / 1000 / model.slag_fe_sio2  # t/h
+        sio2_need = fe_slag * A_FE / 1000 / model.slag_fe_sio2  # t/h
         sio2_feed = feed.sio2 * MW_SIO2 / 1000
         flux_t = max(0.0, (sio2_need - sio2_feed) / model.flux_sio2)
         sio2_t = sio2_feed + flux_t * model.flux_sio2
@@ -483,7 +483,7 @@ def _close(
     return Balance(
         matte_grade=grade,
         matte_tph=matte_t,
-        cu_to_matte_tph=cu_matte * CU / 1000,
+        cu_to_matte_tph=cu_matte * A_CU / 1000,
         slag_tph=slag_t,
         flux_tph=flux_t,
         offgas_nm3h=(so2 + n2_kmolh + o2_excess + feed.co2 + feed.h2o) * NM3_PER_KMOL,

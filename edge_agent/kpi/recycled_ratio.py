@@ -11,6 +11,7 @@ across it cannot be placed in time, so it is dropped too and reported.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -54,7 +55,7 @@ def target_pct(milestones: dict[int, float], when: datetime) -> float:
     t = when.year + (when - start) / (end - start)
     if t <= years[0]:
         return milestones[years[0]]
-    for a, b in zip(years, years[1:], strict=False):
+    for a, b in itertools.pairwise(years):
         if t <= b:
             return milestones[a] + (milestones[b] - milestones[a]) * (t - a) / (b - a)
     return milestones[years[-1]]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 from typing import TYPE_CHECKING, Any
 
 from edge_agent.config import AgentConfig
@@ -80,7 +81,10 @@ def _live_snapshot(cfg: AgentConfig) -> dict[str, Sample]:
         from edge_agent import probe
     except ImportError as exc:  # the acquisition layer is a separate component
         raise ConfigError([f"--live needs the acquisition layer's probe ({exc})"]) from None
-    rows = asyncio.run(probe.probe(cfg))
+    errors: list[str] = []
+    rows = asyncio.run(probe.probe(cfg, errors))
+    for error in errors:
+        print(f"warning: {error}", file=sys.stderr)
     return {row.sample.tag: row.sample for row in rows}
 
 
@@ -230,7 +234,7 @@ def render(result: dict[str, Any]) -> str:
             )
         for r in adv["recommendations"]:
             lines.append(
-                f"  {r['tag'] or r['setpoint']:<20} {r['current']:>10,.1f} -> {r['recommended']:>10,.1f}"
-                f"  {r['unit']}  (target {r['target']:,.1f})"
+                f"  {r['tag'] or r['setpoint']:<20} {r['current']:>10,.1f} -> "
+                f"{r['recommended']:>10,.1f}  {r['unit']}  (target {r['target']:,.1f})"
             )
     return "\n".join(lines)
