@@ -235,18 +235,25 @@ def mineralogy(conc: Concentrate) -> dict[str, float]:
     deficit shows up as pyrrhotite (FeS). Assays no sulfide mix can explain are rejected.
     """
     n_cu, n_fe, n_s = 1000 * conc.cu / A_CU, 1000 * conc.fe / A_FE, 1000 * conc.s / A_S
-    cu2s = n_s - 2 * n_fe  # S beyond two per Fe must be Cu2S
-    if cu2s >= 0:
-        cufes2 = n_cu - 2 * cu2s
-        fes2 = n_fe - cufes2
-        result = {"CuFeS2": cufes2, "Cu2S": cu2s, "FeS2": fes2, "FeS": 0.0}
-    else:  # all Cu in chalcopyrite, the rest of Fe as FeS2 + FeS
-        cufes2 = n_cu
-        fes2 = n_s - n_fe - cufes2
-        result = {"CuFeS2": cufes2, "Cu2S": 0.0, "FeS2": fes2, "FeS": n_fe - cufes2 - fes2}
-    if min(result.values()) < -1e-9:
+    # Three minerals carry three elements exactly; take the first set that needs no negative
+    # amount: sulfur-rich (pyrite present), then sulfur-poor (pyrrhotite), then copper-rich.
+    cu2s = n_s - 2 * n_fe
+    candidates = [
+        {"CuFeS2": n_cu - 2 * cu2s, "Cu2S": cu2s, "FeS2": n_fe - n_cu + 2 * cu2s, "FeS": 0.0},
+        {"CuFeS2": n_cu, "Cu2S": 0.0, "FeS2": n_s - n_fe - n_cu, "FeS": 2 * n_fe - n_s},
+        {
+            "CuFeS2": 2 * (n_s - n_fe) - n_cu,
+            "Cu2S": n_cu - (n_s - n_fe),
+            "FeS2": 0.0,
+            "FeS": n_fe - 2 * (n_s - n_fe) + n_cu,
+        },
+    ]
+    for result in candidates:
+        if min(result.values()) >= -1e-9:
+            break
+    else:
         raise BalanceError(
-            f"assay Cu {conc.cu:.3f} / Fe {conc.fe:.3f} / A_S {conc.s:.3f} fits no mix of "
+            f"assay Cu {conc.cu:.3f} / Fe {conc.fe:.3f} / S {conc.s:.3f} fits no mix of "
             "CuFeS2, Cu2S, FeS2 and FeS"
         )
     return {k: max(v, 0.0) for k, v in result.items()}

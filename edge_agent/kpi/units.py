@@ -26,6 +26,8 @@ def tph_factor(unit: str) -> float:
     mass, _, per = unit.strip().partition("/")
     if not per or per not in _TIME_H:
         raise UnitError(f"unit {unit!r} is not a mass flow (t/h, kg/h, kg/s, ...)")
+    if mass.strip() not in _MASS_T:
+        raise UnitError(f"unit {unit!r} is not a mass flow (t/h, kg/h, kg/s, ...)")
     return tonnes_factor(mass) / _TIME_H[per]
 
 
