@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -706,8 +707,73 @@ class InfluxSection(Section):
 # --------------------------------------------------------------------------------------- control
 
 
+# Owned by the control path (edge_agent/control, docs/control.md). Safe by default: advisory mode
+# writes nothing, and even in closed loop only allowlisted tags are written, inside their bounds.
+
+ControlOrigin = Literal["advisor", "scada"]
+
+
+class ControlAllow(Section):
+    """One `[[control.allow]]` entry: a setpoint the agent may write, and on whose behalf."""
+
+    tag: str
+    min: float
+    max: float
+    max_rate_per_min: float = Field(gt=0, description="largest total change in any 60 s window")
+    origins: list[ControlOrigin] = Field(min_length=1)
+    min_interval_s: float = Field(10.0, ge=0, description="per-tag rate limit between writes")
+    recommendation: str | None = Field(
+        None, description="tag holding the advisor's recommended value for this setpoint"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ControlAllow:
+        if not (math.isfinite(self.min) and math.isfinite(self.max)):
+            raise ValueError(f"tag {self.tag}: min and max must be finite numbers")
+        if self.min > self.max:
+            raise ValueError(f"tag {self.tag}: min {self.min} is above max {self.max}")
+        if len(set(self.origins)) != len(self.origins):
+            raise ValueError(f"tag {self.tag}: origins {self.origins} repeat an origin")
+        return self
+
+
+class HeartbeatConfig(Section):
+    # None: on in closed_loop mode, off in advisory mode.
+    enabled: bool | None = None
+    tag: str = "fsf.agent_heartbeat"
+    interval_s: float = Field(1.0, gt=0, le=3600)
+
+
 class ControlSection(Section):
     mode: Literal["advisory", "closed_loop"] = "advisory"
+    permissive_tag: str = "fsf.advisor_permissive"
+    permissive_max_age_s: float = Field(5.0, gt=0)
+    heartbeat: HeartbeatConfig = HeartbeatConfig()
+    # SCADA commands over MQTT ({root}/{site}/{unit}/{name}/set); need [mqtt].
+    commands: bool = True
+    command_max_age_s: float = Field(10.0, gt=0)
+    max_clock_skew_s: float = Field(2.0, ge=0)
+    max_payload_bytes: int = Field(1024, ge=64, le=65536)
+    # How often the advisor's recommendations are considered for writing (closed_loop only).
+    advisor_interval_s: float = Field(5.0, gt=0)
+    write_timeout_s: float = Field(3.0, gt=0)
+    readback_timeout_s: float = Field(5.0, gt=0)
+    allow: list[ControlAllow] = []
+
+    @property
+    def heartbeat_on(self) -> bool:
+        if self.heartbeat.enabled is not None:
+            return self.heartbeat.enabled
+        return self.mode == "closed_loop"
+
+    @model_validator(mode="after")
+    def _unique_allow(self) -> ControlSection:
+        seen: set[str] = set()
+        for i, entry in enumerate(self.allow):
+            if entry.tag in seen:
+                raise ValueError(f"allow[{i}]: tag {entry.tag!r} is allowlisted twice")
+            seen.add(entry.tag)
+        return self
 
 
 # ---------------------------------------------------------------------------------------- health
@@ -750,7 +816,7 @@ class AgentConfig(Section):
             ])
             for i, src in enumerate(self.source)
         ]  # fmt: skip
-        violations = _check_rules(sources, self.kpi.sections())
+        violations = _check_rules(sources, self.kpi.sections(), self.control)
         if violations:
             raise RuleViolations(violations)
         return self
@@ -823,7 +889,10 @@ def raw_rule_violations(data: Any) -> list[RuleViolation]:
             section = TypeAdapter(field.annotation).validate_python(raw)
             if isinstance(section, KpiSectionBase):
                 kpi_sections[name] = section
-    return _check_rules(sources, kpi_sections)
+    control: ControlSection | None = None
+    with contextlib.suppress(ValidationError):
+        control = ControlSection.model_validate(data.get("control", {}))
+    return _check_rules(sources, kpi_sections, control)
 
 
 def _valid_or_none(model: type[TagBase], raw: dict[str, Any]) -> TagBase | None:
@@ -834,7 +903,9 @@ def _valid_or_none(model: type[TagBase], raw: dict[str, Any]) -> TagBase | None:
 
 
 def _check_rules(
-    sources: list[_SourceView], kpi_sections: dict[str, KpiSectionBase]
+    sources: list[_SourceView],
+    kpi_sections: dict[str, KpiSectionBase],
+    control: ControlSection | None = None,
 ) -> list[RuleViolation]:
     known = {view.id for src in sources for view in src.tags}
     found = _duplicates(sources)
@@ -848,6 +919,9 @@ def _check_rules(
             if tag_id not in known:
                 loc = ("kpi", section_name, *path.split("."))
                 found.append(RuleViolation(loc, "unknown tag", tag_id))
+    if control is not None:
+        tags = {v.id: v.tag for src in sources for v in src.tags if v.tag is not None}
+        found.extend(_control_rules(control, tags))
     return found
 
 
@@ -904,6 +978,40 @@ def _overlapping_registers(src: _SourceView) -> list[RuleViolation]:
                     b[2],
                 )
             )
+    return found
+
+
+def _control_rules(control: ControlSection, tags: dict[Any, TagBase]) -> list[RuleViolation]:
+    """Every allowlisted tag is a configured, writable tag, and its allowlist bounds lie within the
+    tag's own bounds: the allowlist can only narrow what the tag definition permits."""
+    found: list[RuleViolation] = []
+    for i, entry in enumerate(control.allow):
+        loc: Loc = ("control", "allow", i)
+        tag = tags.get(entry.tag)
+        if tag is None:
+            found.append(RuleViolation((*loc, "tag"), "no source defines this tag", entry.tag))
+            continue
+        if not tag.writable or tag.min is None or tag.max is None:
+            message = "the tag is not writable = true (with min and max) in its source"
+            found.append(RuleViolation((*loc, "tag"), message, entry.tag))
+            continue
+        for bound, value in (("min", entry.min), ("max", entry.max)):
+            if value < tag.min or value > tag.max:
+                message = f"lies outside the tag's own bounds [{tag.min:g}, {tag.max:g}]"
+                found.append(RuleViolation((*loc, bound), message, value))
+    needs_permissive = control.mode == "closed_loop" or bool(control.allow)
+    if needs_permissive and control.permissive_tag not in tags:
+        loc = ("control", "permissive_tag")
+        found.append(RuleViolation(loc, "unknown tag", control.permissive_tag))
+    if control.heartbeat_on:
+        loc = ("control", "heartbeat", "tag")
+        hb = tags.get(control.heartbeat.tag)
+        if hb is None:
+            found.append(RuleViolation(loc, "unknown tag", control.heartbeat.tag))
+        elif not hb.writable:
+            found.append(RuleViolation(loc, "the tag is not writable = true", hb.id))
+        elif any(entry.tag == hb.id for entry in control.allow):
+            found.append(RuleViolation(loc, "must not also be allowlisted", hb.id))
     return found
 
 
