@@ -4,13 +4,26 @@ config and lets any input be overridden by tag id."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
-from edge_agent.cli import main
+from edge_agent.cli import build_parser
+from edge_agent.config_loader import ConfigError
 
 DEMO = str(Path(__file__).resolve().parent.parent / "config" / "demo.toml")
+
+
+def main(argv: list[str]) -> int:
+    """The subcommand's handler, as `edge-agent` runs it (without reconfiguring logging)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        for line in exc.lines:
+            print(line, file=sys.stderr)
+        return 2
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict:  # type: ignore[type-arg]

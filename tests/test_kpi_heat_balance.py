@@ -173,7 +173,9 @@ fraction = st.floats(min_value=0.0, max_value=1.0)
 def furnaces(draw: st.DrawFn) -> tuple[FurnaceModel, OperatingPoint]:
     cu = draw(st.floats(0.15, 0.32))
     fe = draw(st.floats(0.18, 0.30))
-    s = draw(st.floats(2 * fe * 32.06 / 55.845 * 0.85, 2 * fe * 32.06 / 55.845 * 1.05))
+    # sulfide concentrates: at least enough S for Cu2S + FeS, at most CuFeS2 + FeS2
+    n_cu, n_fe = cu / 63.546, fe / 55.845
+    s = draw(st.floats(1.02 * (n_cu / 2 + n_fe) * 32.06, 0.98 * (2 * n_fe + n_cu / 2) * 32.06))
     sio2 = draw(st.floats(0.02, 0.10))
     other = max(0.0, 1 - cu - fe - s - sio2)
     conc = Concentrate(cu, fe, s, sio2, other)
@@ -199,7 +201,7 @@ def furnaces(draw: st.DrawFn) -> tuple[FurnaceModel, OperatingPoint]:
     return model, op
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(furnaces())
 def test_every_element_balance_closes(case: tuple[FurnaceModel, OperatingPoint]) -> None:
     model, op = case

@@ -23,6 +23,7 @@ input named in `reason`); an Uncertain or stale one makes them Uncertain.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -257,6 +258,7 @@ class KpiEngine:
         self._feed_history: deque[tuple[int, float]] = deque()
         self._last_save = 0.0
         self._restored = False
+        self._lock = threading.Lock()  # compute and save run in worker threads
 
     # -- state -------------------------------------------------------------------------------
 
@@ -279,6 +281,16 @@ class KpiEngine:
 
     def compute(self, snap: dict[str, Sample], now: int) -> list[Sample]:
         """All KPI samples for this instant. Blocking maths: call from a worker thread."""
+        with self._lock:
+            return self._compute(snap, now)
+
+    def save(self) -> None:
+        """Persist the window state (blocking; waits for a computation in progress)."""
+        with self._lock:
+            data = self.state()
+        save_json(self.state_path, data)
+
+    def _compute(self, snap: dict[str, Sample], now: int) -> list[Sample]:
         out: list[Sample] = []
         input_tph: float | None = None
         if self.ratio is not None:
@@ -550,12 +562,12 @@ class KpiEngine:
                 samples = await asyncio.to_thread(self.compute, snap, now)
                 await self.bus.publish(samples)
                 if started - self._last_save >= 30.0:
-                    await asyncio.to_thread(save_json, self.state_path, self.state())
+                    await asyncio.to_thread(self.save)
                     self._last_save = started
                 elapsed = time.monotonic() - started
                 await asyncio.sleep(max(0.0, self.cfg.kpi.interval_s - elapsed))
         finally:
-            await asyncio.shield(asyncio.to_thread(save_json, self.state_path, self.state()))
+            await asyncio.shield(asyncio.to_thread(self.save))
 
 
 def balance_values(b: Balance | None) -> dict[str, float | None]:
