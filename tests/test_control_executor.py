@@ -24,7 +24,7 @@ from tests.fake_plant import (
 
 
 def build(cfg: AgentConfig, store: TagStore, driver: Driver) -> ControlPath:
-    return ControlPath.build(cfg, store, lambda source: driver if source == "fsf" else None)
+    return ControlPath(cfg, store, driver)
 
 
 def scada(tag: str, value: object, request_id: str = "r1") -> WriteRequest:
