@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from edge_agent import acquisition, control, sinks
+from edge_agent import acquisition, control, kpi, sinks
 from edge_agent.config import AgentConfig
 from edge_agent.config_loader import add_set_argument, load_config
 from edge_agent.logs import configure_logging
@@ -52,7 +52,7 @@ def build_services(agent: Agent) -> list[Service]:
     acq = acquisition.Acquisition(agent.cfg, agent.bus)  # control writes through its connections
     services += acq.services()
     agent.control = control.ControlPath(agent.cfg, agent.store, acq)  # before sinks: DCMD uses it
-    # kpi (issue 5):         services += kpi.build_services(agent.cfg, agent.store, agent.bus)
+    services += kpi.build_services(agent.cfg, agent.store, agent.bus)
     if agent.outbox is not None:
         services += sinks.build_services(agent.cfg, agent.outbox)
     services += agent.control.services()
