@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Protocol
 
 from edge_agent.samples import Sample, Value
@@ -35,5 +34,3 @@ class DriverConnectionError(DriverError):
 
 class WriteRefused(DriverError):
     """The device refused a write (out of range, not writable, exception reply)."""
-
-

@@ -13,6 +13,7 @@ process KPIs; `outbox`, `mqtt`, `influx`: delivery; `control`; `health`).
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -143,7 +144,7 @@ class QualityFrom(Section):
 
 
 class OpcUaTag(TagBase):
-    node: str = Field(min_length=1, description="node id (ns=, nsu=, i=, s=, g=, b=) or browse path")
+    node: str = Field(min_length=1, description="node id (ns=, nsu=, i=, s=, g=, b=) or path")
     group: str = "default"
 
 
@@ -349,7 +350,16 @@ class ControlSection(Section):
 
 
 class HealthSection(Section):
-    listen: str = "127.0.0.1:9108"
+    """The local HTTP endpoint (/healthz, /metrics) and the watchdog's patience."""
+
+    enabled: bool = True
+    listen: str = Field(
+        "127.0.0.1:9108", pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]*):[0-9]{1,5}$"
+    )
+    # A source or sink loop that completes no cycle for this long is hung: the systemd watchdog
+    # heartbeat stops (and systemd restarts the agent WatchdogSec= later). Longer than any
+    # reconnect backoff, so that a device that is merely down never triggers a restart.
+    stall_after_s: float = Field(120.0, gt=0)
 
 
 # ------------------------------------------------------------------------------------ whole file
@@ -399,7 +409,7 @@ class AgentConfig(Section):
                 ((t.unit_id, t.table, t.address, t.address + t.registers - 1, t) for t in src.tag),
                 key=lambda s: (s[0], s[1], s[2]),
             )
-            for a, b in zip(spans, spans[1:], strict=False):
+            for a, b in itertools.pairwise(spans):
                 if a[:2] == b[:2] and b[2] <= a[3] and not _shared_bit_register(a[4], b[4]):
                     raise ValueError(
                         f"source {src.name!r}: tag {b[4].id!r} ({b[1]} {b[2]}) overlaps tag "
@@ -414,9 +424,11 @@ class AgentConfig(Section):
             for path, tag in section.referenced_tags():
                 if tag not in known:
                     raise ValueError(f"kpi.{section_name}.{path}: unknown tag {tag!r}")
-        for tag in self.tags().values():
-            if tag.quality_from is not None and tag.quality_from.tag not in known:
-                raise ValueError(f"tag {tag.id}: quality_from names unknown tag {tag.quality_from.tag!r}")
+        for t in self.tags().values():
+            if t.quality_from is not None and t.quality_from.tag not in known:
+                raise ValueError(
+                    f"tag {t.id}: quality_from names unknown tag {t.quality_from.tag!r}"
+                )
         return self
 
 
