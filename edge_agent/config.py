@@ -305,6 +305,22 @@ class TlsConfig(Section):
     insecure_skip_verify: bool = False
 
 
+SparkplugId = Annotated[str, Field(pattern=r"^[^+/#]+$", description="no '+', '/' or '#'")]
+
+
+class SparkplugSection(Section):
+    """The Sparkplug B edge node's identity (`mqtt.format = "sparkplug_b"`; docs/sparkplug.md)."""
+
+    group_id: SparkplugId = "smelter"
+    # The edge node id; default: agent.instance_id. group_id/edge_node_id must be unique.
+    edge_node_id: SparkplugId | None = None
+    # Wait for this host application's STATE online=true before births; leave on offline.
+    primary_host_id: SparkplugId | None = None
+    # Absolute deadband for report by exception, default and per tag id (0: every change).
+    deadband: float = Field(0.0, ge=0)
+    deadbands: dict[str, float] = {}
+
+
 class MqttSection(Section):
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
@@ -316,6 +332,7 @@ class MqttSection(Section):
     password: SecretRef | None = None
     topic_root: str = "plant"
     format: Literal["json", "sparkplug_b"] = "json"
+    sparkplug: SparkplugSection = SparkplugSection()
     keepalive_s: int = Field(30, ge=5, le=3600)
 
 

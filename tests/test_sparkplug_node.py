@@ -211,11 +211,11 @@ def test_commands_are_recognised() -> None:
     assert o2 is not None
     write = command([MetricOut(0, 21000.0, DataType.DOUBLE, alias=o2.alias)])
     assert node.command("spBv1.0/smelter/DCMD/edge-01/fsf", write) == [
-        DeviceWrite("fsf.o2_flow", 21000.0, None)
+        DeviceWrite("fsf.o2_flow", 21000.0, 0)
     ]
     by_name = command([MetricOut(0, -3, DataType.INT32, name="o2_flow", with_datatype=True)])
     assert node.command("spBv1.0/smelter/DCMD/edge-01/fsf", by_name) == [
-        DeviceWrite("fsf.o2_flow", -3, None)
+        DeviceWrite("fsf.o2_flow", -3, 0)
     ]
     (wrong_device,) = node.command("spBv1.0/smelter/DCMD/edge-01/kiln", write)
     assert isinstance(wrong_device, Ignored)

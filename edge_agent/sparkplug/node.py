@@ -53,6 +53,13 @@ class Message:
     retain: bool = False
 
 
+def ndeath(topics: Topics, bd_seq: int, now_ms: int) -> Message:
+    """NDEATH: bdSeq (Int64) and no seq; QoS 1, not retained. Registered as the will of every
+    CONNECT, and published before an intentional disconnect under MQTT 3.1.1."""
+    bd = MetricOut(now_ms, bd_seq, DataType.INT64, name=BD_SEQ, with_datatype=True)
+    return Message(topics.node_topic("NDEATH"), codec.encode(now_ms, [bd], None), qos=1)
+
+
 # ------------------------------------------------------------------------------------- commands
 
 
@@ -129,10 +136,8 @@ class EdgeNode:
         return self.death()
 
     def death(self) -> Message:
-        """NDEATH with this session's bdSeq and no seq; QoS 1, not retained (spec 6.4.x)."""
-        now_ms = self._clock_ns() // _MS
-        bd = MetricOut(now_ms, self.bd_seq, DataType.INT64, name=BD_SEQ, with_datatype=True)
-        return Message(self.topics.node_topic("NDEATH"), codec.encode(now_ms, [bd], None), qos=1)
+        """NDEATH with this session's bdSeq, for an intentional disconnect."""
+        return ndeath(self.topics, self.bd_seq, self._clock_ns() // _MS)
 
     def end_session(self) -> None:
         """The connection is gone (or about to be): nothing more is published until births."""
@@ -237,7 +242,8 @@ class EdgeNode:
         label = m.name if m.name is not None else f"alias {m.alias}"
         if d is None or d.device != device:
             return Ignored(f"DCMD {device}/{label}: no such metric on this device")
-        return DeviceWrite(d.tag, m.value, None)
+        ts_ns = m.timestamp_ms * _MS if m.timestamp_ms is not None else None
+        return DeviceWrite(d.tag, m.value, ts_ns)
 
     # ------------------------------------------------------------------------------ internals
 

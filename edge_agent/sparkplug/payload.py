@@ -170,6 +170,7 @@ class MetricIn:
     name: str | None
     alias: int | None
     value: Value | None
+    timestamp_ms: int | None = None  # the metric's, else the payload's; None if neither has one
 
 
 def decode(data: bytes) -> pb.Payload:
@@ -194,7 +195,12 @@ def command_metrics(payload: pb.Payload, datatypes: dict[int, DataType]) -> list
         declared = m.datatype if m.HasField("datatype") else None
         if declared is None and alias is not None:
             declared = datatypes.get(alias)
-        out.append(MetricIn(name, alias, metric_value(m, declared, f"metrics[{i}]")))
+        value = metric_value(m, declared, f"metrics[{i}]")
+        if m.HasField("timestamp"):
+            ts: int | None = m.timestamp
+        else:
+            ts = payload.timestamp if payload.HasField("timestamp") else None
+        out.append(MetricIn(name, alias, value, ts))
     return out
 
 
