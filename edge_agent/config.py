@@ -344,9 +344,7 @@ class SparkplugSection(Section):
     edge_node_id: SparkplugId | None = None
     # Wait for this host application's STATE online=true before births; leave on offline.
     primary_host_id: SparkplugId | None = None
-    # Absolute deadband for report by exception, default and per tag id (0: every change).
-    deadband: float = Field(0.0, ge=0)
-    deadbands: dict[str, float] = {}
+    # Report by exception is always on for Sparkplug, with mqtt.deadband / mqtt.deadbands.
 
 
 class MqttSection(Section):

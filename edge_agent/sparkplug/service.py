@@ -160,11 +160,11 @@ class SparkplugEdgeNode:
         self._served_generation = -1
         self._read: asyncio.Task[Sequence[BatchLike]] | None = None
         self._dcmd_tasks: set[asyncio.Task[None]] = set()
+        self.connection: MqttConnection | None = None  # the current one, for health and tests
         self.log = log.bind(group=sp.group_id, edge_node=edge_node_id)
 
     def _deadband(self, tag: str) -> float:
-        sp = self.settings.sparkplug
-        return sp.deadbands.get(tag, sp.deadband)
+        return self.settings.deadbands.get(tag, self.settings.deadband)
 
     # ---------------------------------------------------------------------------- lifecycle
 
@@ -204,6 +204,7 @@ class SparkplugEdgeNode:
         for topic in self.topics.subscriptions(self.host.host_id if self.host else None):
             conn.subscribe(topic, self._on_message, qos=1)
         conn.on_connect(self._on_connected)
+        self.connection = conn
         self._generation += 1  # a fresh connection starts a fresh session
         return conn
 
@@ -233,7 +234,8 @@ class SparkplugEdgeNode:
                 return
             death = self.node.death()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.publish(death.topic, death.payload, qos=1), 5.0)
+                async with asyncio.timeout(5.0):
+                    await conn.publish(death.topic, death.payload, qos=1)
                 self.log.info("sparkplug_ndeath_sent", bd_seq=self._session_bd, via="publish")
         await conn.close()
 
@@ -308,7 +310,8 @@ class SparkplugEdgeNode:
                 self.node.end_session()
                 raise _SessionLost
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(done), 0.2)
+                async with asyncio.timeout(0.2):  # not wait_for: in 3.11 it can eat a cancel
+                    await asyncio.shield(done)
         done.result()
 
     # ------------------------------------------------------------------------------ commands
@@ -381,7 +384,8 @@ class SparkplugEdgeNode:
         """Sleep until a message, a connection event or outbox data; poll the connection flag
         briefly because MqttConnection signals a lost connection only by clearing it."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), 0.5)
+            async with asyncio.timeout(0.5):  # not wait_for: in 3.11 it can eat a cancel
+                await self._wake.wait()
 
 
 def _now_ms() -> int:
