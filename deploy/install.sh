@@ -51,7 +51,7 @@ if [ "$ROOT" = / ] && [ -d /run/systemd/system ]; then LIVE=yes; fi
 
 if [ "$ROOT" = / ] && [ "$(id -u)" != 0 ]; then die "installing into / needs root (or use --root DIR)"; fi
 
-uninstall() {
+do_uninstall() {
     if [ "$LIVE" = yes ]; then
         systemctl disable --now edge-agent.service 2>/dev/null || true
     fi
@@ -77,7 +77,7 @@ build_wheel() {
     ls "$out"/smelter_edge_agent-*.whl
 }
 
-install() {
+do_install() {
     "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
         || die "$PYTHON is older than Python 3.11"
     tmp=$(mktemp -d)
@@ -118,4 +118,4 @@ install() {
     fi
 }
 
-"$MODE"
+"do_$MODE"
