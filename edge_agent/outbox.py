@@ -102,6 +102,7 @@ class OutboxState:
     quarantined: int = 0
     commits: int = 0
     head_id: int = 0
+    oldest_created_ns: int = 0
     acked: dict[str, int] = field(default_factory=dict)
 
 
@@ -344,6 +345,7 @@ class Outbox:
         db.execute("COMMIT")
         self.state.acked = known
         self._purge()
+        self._update_oldest()
 
     def _close_db(self) -> None:
         if self._db is not None:
@@ -401,6 +403,8 @@ class Outbox:
         self.state.bytes += sum(len(p) + _ROW_OVERHEAD_BYTES for p, _, _ in rows)
         self.state.head_id = head
         self.state.commits += 1
+        if not self.state.oldest_created_ns:
+            self.state.oldest_created_ns = rows[0][2]
         if self.state.disk_alarm:
             self.state.disk_alarm = False
             self.state.disk_alarm_reason = ""
@@ -463,6 +467,7 @@ class Outbox:
         self.state.bytes -= freed
         self.state.samples -= dropped
         self.state.dropped_samples_cap += dropped
+        self._update_oldest()
         log.warning(
             "outbox_cap_dropped_oldest",
             dropped_samples=dropped,
@@ -492,6 +497,14 @@ class Outbox:
         self.state.acked[sink] = batch_id
         self._purge()
 
+    def _update_oldest(self) -> None:
+        row = (
+            self._require_db()
+            .execute("SELECT created_ns FROM batch ORDER BY id LIMIT 1")
+            .fetchone()
+        )
+        self.state.oldest_created_ns = row[0] if row else 0
+
     def _purge(self) -> None:
         """Forget batches every sink has confirmed."""
         if not self.state.acked:
@@ -513,6 +526,7 @@ class Outbox:
         self.state.batches -= count
         self.state.samples -= samples
         self.state.bytes -= nbytes + count * _ROW_OVERHEAD_BYTES
+        self._update_oldest()
 
     def _quarantine(self, sink: str, items: Sequence[tuple[str, str]]) -> None:
         db = self._require_db()
@@ -547,18 +561,27 @@ class Cursor:
     def lag_batches(self) -> int:
         return max(0, self._outbox.state.head_id - self.acked)
 
-    async def read(self, max_samples: int = 5000) -> list[Batch]:
-        """The oldest unconfirmed batches (at least one, about `max_samples` samples); waits."""
+    async def read(self, max_samples: int = 5000, idle_s: float | None = None) -> list[Batch]:
+        """The oldest unconfirmed batches (at least one, about `max_samples` samples).
+
+        Waits for data; after `idle_s` seconds without any, returns an empty list.
+        """
         event = self._outbox._new_data[self.sink]
+        loop = asyncio.get_running_loop()
+        deadline = None if idle_s is None else loop.time() + idle_s
         while True:
             event.clear()
-            if self._outbox.state.head_id <= self.acked:
-                await event.wait()
-                continue
-            batches = await self._outbox._call(lambda: self._outbox._read(self.sink, max_samples))
-            if batches:
-                return batches
-            await event.wait()
+            if self._outbox.state.head_id > self.acked:
+                batches = await self._outbox._call(
+                    lambda: self._outbox._read(self.sink, max_samples)
+                )
+                if batches:
+                    return batches
+            try:
+                remaining = None if deadline is None else max(0.0, deadline - loop.time())
+                await asyncio.wait_for(event.wait(), remaining)
+            except TimeoutError:
+                return []
 
     async def ack(self, batch_id: int) -> None:
         """Confirm every batch up to and including `batch_id`; they are replayed no more."""

@@ -18,10 +18,11 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from edge_agent import acquisition
+from edge_agent import acquisition, sinks
 from edge_agent.config import AgentConfig
 from edge_agent.config_loader import add_set_argument, load_config
 from edge_agent.logs import configure_logging
+from edge_agent.outbox import Outbox
 from edge_agent.pipeline import SampleBus, SampleWriter
 from edge_agent.supervisor import Service, Supervisor
 from edge_agent.tagstore import TagStore
@@ -40,6 +41,7 @@ class Agent:
         self.cfg = cfg
         self.store = TagStore()
         self.bus = SampleBus(self.store, writer)
+        self.outbox = writer if isinstance(writer, Outbox) else None
 
 
 def build_services(agent: Agent) -> list[Service]:
@@ -48,15 +50,16 @@ def build_services(agent: Agent) -> list[Service]:
     # -- hooks: one line per component, in data-flow order --------------------------------------
     services += acquisition.build_services(agent.cfg, agent.bus)
     # kpi (issue 5):         services += kpi.build_services(agent.cfg, agent.store, agent.bus)
-    # sinks (issues 6, 7):   services += sinks.build_services(agent.cfg, outbox)
+    if agent.outbox is not None:
+        services += sinks.build_services(agent.cfg, agent.outbox)
     # control (issue 8):     services += control.build_services(agent.cfg, agent.store)
     # health (issue 9):      services += health.build_services(agent.cfg, supervisor)
     return services
 
 
-def open_writer(cfg: AgentConfig) -> SampleWriter | None:
-    """The outbox behind the bus (issue 6 hook: return the outbox's writer here)."""
-    return None
+async def open_writer(cfg: AgentConfig) -> SampleWriter | None:
+    """The outbox behind the bus, when any sink is configured (it is closed by `run_agent`)."""
+    return await sinks.open_outbox(cfg) if sinks.sink_names(cfg) else None
 
 
 class StopSignals:
@@ -92,7 +95,7 @@ async def run_agent(
     """Run until SIGTERM/SIGINT (or `stop`); returns the exit code."""
     stop = stop or asyncio.Event()
     StopSignals(stop).install(asyncio.get_running_loop())
-    agent = Agent(cfg, open_writer(cfg))
+    agent = Agent(cfg, await open_writer(cfg))
     services = list(services) if services is not None else build_services(agent)
     supervisor = Supervisor(services, shutdown_timeout_s=cfg.agent.shutdown_timeout_s)
     log.info(
@@ -103,6 +106,8 @@ async def run_agent(
         pid=os.getpid(),
     )
     clean = await supervisor.run_until(stop)
+    if agent.outbox is not None:
+        await agent.outbox.close()
     log.info("agent_stopped", clean=clean)
     return EXIT_OK if clean else EXIT_FAILURE
 
