@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["tests.plant"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
