@@ -13,11 +13,24 @@ process KPIs; `outbox`, `mqtt`, `influx`: delivery; `control`; `health`).
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 
 class Section(BaseModel):
@@ -127,13 +140,16 @@ class TagBase(Section):
     # Quality follows a device status tag: while (status & mask) != 0 this tag is not Good.
     quality_from: QualityFrom | None = None
 
-    @model_validator(mode="after")
-    def _bounds(self) -> TagBase:
-        if self.writable and (self.min is None or self.max is None):
-            raise ValueError(f"writable tag {self.id} needs both min and max bounds")
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min {self.min} is above max {self.max}")
-        return self
+    # "A writable tag needs bounds" is a cross-field rule on AgentConfig, so that its error names
+    # the missing key even when other fields of the file are wrong too.
+
+    @field_validator("max")
+    @classmethod
+    def _max_not_below_min(cls, value: float | None, info: ValidationInfo) -> float | None:
+        low = info.data.get("min")
+        if value is not None and low is not None and low > value:
+            raise ValueError(f"max is below min ({low})")
+        return value
 
 
 class QualityFrom(Section):
@@ -143,7 +159,7 @@ class QualityFrom(Section):
 
 
 class OpcUaTag(TagBase):
-    node: str = Field(min_length=1, description="node id (ns=, nsu=, i=, s=, g=, b=) or browse path")
+    node: str = Field(min_length=1, description="node id (ns=, nsu=, i=, s=, g=, b=) or path")
     group: str = "default"
 
 
@@ -224,11 +240,29 @@ class OpcUaSource(SourceBase):
     security: SecurityConfig = SecurityConfig()
     username: str | None = None
     password: SecretRef | None = None
+    # X.509 user authentication (instead of username/password); distinct from the
+    # application instance certificate of `security`.
+    user_certificate: Path | None = None
+    user_private_key: Path | None = None
     timestamps: Literal["source", "server"] = "source"
     max_nodes_per_read: int = Field(0, ge=0, description="0: use the server's limit")
     sessions: int = Field(1, ge=1, le=16)
     groups: list[SubscriptionGroup] = []
     tag: list[OpcUaTag] = []
+
+    @model_validator(mode="after")
+    def _auth(self) -> OpcUaSource:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+        if (self.user_certificate is None) != (self.user_private_key is None):
+            raise ValueError("user_certificate and user_private_key go together")
+        if self.username is not None and self.user_certificate is not None:
+            raise ValueError("choose username/password or user_certificate, not both")
+        groups = {g.name for g in self.groups} | {"default"}
+        for tag in self.tag:
+            if tag.group not in groups:
+                raise ValueError(f"tag {tag.id}: group {tag.group!r} is not among source.groups")
+        return self
 
 
 class ModbusSource(SourceBase):
@@ -293,8 +327,16 @@ class KpiSection(Section):
 
 
 class OutboxSection(Section):
+    """The on-disk queue between acquisition and the sinks (edge_agent/outbox.py)."""
+
+    # Payload bytes kept on disk; beyond it the oldest batches are dropped (counted, logged).
     max_bytes: int = Field(1 << 30, ge=1 << 20)
     drop_policy: Literal["drop_oldest"] = "drop_oldest"
+    # "full" survives power loss; "normal" survives a crash of the agent, not of the machine.
+    synchronous: Literal["full", "normal"] = "full"
+    # Samples held in memory while the disk refuses writes (full disk); beyond it oldest dropped.
+    memory_buffer_samples: int = Field(200_000, ge=1000)
+    file_name: str = Field("outbox.db", pattern=r"^[A-Za-z0-9_.-]+$")
 
 
 class TlsConfig(Section):
@@ -303,19 +345,54 @@ class TlsConfig(Section):
     private_key: Path | None = None
     insecure_skip_verify: bool = False
 
+    @model_validator(mode="after")
+    def _pair(self) -> TlsConfig:
+        if (self.certificate is None) != (self.private_key is None):
+            raise ValueError("a client certificate needs both certificate and private_key")
+        return self
+
 
 class MqttSection(Section):
+    """Broker connection (shared by the JSON and Sparkplug B formats) and JSON publishing."""
+
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
-    backup_servers: list[str] = []
+    backup_servers: list[str] = Field([], description="host:port, tried in turn after host")
     protocol: Literal["3.1.1", "5"] = "5"
     client_id: str | None = None
     tls: TlsConfig | None = None
     username: str | None = None
     password: SecretRef | None = None
-    topic_root: str = "plant"
+    topic_root: str = Field("plant", pattern=r"^[^#+/][^#+]*$")
     format: Literal["json", "sparkplug_b"] = "json"
     keepalive_s: int = Field(30, ge=5, le=3600)
+    reconnect_min_s: float = Field(1.0, ge=1)
+    reconnect_max_s: float = Field(30.0, ge=1)
+    # Unconfirmed QoS 1 messages on the wire at once: enough that the round trip is not the limit.
+    max_inflight: int = Field(1000, ge=1, le=65535)
+    # JSON: "tag" = one message per sample on {root}/{site}/{unit}/{name...};
+    # "batch" = one message per unit per outbox batch on {root}/{site}/{unit}/_batch.
+    layout: Literal["tag", "batch"] = "tag"
+    retain: bool = False
+    report_by_exception: bool = False
+    deadband: float = Field(0.0, ge=0, description="default absolute deadband for RBE")
+    deadbands: dict[str, float] = Field({}, description="tag id -> absolute deadband")
+    max_samples_per_read: int = Field(5000, ge=1)
+
+    @model_validator(mode="after")
+    def _backoff(self) -> MqttSection:
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise ValueError(
+                f"reconnect_min_s {self.reconnect_min_s} is above reconnect_max_s "
+                f"{self.reconnect_max_s}"
+            )
+        if self.password is not None and self.username is None:
+            raise ValueError("password given without username")
+        for server in self.backup_servers:
+            host, _, port = server.rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"backup_servers: {server!r} is not host:port")
+        return self
 
 
 class InfluxSection(Section):
@@ -328,6 +405,12 @@ class InfluxSection(Section):
     rp: str | None = None
     username: str | None = None
     password: SecretRef | None = None
+    precision: Literal["ns", "us", "ms", "s"] = "ns"
+    gzip: bool = True
+    timeout_s: float = Field(10.0, gt=0)
+    max_samples_per_write: int = Field(5000, ge=1)
+    retry_min_s: float = Field(1.0, gt=0)
+    retry_max_s: float = Field(60.0, gt=0)
 
     @model_validator(mode="after")
     def _api_keys(self) -> InfluxSection:
@@ -335,21 +418,97 @@ class InfluxSection(Section):
             raise ValueError("api = 'v2' needs bucket")
         if self.api == "v1" and not self.db:
             raise ValueError("api = 'v1' needs db")
+        if self.password is not None and self.username is None:
+            raise ValueError("password given without username")
         return self
 
 
 # --------------------------------------------------------------------------------------- control
 
 
+# Owned by the control path (edge_agent/control, docs/control.md). Safe by default: advisory mode
+# writes nothing, and even in closed loop only allowlisted tags are written, inside their bounds.
+
+ControlOrigin = Literal["advisor", "scada"]
+
+
+class ControlAllow(Section):
+    """One `[[control.allow]]` entry: a setpoint the agent may write, and on whose behalf."""
+
+    tag: str
+    min: float
+    max: float
+    max_rate_per_min: float = Field(gt=0, description="largest total change in any 60 s window")
+    origins: list[ControlOrigin] = Field(min_length=1)
+    min_interval_s: float = Field(10.0, ge=0, description="per-tag rate limit between writes")
+    recommendation: str | None = Field(
+        None, description="tag holding the advisor's recommended value for this setpoint"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ControlAllow:
+        if not (math.isfinite(self.min) and math.isfinite(self.max)):
+            raise ValueError(f"tag {self.tag}: min and max must be finite numbers")
+        if self.min > self.max:
+            raise ValueError(f"tag {self.tag}: min {self.min} is above max {self.max}")
+        if len(set(self.origins)) != len(self.origins):
+            raise ValueError(f"tag {self.tag}: origins {self.origins} repeat an origin")
+        return self
+
+
+class HeartbeatConfig(Section):
+    # None: on in closed_loop mode, off in advisory mode.
+    enabled: bool | None = None
+    tag: str = "fsf.agent_heartbeat"
+    interval_s: float = Field(1.0, gt=0, le=3600)
+
+
 class ControlSection(Section):
     mode: Literal["advisory", "closed_loop"] = "advisory"
+    permissive_tag: str = "fsf.advisor_permissive"
+    permissive_max_age_s: float = Field(5.0, gt=0)
+    heartbeat: HeartbeatConfig = HeartbeatConfig()
+    # SCADA commands over MQTT ({root}/{site}/{unit}/{name}/set); need [mqtt].
+    commands: bool = True
+    command_max_age_s: float = Field(10.0, gt=0)
+    max_clock_skew_s: float = Field(2.0, ge=0)
+    max_payload_bytes: int = Field(1024, ge=64, le=65536)
+    # How often the advisor's recommendations are considered for writing (closed_loop only).
+    advisor_interval_s: float = Field(5.0, gt=0)
+    write_timeout_s: float = Field(3.0, gt=0)
+    readback_timeout_s: float = Field(5.0, gt=0)
+    allow: list[ControlAllow] = []
+
+    @property
+    def heartbeat_on(self) -> bool:
+        if self.heartbeat.enabled is not None:
+            return self.heartbeat.enabled
+        return self.mode == "closed_loop"
+
+    @model_validator(mode="after")
+    def _unique_allow(self) -> ControlSection:
+        seen: set[str] = set()
+        for i, entry in enumerate(self.allow):
+            if entry.tag in seen:
+                raise ValueError(f"allow[{i}]: tag {entry.tag!r} is allowlisted twice")
+            seen.add(entry.tag)
+        return self
 
 
 # ---------------------------------------------------------------------------------------- health
 
 
 class HealthSection(Section):
-    listen: str = "127.0.0.1:9108"
+    """The local HTTP endpoint (/healthz, /metrics) and the watchdog's patience."""
+
+    enabled: bool = True
+    listen: str = Field(
+        "127.0.0.1:9108", pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]*):[0-9]{1,5}$"
+    )
+    # A source or sink loop that completes no cycle for this long is hung: the systemd watchdog
+    # heartbeat stops (and systemd restarts the agent WatchdogSec= later). Longer than any
+    # reconnect backoff, so that a device that is merely down never triggers a restart.
+    stall_after_s: float = Field(120.0, gt=0)
 
 
 # ------------------------------------------------------------------------------------ whole file
@@ -369,55 +528,210 @@ class AgentConfig(Section):
         return {t.id: t for s in self.source for t in s.tag}
 
     @model_validator(mode="after")
-    def _unique_names(self) -> AgentConfig:
-        seen: set[str] = set()
-        for src in self.source:
-            if src.name in seen:
-                raise ValueError(f"duplicate source name {src.name!r}")
-            seen.add(src.name)
+    def _cross_field_rules(self) -> AgentConfig:
+        sources = [
+            _SourceView(("source", i), src.name, isinstance(src, ModbusSource), [
+                _TagView(("source", i, "tag", j), t.id, t) for j, t in enumerate(src.tag)
+            ])
+            for i, src in enumerate(self.source)
+        ]  # fmt: skip
+        violations = _check_rules(sources, self.kpi.sections(), self.control)
+        if violations:
+            raise RuleViolations(violations)
         return self
 
-    @model_validator(mode="after")
-    def _unique_tag_ids(self) -> AgentConfig:
-        seen: dict[str, str] = {}
-        for src in self.source:
-            for tag in src.tag:
-                if tag.id in seen:
-                    raise ValueError(
-                        f"duplicate tag id {tag.id!r} (in source {seen[tag.id]!r} "
-                        f"and source {src.name!r})"
-                    )
-                seen[tag.id] = src.name
-        return self
 
-    @model_validator(mode="after")
-    def _no_overlapping_registers(self) -> AgentConfig:
-        for src in self.source:
-            if not isinstance(src, ModbusSource):
-                continue
-            spans = sorted(
-                ((t.unit_id, t.table, t.address, t.address + t.registers - 1, t) for t in src.tag),
-                key=lambda s: (s[0], s[1], s[2]),
+# ------------------------------------------------------------------------------ cross-field rules
+# They run twice: as AgentConfig's validator (so no invalid AgentConfig can exist), and on the raw
+# TOML data when field validation failed (pydantic skips model validators then, but an operator
+# wants every problem of the file in one go). Each violation carries the exact key path.
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class RuleViolation:
+    """One broken cross-field rule. `loc` indexes the raw data (list positions, not names)."""
+
+    loc: Loc
+    message: str
+    value: Any
+
+
+class RuleViolations(ValueError):
+    """Raised by AgentConfig's validator; carries the violations with their locations."""
+
+    def __init__(self, violations: list[RuleViolation]) -> None:
+        self.violations = violations
+        super().__init__("; ".join(f"{'.'.join(map(str, v.loc))}: {v.message}" for v in violations))
+
+
+@dataclass(frozen=True)
+class _TagView:
+    loc: Loc
+    id: Any
+    tag: TagBase | None  # None: the entry itself is invalid (its errors are reported already)
+
+
+@dataclass(frozen=True)
+class _SourceView:
+    loc: Loc
+    name: Any
+    modbus: bool
+    tags: list[_TagView]
+
+
+def raw_rule_violations(data: Any) -> list[RuleViolation]:
+    """The cross-field rules over raw (possibly partly invalid) data: what can be checked is."""
+    if not isinstance(data, dict):
+        return []
+    raw_sources = data.get("source")
+    sources: list[_SourceView] = []
+    for i, src in enumerate(raw_sources if isinstance(raw_sources, list) else []):
+        if not isinstance(src, dict):
+            continue
+        model: type[TagBase] = ModbusTag if src.get("protocol") == "modbus" else OpcUaTag
+        raw_tags = src.get("tag")
+        tags = [
+            _TagView(("source", i, "tag", j), t.get("id"), _valid_or_none(model, t))
+            for j, t in enumerate(raw_tags if isinstance(raw_tags, list) else [])
+            if isinstance(t, dict)
+        ]
+        sources.append(_SourceView(("source", i), src.get("name"), model is ModbusTag, tags))
+    kpi_sections: dict[str, KpiSectionBase] = {}
+    raw_kpi = data.get("kpi")
+    for name, raw in raw_kpi.items() if isinstance(raw_kpi, dict) else []:
+        field = KpiSection.model_fields.get(name)
+        if field is None or field.annotation is None or not isinstance(raw, dict):
+            continue
+        with contextlib.suppress(ValidationError):
+            section = TypeAdapter(field.annotation).validate_python(raw)
+            if isinstance(section, KpiSectionBase):
+                kpi_sections[name] = section
+    control: ControlSection | None = None
+    with contextlib.suppress(ValidationError):
+        control = ControlSection.model_validate(data.get("control", {}))
+    return _check_rules(sources, kpi_sections, control)
+
+
+def _valid_or_none(model: type[TagBase], raw: dict[str, Any]) -> TagBase | None:
+    try:
+        return model.model_validate(raw)
+    except ValidationError:
+        return None
+
+
+def _check_rules(
+    sources: list[_SourceView],
+    kpi_sections: dict[str, KpiSectionBase],
+    control: ControlSection | None = None,
+) -> list[RuleViolation]:
+    known = {view.id for src in sources for view in src.tags}
+    found = _duplicates(sources)
+    for src in sources:
+        for view in src.tags:
+            found.extend(_tag_rules(view, known))
+        if src.modbus:
+            found.extend(_overlapping_registers(src))
+    for section_name, section in kpi_sections.items():
+        for path, tag_id in section.referenced_tags():
+            if tag_id not in known:
+                loc = ("kpi", section_name, *path.split("."))
+                found.append(RuleViolation(loc, "unknown tag", tag_id))
+    if control is not None:
+        tags = {v.id: v.tag for src in sources for v in src.tags if v.tag is not None}
+        found.extend(_control_rules(control, tags))
+    return found
+
+
+def _duplicates(sources: list[_SourceView]) -> list[RuleViolation]:
+    found: list[RuleViolation] = []
+    source_names: set[Any] = set()
+    tag_owner: dict[Any, Any] = {}
+    for src in sources:
+        if src.name in source_names:
+            found.append(RuleViolation((*src.loc, "name"), "duplicate source name", src.name))
+        source_names.add(src.name)
+        for view in src.tags:
+            if view.id in tag_owner:
+                message = f"duplicate tag id (also in source {tag_owner[view.id]!r})"
+                found.append(RuleViolation((*view.loc, "id"), message, view.id))
+            else:
+                tag_owner[view.id] = src.name
+    return found
+
+
+def _tag_rules(view: _TagView, known: set[Any]) -> list[RuleViolation]:
+    tag = view.tag
+    if tag is None:
+        return []
+    found: list[RuleViolation] = []
+    if tag.writable:
+        found.extend(
+            RuleViolation((*view.loc, bound), "a writable tag needs both min and max bounds", None)
+            for bound in ("min", "max")
+            if getattr(tag, bound) is None
+        )
+    if tag.quality_from is not None and tag.quality_from.tag not in known:
+        loc = (*view.loc, "quality_from", "tag")
+        found.append(RuleViolation(loc, "unknown tag", tag.quality_from.tag))
+    return found
+
+
+def _overlapping_registers(src: _SourceView) -> list[RuleViolation]:
+    spans = sorted(
+        (
+            (t.unit_id, t.table, t.address, t.address + t.registers - 1, t, view.loc)
+            for view in src.tags
+            if isinstance(t := view.tag, ModbusTag)
+        ),
+        key=lambda s: (s[0], s[1], s[2]),
+    )
+    found: list[RuleViolation] = []
+    for a, b in itertools.pairwise(spans):
+        if a[:2] == b[:2] and b[2] <= a[3] and not _shared_bit_register(a[4], b[4]):
+            found.append(
+                RuleViolation(
+                    (*b[5], "address"),
+                    f"overlaps tag {a[4].id!r} ({a[1]} {a[2]}..{a[3]}) on unit {a[0]}",
+                    b[2],
+                )
             )
-            for a, b in zip(spans, spans[1:], strict=False):
-                if a[:2] == b[:2] and b[2] <= a[3] and not _shared_bit_register(a[4], b[4]):
-                    raise ValueError(
-                        f"source {src.name!r}: tag {b[4].id!r} ({b[1]} {b[2]}) overlaps tag "
-                        f"{a[4].id!r} ({a[1]} {a[2]}..{a[3]}) on unit {a[0]}"
-                    )
-        return self
+    return found
 
-    @model_validator(mode="after")
-    def _known_references(self) -> AgentConfig:
-        known = self.tags().keys()
-        for section_name, section in self.kpi.sections().items():
-            for path, tag in section.referenced_tags():
-                if tag not in known:
-                    raise ValueError(f"kpi.{section_name}.{path}: unknown tag {tag!r}")
-        for tag in self.tags().values():
-            if tag.quality_from is not None and tag.quality_from.tag not in known:
-                raise ValueError(f"tag {tag.id}: quality_from names unknown tag {tag.quality_from.tag!r}")
-        return self
+
+def _control_rules(control: ControlSection, tags: dict[Any, TagBase]) -> list[RuleViolation]:
+    """Every allowlisted tag is a configured, writable tag, and its allowlist bounds lie within the
+    tag's own bounds: the allowlist can only narrow what the tag definition permits."""
+    found: list[RuleViolation] = []
+    for i, entry in enumerate(control.allow):
+        loc: Loc = ("control", "allow", i)
+        tag = tags.get(entry.tag)
+        if tag is None:
+            found.append(RuleViolation((*loc, "tag"), "no source defines this tag", entry.tag))
+            continue
+        if not tag.writable or tag.min is None or tag.max is None:
+            message = "the tag is not writable = true (with min and max) in its source"
+            found.append(RuleViolation((*loc, "tag"), message, entry.tag))
+            continue
+        for bound, value in (("min", entry.min), ("max", entry.max)):
+            if value < tag.min or value > tag.max:
+                message = f"lies outside the tag's own bounds [{tag.min:g}, {tag.max:g}]"
+                found.append(RuleViolation((*loc, bound), message, value))
+    needs_permissive = control.mode == "closed_loop" or bool(control.allow)
+    if needs_permissive and control.permissive_tag not in tags:
+        loc = ("control", "permissive_tag")
+        found.append(RuleViolation(loc, "unknown tag", control.permissive_tag))
+    if control.heartbeat_on:
+        loc = ("control", "heartbeat", "tag")
+        hb = tags.get(control.heartbeat.tag)
+        if hb is None:
+            found.append(RuleViolation(loc, "unknown tag", control.heartbeat.tag))
+        elif not hb.writable:
+            found.append(RuleViolation(loc, "the tag is not writable = true", hb.id))
+        elif any(entry.tag == hb.id for entry in control.allow):
+            found.append(RuleViolation(loc, "must not also be allowlisted", hb.id))
+    return found
 
 
 def _shared_bit_register(a: ModbusTag, b: ModbusTag) -> bool:

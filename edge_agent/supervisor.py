@@ -1,18 +1,173 @@
 """Supervised long-running tasks: one per source, KPI engine and sink.
 
 A service that raises is logged and restarted with capped exponential backoff and jitter, while
-the others keep running. (Restart policy and shutdown: issue 2.)
+the others keep running: a furnace analyser that drops off the network must not stop the
+historian feed. The first failure of a streak is logged with its traceback, the repeats quietly.
+
+Stopping is bounded: services are cancelled in `stop_order` groups (acquisition first, so that
+nothing new enters the outbox; sinks last, so that they can finish what is in flight), all
+within one shutdown timeout. A service that ignores cancellation is abandoned and reported, so it
+cannot hang the agent's exit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+# Conventional stop orders; lower stops first.
+STOP_ACQUISITION = 0
+STOP_KPI = 10
+STOP_CONTROL = 20
+STOP_SINKS = 30
+STOP_HEALTH = 40
 
 
 @dataclass(frozen=True)
 class Service:
-    """A named coroutine factory; `run()` is called again after each failure."""
+    """A named coroutine factory; `run()` is called again after each failure.
+
+    `run()` returning normally means the service is done (it is not restarted).
+    """
 
     name: str
     run: Callable[[], Awaitable[None]]
+    stop_order: int = STOP_ACQUISITION
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Delay before restart number n: initial * factor**(n-1), capped, times 1 ± jitter.
+
+    The jitter keeps several failed sources from reconnecting to one gateway in lockstep. A run
+    that lasted `reset_after_s` counts as a recovery: its next failure starts from `initial_s`.
+    """
+
+    initial_s: float = 0.5
+    max_s: float = 30.0
+    factor: float = 2.0
+    jitter: float = 0.2
+    reset_after_s: float = 60.0
+
+    def delay_s(self, failures: int, rand: Callable[[], float] = random.random) -> float:
+        base = min(self.max_s, self.initial_s * self.factor ** max(0, failures - 1))
+        return base * (1.0 + self.jitter * (2.0 * rand() - 1.0))
+
+
+class Supervisor:
+    """Runs services as tasks, restarts the ones that fail, stops them all within a bound."""
+
+    def __init__(
+        self,
+        services: Sequence[Service],
+        *,
+        backoff: Backoff | None = None,
+        shutdown_timeout_s: float = 10.0,
+    ) -> None:
+        names = [s.name for s in services]
+        if len(set(names)) != len(names):
+            raise ValueError(f"service names must be unique: {names}")
+        self.services = list(services)
+        self.backoff = backoff or Backoff()
+        self.shutdown_timeout_s = shutdown_timeout_s
+        self.restarts: dict[str, int] = dict.fromkeys(names, 0)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def start(self) -> None:
+        for service in self.services:
+            self._tasks[service.name] = asyncio.create_task(
+                self._keep_running(service), name=f"service:{service.name}"
+            )
+
+    def running(self) -> list[str]:
+        return [name for name, task in self._tasks.items() if not task.done()]
+
+    async def run_until(self, stop: asyncio.Event) -> bool:
+        """Start everything, wait for `stop`, stop everything; True if all stopped in time."""
+        self.start()
+        await stop.wait()
+        return await self.stop()
+
+    async def stop(self) -> bool:
+        """Cancel services by stop order within the shutdown timeout; True if all stopped."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.shutdown_timeout_s
+        abandoned: list[str] = []
+        for order in sorted({s.stop_order for s in self.services}):
+            group = [
+                self._tasks[s.name]
+                for s in self.services
+                if s.stop_order == order and s.name in self._tasks
+            ]
+            pending = await _cancel_until(group, deadline)
+            abandoned += [t.get_name().removeprefix("service:") for t in pending]
+        if abandoned:
+            log.error(
+                "services_did_not_stop",
+                services=sorted(abandoned),
+                shutdown_timeout_s=self.shutdown_timeout_s,
+            )
+        return not abandoned
+
+    async def _keep_running(self, service: Service) -> None:
+        loop = asyncio.get_running_loop()
+        slog = log.bind(service=service.name)
+        failures = 0
+        while True:
+            started = loop.time()
+            slog.debug("service_starting", restarts=self.restarts[service.name])
+            try:
+                await service.run()
+            except asyncio.CancelledError:
+                slog.debug("service_stopped")
+                raise
+            except Exception as exc:
+                if loop.time() - started >= self.backoff.reset_after_s:
+                    failures = 0
+                failures += 1
+                delay = self.backoff.delay_s(failures)
+                if failures == 1:
+                    slog.exception("service_failed", restart_in_s=round(delay, 3))
+                else:
+                    slog.warning(
+                        "service_failed_again",
+                        error=f"{type(exc).__name__}: {exc}",
+                        failures=failures,
+                        restart_in_s=round(delay, 3),
+                    )
+                self.restarts[service.name] += 1
+                await asyncio.sleep(delay)
+                continue
+            slog.info("service_finished")
+            return
+
+
+async def _cancel_until(
+    tasks: list[asyncio.Task[None]], deadline: float
+) -> set[asyncio.Task[None]]:
+    """Cancel until the tasks end or the deadline passes; returns those still running.
+
+    Cancelling again matters: a cancellation can be lost inside a library (Python 3.11's
+    `asyncio.wait_for` drops it when the awaited call completes at the same moment; some
+    clients catch it while connecting), and the service then carries on as if nothing happened.
+    Past the deadline, a group still gets one short look before it is abandoned.
+    """
+    loop = asyncio.get_running_loop()
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        timeout = min(_RECANCEL_EVERY_S, max(deadline - loop.time(), 0.05))
+        _, pending = await asyncio.wait(pending, timeout=timeout)
+        if loop.time() >= deadline:
+            break
+    return pending
+
+
+_RECANCEL_EVERY_S = 0.1

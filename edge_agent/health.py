@@ -1,0 +1,360 @@
+"""`/healthz` and `/metrics` on a local address: is data flowing, and how much of it.
+
+Every source, sink, the outbox, the KPI engine and the control path own a small state object that
+satisfies `StatusProvider`: `status()` returns a `ComponentStatus` snapshot. The `StatusBoard`
+collects them; this module only reads them, at request or scrape time, so there is one place that
+counts (the component's own loop) and nothing here can fall out of step with it. The same board
+feeds the systemd watchdog (`sdnotify`) and the demo view.
+
+Metric names follow from the snapshot: counter `samples_read_total` of source `fsf` becomes
+`edge_agent_source_samples_read_total{source="fsf"}`. The keys each kind is expected to report are
+listed in `WELL_KNOWN` (and documented in docs/operations.md); a component may report more.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from edge_agent.samples import Quality
+from edge_agent.sdnotify import ProgressProbe
+from edge_agent.tagstore import TagStore
+
+log = structlog.get_logger(__name__)
+
+Kind = Literal["source", "sink", "outbox", "kpi", "control"]
+
+# What each kind reports (counters end in _total). Prometheus names: edge_agent_<kind>_<key>.
+WELL_KNOWN: dict[str, tuple[str, ...]] = {
+    "source": ("samples_read_total", "poll_overruns_total", "reconnects_total",
+               "read_latency_seconds"),
+    "sink": ("samples_published_total", "publish_errors_total"),
+    "outbox": ("depth_samples", "oldest_age_seconds", "dropped_samples_total",
+               "quarantined_samples_total"),
+    "kpi": ("computations_total",),
+    "control": ("writes_total", "writes_refused_total"),
+}  # fmt: skip
+
+# Read latencies of OPC UA and Modbus requests: milliseconds on a LAN, seconds when a device
+# struggles, the timeout at worst.
+LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class LatencyHistogram:
+    """A cumulative histogram a loop can `observe()` into without touching prometheus-client."""
+
+    def __init__(self, buckets: Sequence[float] = LATENCY_BUCKETS_S) -> None:
+        self.buckets = tuple(sorted(buckets))
+        self._counts = [0] * (len(self.buckets) + 1)
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self._counts[bisect.bisect_left(self.buckets, seconds)] += 1
+        self.sum += seconds
+
+    @property
+    def count(self) -> int:
+        return sum(self._counts)
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        """(upper bound, cumulative count) pairs ending in +Inf, as Prometheus wants them."""
+        out: list[tuple[str, float]] = []
+        running = 0
+        for bound, n in zip((*map(repr, self.buckets), "+Inf"), self._counts, strict=True):
+            running += n
+            out.append((bound, float(running)))
+        return out
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    """One component's state at one instant.
+
+    `state` is a word an operator reads ("connected", "connecting", "disconnected", "running",
+    "stopped", "failed"); `healthy` is the verdict `/healthz` uses. `progress` advances once per
+    completed loop cycle (the watchdog's evidence of life; `watched=False` exempts a component).
+    """
+
+    name: str
+    kind: Kind
+    state: str
+    healthy: bool
+    detail: str = ""
+    progress: int = 0
+    watched: bool = True
+    counters: Mapping[str, float] = field(default_factory=dict)
+    gauges: Mapping[str, float] = field(default_factory=dict)
+    histograms: Mapping[str, LatencyHistogram] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "state": self.state,
+            "healthy": self.healthy,
+            **({"detail": self.detail} if self.detail else {}),
+            **dict(self.counters),
+            **dict(self.gauges),
+        }
+
+
+class StatusProvider(Protocol):
+    """Anything that can say how it is doing; the lanes' state dataclasses implement this."""
+
+    def status(self) -> ComponentStatus: ...
+
+
+class StatusBoard:
+    """The registry of providers that health, metrics, the watchdog and the demo view read."""
+
+    def __init__(self, store: TagStore | None = None) -> None:
+        self.store = store
+        self._providers: list[StatusProvider] = []
+        self._read_rate = _Rate()
+
+    def add(self, provider: StatusProvider) -> None:
+        self._providers.append(provider)
+
+    def clear(self) -> None:
+        """Forget every provider (a reload rebuilds the components, which add themselves anew)."""
+        self._providers.clear()
+
+    def statuses(self) -> list[ComponentStatus]:
+        out: list[ComponentStatus] = []
+        for provider in list(self._providers):
+            try:
+                out.append(provider.status())
+            except Exception as exc:  # a broken provider must not take /healthz down
+                log.warning("status_provider_failed", provider=repr(provider), error=repr(exc))
+        return out
+
+    def healthy(self) -> bool:
+        return all(s.healthy for s in self.statuses())
+
+    def probes(self) -> list[ProgressProbe]:
+        """Watchdog probes: acquisition per source and delivery per sink."""
+        return [
+            ProgressProbe(f"{s.kind}:{s.name}", _progress_reader(self, s.kind, s.name))
+            for s in self.statuses()
+            if s.watched and s.kind in ("source", "sink")
+        ]
+
+    def summary(self) -> str:
+        """The one-line STATUS= text: tags Good, samples per second (read), outbox depth."""
+        statuses = self.statuses()
+        parts: list[str] = []
+        if self.store is not None:
+            snapshot = self.store.snapshot()
+            good = sum(1 for s in snapshot.values() if s.quality is Quality.GOOD)
+            parts.append(f"{good}/{len(snapshot)} tags good")
+        read = sum(
+            s.counters.get("samples_read_total", 0.0) for s in statuses if s.kind == "source"
+        )
+        parts.append(f"{self._read_rate.update(read):.0f} samples/s")
+        depth = sum(s.gauges.get("depth_samples", 0.0) for s in statuses if s.kind == "outbox")
+        parts.append(f"outbox {depth:.0f}")
+        down = [f"{s.kind} {s.name} {s.state}" for s in statuses if not s.healthy]
+        if down:
+            parts.append("; ".join(down))
+        return ", ".join(parts)
+
+
+class _Rate:
+    """Per-second rate of a growing total, over at least one second between updates."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._last: tuple[float, float] | None = None
+        self._value = 0.0
+
+    def update(self, total: float) -> float:
+        now = self._clock()
+        if self._last is None:
+            self._last = (now, total)
+        elif now - self._last[0] >= 1.0:
+            self._value = max(0.0, total - self._last[1]) / (now - self._last[0])
+            self._last = (now, total)
+        return self._value
+
+
+def _progress_reader(board: StatusBoard, kind: str, name: str) -> Callable[[], int]:
+    def read() -> int:
+        for s in board.statuses():
+            if s.kind == kind and s.name == name:
+                return s.progress
+        return -1
+
+    return read
+
+
+# ------------------------------------------------------------------------------------ metrics
+
+
+class BoardCollector(Collector):
+    """Turns the board's snapshots into metric families at scrape time."""
+
+    def __init__(self, board: StatusBoard, site: str, instance_id: str) -> None:
+        self._board = board
+        self._site = site
+        self._instance = instance_id
+
+    def collect(self) -> Iterator[Metric]:
+        statuses = self._board.statuses()
+        info = GaugeMetricFamily(
+            "edge_agent_info", "Constant 1; labels identify the agent", labels=["site", "instance"]
+        )
+        info.add_metric([self._site, self._instance], 1.0)
+        yield info
+        up = GaugeMetricFamily(
+            "edge_agent_component_up",
+            "1 when the component is healthy (connected, running), 0 otherwise",
+            labels=["kind", "name"],
+        )
+        state = GaugeMetricFamily(
+            "edge_agent_component_state",
+            "Constant 1, labelled with the component's current state word",
+            labels=["kind", "name", "state"],
+        )
+        for s in statuses:
+            up.add_metric([s.kind, s.name], 1.0 if s.healthy else 0.0)
+            state.add_metric([s.kind, s.name, s.state], 1.0)
+        yield up
+        yield state
+        yield from self._families(statuses)
+        if self._board.store is not None:
+            yield self._tag_quality()
+
+    def _families(self, statuses: Iterable[ComponentStatus]) -> Iterator[Metric]:
+        counters: dict[tuple[str, str], CounterMetricFamily] = {}
+        gauges: dict[tuple[str, str], GaugeMetricFamily] = {}
+        histograms: dict[tuple[str, str], HistogramMetricFamily] = {}
+        for s in statuses:
+            for key, value in s.counters.items():
+                base = key.removesuffix("_total")
+                fam = counters.get((s.kind, base))
+                if fam is None:
+                    fam = counters[(s.kind, base)] = CounterMetricFamily(
+                        f"edge_agent_{s.kind}_{base}", f"{s.kind} {base}", labels=[s.kind]
+                    )
+                fam.add_metric([s.name], value)
+            for key, value in s.gauges.items():
+                gfam = gauges.get((s.kind, key))
+                if gfam is None:
+                    gfam = gauges[(s.kind, key)] = GaugeMetricFamily(
+                        f"edge_agent_{s.kind}_{key}", f"{s.kind} {key}", labels=[s.kind]
+                    )
+                gfam.add_metric([s.name], value)
+            for key, hist in s.histograms.items():
+                hfam = histograms.get((s.kind, key))
+                if hfam is None:
+                    hfam = histograms[(s.kind, key)] = HistogramMetricFamily(
+                        f"edge_agent_{s.kind}_{key}", f"{s.kind} {key}", labels=[s.kind]
+                    )
+                hfam.add_metric([s.name], hist.cumulative(), sum_value=hist.sum)
+        yield from counters.values()
+        yield from gauges.values()
+        yield from histograms.values()
+
+    def _tag_quality(self) -> Metric:
+        assert self._board.store is not None
+        fam = GaugeMetricFamily(
+            "edge_agent_tags", "Tags by the quality of their latest sample", labels=["quality"]
+        )
+        snapshot = self._board.store.snapshot().values()
+        for quality in Quality:
+            fam.add_metric([quality.value], float(sum(1 for s in snapshot if s.quality is quality)))
+        return fam
+
+
+def metrics_registry(board: StatusBoard, site: str, instance_id: str) -> CollectorRegistry:
+    """An own registry (not the global one): nothing else in the process leaks into /metrics."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(BoardCollector(board, site, instance_id))
+    return registry
+
+
+# ------------------------------------------------------------------------------------- server
+
+
+def health_document(board: StatusBoard) -> tuple[int, dict[str, object]]:
+    """(HTTP status, body) for /healthz: 200 only when every component is healthy."""
+    statuses = board.statuses()
+    healthy = all(s.healthy for s in statuses)
+    body: dict[str, object] = {"status": "ok" if healthy else "degraded"}
+    for kind in ("source", "sink", "outbox", "kpi", "control"):
+        members = {s.name: s.as_json() for s in statuses if s.kind == kind}
+        if members:
+            body[kind if kind in ("outbox", "kpi", "control") else kind + "s"] = members
+    return (200 if healthy else 503), body
+
+
+def build_app(board: StatusBoard, registry: CollectorRegistry) -> web.Application:
+    async def healthz(_: web.Request) -> web.Response:
+        code, body = health_document(board)
+        return web.Response(
+            status=code, text=json.dumps(body, indent=1), content_type="application/json"
+        )
+
+    async def metrics(_: web.Request) -> web.Response:
+        payload = generate_latest(registry)
+        return web.Response(body=payload, headers={"Content-Type": "text/plain; version=0.0.4"})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """`host:port` or `[v6]:port` -> (host, port)."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"health.listen = {listen!r}: expected host:port")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class HealthServer:
+    """The HTTP endpoint; `start()` binds (port 0 picks a free one, see `port`), `stop()` closes."""
+
+    def __init__(self, board: StatusBoard, listen: str, site: str, instance_id: str) -> None:
+        self._host, self._port = parse_listen(listen)
+        self._app = build_app(board, metrics_registry(board, site, instance_id))
+        self._runner: web.AppRunner | None = None
+        self.port = self._port
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self._app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
+        log.info("health_listening", host=self._host, port=self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> HealthServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

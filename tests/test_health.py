@@ -1,0 +1,175 @@
+"""/healthz and /metrics over real HTTP, fed by status providers whose failures we inject."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from urllib.error import HTTPError
+from urllib.request import urlopen
+
+import pytest
+
+from edge_agent.health import (
+    ComponentStatus,
+    HealthServer,
+    LatencyHistogram,
+    StatusBoard,
+    parse_listen,
+)
+from edge_agent.samples import Quality, Sample
+from edge_agent.tagstore import TagStore
+
+
+@dataclass
+class FakeSource:
+    name: str
+    connected: bool = True
+    samples_read: int = 0
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+
+    def status(self) -> ComponentStatus:
+        return ComponentStatus(
+            self.name,
+            "source",
+            "connected" if self.connected else "disconnected",
+            self.connected,
+            detail="" if self.connected else "connection refused",
+            progress=self.samples_read,
+            counters={"samples_read_total": self.samples_read, "poll_overruns_total": 1},
+            histograms={"read_latency_seconds": self.latency},
+        )
+
+
+@dataclass
+class FakeSink:
+    name: str
+    connected: bool = True
+    published: int = 0
+
+    def status(self) -> ComponentStatus:
+        return ComponentStatus(
+            self.name,
+            "sink",
+            "connected" if self.connected else "disconnected",
+            self.connected,
+            counters={"samples_published_total": self.published},
+        )
+
+
+@dataclass
+class FakeOutbox:
+    def status(self) -> ComponentStatus:
+        return ComponentStatus(
+            "outbox", "outbox", "running", True,
+            gauges={"depth_samples": 42, "oldest_age_seconds": 3.5},
+            counters={"dropped_samples_total": 0, "quarantined_samples_total": 2},
+        )  # fmt: skip
+
+
+async def get(port: int, path: str) -> tuple[int, str]:
+    def fetch() -> tuple[int, str]:
+        try:
+            with urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+                return resp.status, resp.read().decode()
+        except HTTPError as err:
+            return err.code, err.read().decode()
+
+    return await asyncio.to_thread(fetch)
+
+
+async def test_healthz_and_metrics_reflect_source_and_sink_failures() -> None:
+    store = TagStore()
+    store.update(
+        [Sample("fsf.matte_temp", 1210.0, Quality.GOOD, 1), Sample.bad("kiln.x", "timeout")]
+    )
+    board = StatusBoard(store)
+    source, sink = FakeSource("fsf", samples_read=120), FakeSink("mqtt", published=100)
+    source.latency.observe(0.004)
+    source.latency.observe(0.3)
+    for provider in (source, sink, FakeOutbox()):
+        board.add(provider)
+
+    async with HealthServer(board, "127.0.0.1:0", "demo", "edge-01") as server:
+        code, body = await get(server.port, "/healthz")
+        assert code == 200
+        doc = json.loads(body)
+        assert doc["status"] == "ok"
+        assert doc["sources"]["fsf"]["state"] == "connected"
+        assert doc["sinks"]["mqtt"]["samples_published_total"] == 100
+
+        code, text = await get(server.port, "/metrics")
+        assert code == 200
+        assert 'edge_agent_source_samples_read_total{source="fsf"} 120.0' in text
+        assert 'edge_agent_sink_samples_published_total{sink="mqtt"} 100.0' in text
+        assert 'edge_agent_source_read_latency_seconds_bucket{le="0.005",source="fsf"} 1.0' in text
+        assert 'edge_agent_source_read_latency_seconds_count{source="fsf"} 2.0' in text
+        assert 'edge_agent_outbox_depth_samples{outbox="outbox"} 42.0' in text
+        assert 'edge_agent_outbox_quarantined_samples_total{outbox="outbox"} 2.0' in text
+        assert 'edge_agent_component_up{kind="source",name="fsf"} 1.0' in text
+        assert 'edge_agent_tags{quality="bad"} 1.0' in text
+
+        source.connected = False
+        sink.connected = False
+        code, body = await get(server.port, "/healthz")
+        assert code == 503
+        doc = json.loads(body)
+        assert doc["status"] == "degraded"
+        assert doc["sources"]["fsf"] == {
+            "kind": "source", "state": "disconnected", "healthy": False,
+            "detail": "connection refused", "samples_read_total": 120, "poll_overruns_total": 1,
+        }  # fmt: skip
+        assert doc["sinks"]["mqtt"]["state"] == "disconnected"
+
+        _, text = await get(server.port, "/metrics")
+        assert 'edge_agent_component_up{kind="source",name="fsf"} 0.0' in text
+        assert 'edge_agent_component_up{kind="sink",name="mqtt"} 0.0' in text
+        assert (
+            'edge_agent_component_state{kind="source",name="fsf",state="disconnected"} 1.0' in text
+        )
+
+
+async def test_a_broken_provider_does_not_break_healthz() -> None:
+    class Broken:
+        def status(self) -> ComponentStatus:
+            raise RuntimeError("boom")
+
+    board = StatusBoard()
+    board.add(Broken())
+    board.add(FakeSink("mqtt"))
+    async with HealthServer(board, "127.0.0.1:0", "demo", "edge-01") as server:
+        code, body = await get(server.port, "/healthz")
+    assert code == 200
+    assert list(json.loads(body)["sinks"]) == ["mqtt"]
+
+
+def test_summary_line_and_watchdog_probes() -> None:
+    store = TagStore()
+    store.update([Sample("fsf.a", 1.0, Quality.GOOD, 1), Sample.bad("fsf.b", "timeout")])
+    board = StatusBoard(store)
+    source, sink = FakeSource("fsf", samples_read=5), FakeSink("mqtt", connected=False)
+    board.add(source)
+    board.add(sink)
+    board.add(FakeOutbox())
+    assert board.summary() == "1/2 tags good, 0 samples/s, outbox 42, sink mqtt disconnected"
+    probes = board.probes()
+    assert [p.name for p in probes] == ["source:fsf", "sink:mqtt"]
+    source.samples_read = 9
+    assert probes[0].read() == 9
+
+
+@pytest.mark.parametrize(
+    ("listen", "expected"),
+    [
+        ("127.0.0.1:9108", ("127.0.0.1", 9108)),
+        ("[::1]:9", ("::1", 9)),
+        (":9108", ("127.0.0.1", 9108)),
+    ],
+)
+def test_parse_listen(listen: str, expected: tuple[str, int]) -> None:
+    assert parse_listen(listen) == expected
+
+
+def test_parse_listen_names_the_bad_value() -> None:
+    with pytest.raises(ValueError, match=r"health\.listen = 'localhost'"):
+        parse_listen("localhost")
