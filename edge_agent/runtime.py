@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from edge_agent import acquisition, health, sinks
+from edge_agent import acquisition, control, health, kpi, sinks
 from edge_agent.config import AgentConfig
 from edge_agent.config_loader import add_set_argument, load_config
 from edge_agent.health import StatusBoard
@@ -45,6 +45,7 @@ class Agent:
         self.store = TagStore()
         self.bus = SampleBus(self.store, writer)
         self.outbox = writer if isinstance(writer, Outbox) else None
+        self.control: control.ControlPath | None = None
         self.board = StatusBoard(self.store)  # what /healthz, /metrics and the watchdog read
 
 
@@ -52,12 +53,14 @@ def build_services(agent: Agent) -> list[Service]:
     """Each component contributes its services here, one line each (stop order is theirs)."""
     services: list[Service] = []
     # -- hooks: one line per component, in data-flow order --------------------------------------
-    services += acquisition.build_services(agent.cfg, agent.bus)
+    acq = acquisition.Acquisition(agent.cfg, agent.bus)  # control writes through its connections
+    services += acq.services()
     health.add_sources(agent.board, agent.cfg, acquisition.source_stats())
-    # kpi (issue 5):         services += kpi.build_services(agent.cfg, agent.store, agent.bus)
+    agent.control = control.ControlPath(agent.cfg, agent.store, acq)  # before sinks: DCMD uses it
+    services += kpi.build_services(agent.cfg, agent.store, agent.bus)
     if agent.outbox is not None:
         services += sinks.build_services(agent.cfg, agent.outbox, agent.board)
-    # control (issue 8):     services += control.build_services(agent.cfg, agent.store)
+    services += agent.control.services()
     services += health.build_services(agent.cfg, agent.board)
     return services
 

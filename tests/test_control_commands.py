@@ -96,7 +96,7 @@ def test_malformed(topic: str, payload: bytes, words: str) -> None:
 async def test_handled_command_is_written_and_answered(tmp_path: Path) -> None:
     store = plant_store()
     driver = RecordingDriver(store)
-    path = ControlPath.build(config(tmp_path), store, lambda _: driver)
+    path = ControlPath(config(tmp_path), store, driver)
     outcome = await path.commands.handle(FUEL.replace("smelter", "plant"), body(), retained=False)
     assert outcome.result == "written", outcome
     assert outcome.reply()["request_id"] == "r-1"
@@ -106,7 +106,7 @@ async def test_handled_command_is_written_and_answered(tmp_path: Path) -> None:
 async def test_refused_command_is_audited_with_its_request_id(tmp_path: Path) -> None:
     store = plant_store()
     driver = RecordingDriver(store)
-    path = ControlPath.build(config(tmp_path), store, lambda _: driver)
+    path = ControlPath(config(tmp_path), store, driver)
     outcome = await path.commands.handle("plant/demo/fsf/fuel_flow_sp/set", body(), retained=True)
     assert (outcome.result, outcome.reason) == ("refused", "retained")
     assert driver.writes == []
@@ -121,7 +121,7 @@ async def test_refused_command_is_audited_with_its_request_id(tmp_path: Path) ->
 async def test_dcmd_entry_point_goes_through_the_guard(tmp_path: Path) -> None:
     store = plant_store()
     driver = RecordingDriver(store)
-    path = ControlPath.build(config(tmp_path), store, lambda _: driver)
+    path = ControlPath(config(tmp_path), store, driver)
     refused = await path.command("fsf.fuel_flow_sp", 5000.0, now_ns(), "dcmd-1")
     assert (refused.result, refused.reason) == ("refused", "out_of_bounds")
     stale = await path.command("fsf.o2_flow_sp", 30100.0, now_ns() - 60 * 10**9, "dcmd-2")

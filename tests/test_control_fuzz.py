@@ -139,7 +139,7 @@ def test_no_write_outside_allowlist_bounds_or_ramp(
     if recommendation is not None and not isinstance(recommendation, list):
         store.update([good("kpi.advisor.fuel_flow_sp", recommendation)])
     driver = RecordingDriver(store)
-    path = ControlPath.build(cfg, store, lambda _: driver)
+    path = ControlPath(cfg, store, driver)
     asyncio.run(drive(path, cmds, direct))
     event(f"writes reached the driver: {bool(driver.writes)}")
     assert_guarded(cfg, driver.writes, SETPOINTS)
@@ -154,7 +154,7 @@ def test_advisory_mode_with_heartbeat_off_writes_nothing(
     store = plant_store()
     store.update([good("kpi.advisor.fuel_flow_sp", 520.0)])  # a valid recommendation
     driver = RecordingDriver(store)
-    path = ControlPath.build(cfg, store, lambda _: driver)
+    path = ControlPath(cfg, store, driver)
     assert path.heartbeat is None
     assert [s.name for s in path.services()] == []  # no [mqtt]: no commands; no follower
     asyncio.run(drive(path, cmds, direct))

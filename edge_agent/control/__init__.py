@@ -1,7 +1,7 @@
 """The guarded control path: the only way the agent writes to the plant.
 
-    control = ControlPath.build(cfg, store, drivers)   # drivers: source name -> Driver | None
-    services = control.services()                      # follower, heartbeat, MQTT commands
+    control = ControlPath(cfg, store, acquisition)   # acquisition routes writes to the sources
+    services = control.services()                    # follower, heartbeat, MQTT commands
     await control.command(tag, value, ts_ns, request_id)   # Sparkplug DCMD
 
 Nothing here writes in `advisory` mode (the default); the heartbeat then stays off too unless
@@ -10,13 +10,10 @@ switched on. See docs/control.md for what may be written, when, and how the DCS 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from drivers.base import Driver
 from edge_agent.config import AgentConfig
 from edge_agent.control.audit import AUDIT_FILE, AuditLog, AuditRecord
 from edge_agent.control.commands import CommandHandler, CommandService, CommandTopics
-from edge_agent.control.executor import Executor, Outcome, driver_lookup
+from edge_agent.control.executor import Executor, Outcome, TagWriter
 from edge_agent.control.follower import AdvisorFollower
 from edge_agent.control.freshness import acquisition_health, advisor_health, all_of
 from edge_agent.control.guard import Decision, Guard, Origin, Refusal, WriteRequest
@@ -34,30 +31,32 @@ __all__ = [
     "Origin",
     "Outcome",
     "Refusal",
+    "TagWriter",
     "WriteRequest",
     "build_services",
 ]
-
-DriversBySource = Callable[[str], Driver | None]
 
 
 class ControlPath:
     """Everything of the control path for one configuration, wired together."""
 
-    def __init__(self, cfg: AgentConfig, store: TagStore, drivers: DriversBySource) -> None:
+    def __init__(self, cfg: AgentConfig, store: TagStore, writer: TagWriter) -> None:
         section = cfg.control
         self.cfg = cfg
         tags = cfg.tags()
-        source_of = {t.id: s.name for s in cfg.source for t in s.tag}
-        lookup = driver_lookup(source_of, drivers)
-        acquisition = acquisition_health(cfg, store)
+        self.acquisition_health = acquisition = acquisition_health(cfg, store)
         self.audit = AuditLog(cfg.agent.state_dir / AUDIT_FILE)
-        self.guard = Guard(section, store, acquisition, {t.id: t.max_age_s for t in tags.values()})
+        self.guard = Guard(
+            section,
+            store,
+            all_of(acquisition, self.audit.health),
+            {t.id: t.max_age_s for t in tags.values()},
+        )
         self.executor = Executor(
             self.guard,
             store,
             self.audit,
-            lookup,
+            writer,
             write_timeout_s=section.write_timeout_s,
             readback_timeout_s=section.readback_timeout_s,
         )
@@ -75,7 +74,7 @@ class ControlPath:
                 hb_tag.id,
                 section.heartbeat.interval_s,
                 wrap_at,
-                lookup,
+                writer,
                 all_of(acquisition, advisor_health(cfg, store)),
             )
         self.command_service: CommandService | None = None
@@ -89,10 +88,6 @@ class ControlPath:
             )
         self._counts = {"written": 0, "refused": 0, "failed": 0}
         self.audit.add_listener(self._count)
-
-    @classmethod
-    def build(cls, cfg: AgentConfig, store: TagStore, drivers: DriversBySource) -> ControlPath:
-        return cls(cfg, store, drivers)
 
     def services(self) -> list[Service]:
         """The follower only in closed loop (in advisory mode it would only collect refusals),
@@ -133,6 +128,6 @@ class ControlPath:
         )
 
 
-def build_services(cfg: AgentConfig, store: TagStore, drivers: DriversBySource) -> list[Service]:
+def build_services(cfg: AgentConfig, store: TagStore, writer: TagWriter) -> list[Service]:
     """The runtime's one call when it needs no handle on the path (no Sparkplug DCMD)."""
-    return ControlPath.build(cfg, store, drivers).services()
+    return ControlPath(cfg, store, writer).services()

@@ -89,12 +89,18 @@ def parse_command(
         return CommandError(
             Refusal.OVERSIZED, f"payload of {len(payload)} bytes exceeds {max_bytes} bytes", tag
         )
-    if retained:
-        return CommandError(Refusal.RETAINED, "the command was published with retain", tag)
     try:
         body = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        if retained:
+            return CommandError(Refusal.RETAINED, "the command was published with retain", tag)
         return CommandError(Refusal.MALFORMED, f"payload is not JSON: {exc}", tag)
+    if retained:  # refused whatever it says; its request id (if any) lets the sender correlate
+        given = body.get("request_id") if isinstance(body, dict) else None
+        request_id = given if isinstance(given, str) and _REQUEST_ID.match(given) else None
+        return CommandError(
+            Refusal.RETAINED, "the command was published with retain", tag, request_id
+        )
     if not isinstance(body, dict):
         return CommandError(
             Refusal.MALFORMED, f"payload must be a JSON object, not {type(body).__name__}", tag

@@ -1,6 +1,7 @@
 """Carries out what the guard accepts: write through the owning source's driver, read the value
 back, and audit the attempt whatever happened.
 
+The write goes through acquisition's connection to the source (no second session to the DCS).
 Writes are serialised: the guard's ramp and rate memory is updated before the next request is
 judged, and two origins never race on one setpoint. Read-back watches the TagStore for a sample of
 the tag acquired after the write: it confirms the value arrived where the plant keeps it and that
@@ -12,17 +13,23 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
-from drivers.base import Driver, DriverError, WriteRefused
+from drivers.base import DriverError, WriteRefused
 from edge_agent.control.audit import AuditLog, AuditRecord, Result
 from edge_agent.control.guard import Decision, Guard, WriteRequest
 from edge_agent.samples import Value, now_ns
 from edge_agent.tagstore import TagStore
 
-DriverLookup = Callable[[str], Driver | None]
 _READBACK_POLL_S = 0.05
+
+
+class TagWriter(Protocol):
+    """Routes a write to the driver of the source that owns the tag (acquisition's `Acquisition`
+    does, through the live connection; it raises `WriteRefused` while disconnected)."""
+
+    async def write(self, tag_id: str, value: Value) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +66,7 @@ class Executor:
         guard: Guard,
         store: TagStore,
         audit: AuditLog,
-        driver_for_tag: DriverLookup,
+        writer: TagWriter,
         *,
         write_timeout_s: float,
         readback_timeout_s: float,
@@ -67,7 +74,7 @@ class Executor:
         self.guard = guard
         self._store = store
         self._audit = audit
-        self._driver_for_tag = driver_for_tag
+        self._writer = writer
         self._write_timeout_s = write_timeout_s
         self._readback_timeout_s = readback_timeout_s
         self._lock = asyncio.Lock()
@@ -110,12 +117,9 @@ class Executor:
         def failed(reason: str, detail: str) -> Outcome:
             return Outcome(req, "failed", reason, detail, decision.previous, value)
 
-        driver = self._driver_for_tag(req.tag)
-        if driver is None:
-            return failed("no_driver", f"no connected driver owns {req.tag}")
         started_ns = now_ns()
         try:
-            await asyncio.wait_for(driver.write(req.tag, value), self._write_timeout_s)
+            await asyncio.wait_for(self._writer.write(req.tag, value), self._write_timeout_s)
         except TimeoutError:
             return failed("write_timeout", f"no answer within {self._write_timeout_s:g} s")
         except WriteRefused as exc:
@@ -163,14 +167,3 @@ def _same(read: Value | None, written: float) -> bool:
 
 def _json_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def driver_lookup(source_of_tag: Mapping[str, str], drivers: DriverLookup) -> DriverLookup:
-    """Tag id -> the driver of the source that owns it (drivers are looked up by source name at
-    each write, because acquisition may replace a driver when it reconnects)."""
-
-    def lookup(tag: str) -> Driver | None:
-        source = source_of_tag.get(tag)
-        return drivers(source) if source is not None else None
-
-    return lookup

@@ -11,11 +11,11 @@ the audit (one line a second would drown the record of real setpoint writes).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import structlog
 
-from drivers.base import Driver, DriverError
+from drivers.base import DriverError
+from edge_agent.control.executor import TagWriter
 from edge_agent.control.guard import HealthCheck
 
 log = structlog.get_logger("edge_agent.control")
@@ -27,13 +27,13 @@ class Heartbeat:
         tag: str,
         interval_s: float,
         wrap_at: int,
-        driver_for_tag: Callable[[str], Driver | None],
+        writer: TagWriter,
         health: HealthCheck,
     ) -> None:
         self.tag = tag
         self._interval_s = interval_s
         self._wrap_at = max(1, wrap_at)
-        self._driver_for_tag = driver_for_tag
+        self._writer = writer
         self._health = health
         self.counter = 0
         self.beating = False
@@ -58,12 +58,9 @@ class Heartbeat:
                 log.warning("heartbeat_stopped", tag=self.tag, reason=unhealthy)
             self.beating = False
             return False
-        driver = self._driver_for_tag(self.tag)
-        if driver is None:
-            return self._lost("no connected driver owns the heartbeat tag")
         value = self.counter % self._wrap_at + 1
         try:
-            await asyncio.wait_for(driver.write(self.tag, value), self._interval_s)
+            await asyncio.wait_for(self._writer.write(self.tag, value), self._interval_s)
         except (TimeoutError, DriverError) as exc:
             return self._lost(str(exc) or type(exc).__name__)
         self.counter = value
