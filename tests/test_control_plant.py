@@ -29,8 +29,6 @@ from edge_agent.control.commands import CommandTopics
 from edge_agent.pipeline import SampleBus
 from edge_agent.samples import Quality, Sample, Value, iso_utc, now_ns
 from edge_agent.tagstore import TagStore
-
-pytest.importorskip("tests.plant", reason="simulator fixtures (issue 3) not on this branch yet")
 from tests.plant import PlantSim
 
 FUEL = "fsf.fuel_flow_sp"
