@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from edge_agent import __version__, probe, runtime
 from edge_agent.config_loader import ConfigError, add_set_argument, load_config, summary
+from edge_agent.kpi import whatif
 from edge_agent.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ SUBCOMMANDS: list[Callable[[Subparsers], None]] = [
     _add_check_config,
     runtime.add_parser,
     probe.add_parser,
+    whatif.add_parser,
 ]
 
 
