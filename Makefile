@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Integration tests mostly wait on sockets, so one worker per core keeps the suite short.
+PYTEST_ARGS ?= -n auto
 
 .PHONY: demo test lint bench proto clean
 

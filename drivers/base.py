@@ -31,6 +31,15 @@ class DriverError(Exception):
 class DriverConnectionError(DriverError):
     """The connection to the source is lost or cannot be made."""
 
+    # What the source's tags say while this lasts (Sample.reason).
+    reason = "connection_lost"
+
+
+class DriverAccessDenied(DriverConnectionError):
+    """The server refused us (credentials, certificate trust): retrying alone will not help."""
+
+    reason = "access_denied"
+
 
 class WriteRefused(DriverError):
     """The device refused a write (out of range, not writable, exception reply)."""

@@ -1,0 +1,98 @@
+"""Modbus register codec: engineering values <-> 16-bit registers, for every tag type we map.
+
+Devices disagree on how a multi-register value is laid out. We name a layout by where the bytes
+of the big-endian value `A B C D` (`A` most significant) end up on the wire:
+
+- `ABCD`: big-endian words in big-endian order (the Modbus specification's own layout);
+- `CDAB`: word-swapped (little-endian word order, common on PLCs);
+- `BADC`: byte-swapped inside each word;
+- `DCBA`: fully little-endian.
+
+For 64-bit values the same rule extends to four words. pymodbus's `convert_from_registers` only
+handles the word order, so byte swapping is done here and the whole codec is ours.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Sequence
+
+from drivers.base import WriteRefused
+from edge_agent.config import ModbusTag
+from edge_agent.samples import Value
+
+_STRUCT = {
+    "int16": "h", "uint16": "H", "int32": "i", "uint32": "I",
+    "int64": "q", "uint64": "Q", "float32": "f", "float64": "d",
+}  # fmt: skip
+_INTEGER = frozenset({"int16", "uint16", "int32", "uint32", "int64", "uint64"})
+
+
+def registers_to_bytes(registers: Sequence[int], byte_order: str) -> bytes:
+    """Reorder wire registers into the value's big-endian bytes."""
+    words = list(registers)
+    if byte_order in ("CDAB", "DCBA"):
+        words.reverse()
+    if byte_order in ("BADC", "DCBA"):
+        words = [((w & 0xFF) << 8) | (w >> 8) for w in words]
+    return b"".join(w.to_bytes(2, "big") for w in words)
+
+
+def bytes_to_registers(data: bytes, byte_order: str) -> list[int]:
+    """The inverse of `registers_to_bytes`: big-endian value bytes to wire registers."""
+    words = [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
+    if byte_order in ("BADC", "DCBA"):
+        words = [((w & 0xFF) << 8) | (w >> 8) for w in words]
+    if byte_order in ("CDAB", "DCBA"):
+        words.reverse()
+    return words
+
+
+def decode(tag: ModbusTag, registers: Sequence[int]) -> Value:
+    """The tag's engineering value from its own registers (exactly `tag.registers` of them).
+
+    Integers stay integers unless a scale or offset is configured; strings are ASCII with
+    trailing NULs and spaces removed (word order does not apply to strings, byte swap does).
+    """
+    if tag.type == "bool":
+        return bool(registers[0])
+    if tag.type == "bit":
+        assert tag.bit is not None
+        return bool((registers[0] >> tag.bit) & 1)
+    if tag.type == "string":
+        order = "BADC" if tag.byte_order in ("BADC", "DCBA") else "ABCD"
+        return registers_to_bytes(registers, order).rstrip(b"\x00 ").decode("latin-1")
+    (raw,) = struct.unpack(">" + _STRUCT[tag.type], registers_to_bytes(registers, tag.byte_order))
+    if tag.scale == 1.0 and tag.offset == 0.0:
+        return raw  # type: ignore[no-any-return]
+    return float(raw) * tag.scale + tag.offset
+
+
+def encode(tag: ModbusTag, value: Value) -> list[int]:
+    """Registers to write for an engineering value; refuses what the type cannot hold."""
+    if tag.type in ("bool", "bit"):
+        if tag.type == "bit":
+            raise WriteRefused(f"tag {tag.id}: a single bit of a register is not writable")
+        return [1 if value else 0]
+    if tag.type == "string":
+        assert tag.length is not None
+        data = str(value).encode("latin-1")
+        if len(data) > 2 * tag.length:
+            raise WriteRefused(f"tag {tag.id}: {value!r} is longer than {2 * tag.length} bytes")
+        order = "BADC" if tag.byte_order in ("BADC", "DCBA") else "ABCD"
+        return bytes_to_registers(data.ljust(2 * tag.length, b"\x00"), order)
+    if isinstance(value, str):
+        raise WriteRefused(f"tag {tag.id}: {value!r} is not a number")
+    raw: float | int = value
+    if tag.scale != 1.0 or tag.offset != 0.0 or not isinstance(value, int):
+        raw = (float(value) - tag.offset) / tag.scale
+    if tag.type in _INTEGER and isinstance(raw, float):
+        if not math.isfinite(raw):
+            raise WriteRefused(f"tag {tag.id}: {value!r} is not a finite number")
+        raw = round(raw)
+    try:
+        data = struct.pack(">" + _STRUCT[tag.type], raw)
+    except (struct.error, OverflowError) as exc:
+        raise WriteRefused(f"tag {tag.id}: {value!r} does not fit in {tag.type}") from exc
+    return bytes_to_registers(data, tag.byte_order)

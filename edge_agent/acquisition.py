@@ -1,0 +1,264 @@
+"""Acquisition: one supervised loop per source that turns driver reads into published samples.
+
+Each source is read on a fixed-rate schedule whose deadlines are multiples of the interval from
+its start, so the reading rate does not drift by the read's own duration; a read that overruns
+its slot is counted and logged, and the missed slots are skipped rather than bunched up.
+
+A lost connection is never a silent gap: every tag of the source is published Bad with the
+reason ("connection_lost", "access_denied") as soon as the loss is seen, and again after each
+failed reconnect attempt. Reconnects back off exponentially with jitter, capped at a few seconds
+so that the source is Good again within 10 s of its server's return; each attempt builds a new
+driver (and so a new client), which recovers from whatever state the old client was left in.
+
+`quality_from` lets a device status tag veto the quality of the tags it vouches for: while
+`status & mask != 0` (an analyser calibrating), those tags are downgraded, whatever their read
+said.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from drivers.base import Driver, DriverConnectionError, WriteRefused
+from edge_agent.config import AgentConfig, OpcUaSource, QualityFrom, Source
+from edge_agent.health import LatencyHistogram
+from edge_agent.pipeline import SampleBus
+from edge_agent.samples import Quality, Sample, Value, now_ns
+from edge_agent.supervisor import Service
+
+log = structlog.get_logger(__name__)
+
+RECONNECT_INITIAL_S = 0.25
+# With jitter the longest wait is the cap; connect and first read must fit in the rest of 10 s.
+RECONNECT_CAP_S = 5.0
+
+DriverFactory = Callable[[Source], Driver]
+
+
+def make_driver(source: Source) -> Driver:
+    """The protocol driver for a source (imported lazily: each pulls in a protocol library)."""
+    if isinstance(source, OpcUaSource):
+        from drivers.opcua import OpcUaDriver
+
+        return OpcUaDriver(source)
+    from drivers.modbus import ModbusDriver
+
+    return ModbusDriver(source)
+
+
+@dataclass
+class SourceStats:
+    """Per-source state and counters, read by /metrics and the live view."""
+
+    source: str
+    protocol: str
+    tags: int
+    connected: bool = False
+    reads: int = 0
+    samples: int = 0
+    overruns: int = 0
+    connects: int = 0
+    connection_losses: int = 0
+    read_seconds_total: float = 0.0
+    last_read_s: float = 0.0
+    last_error: str | None = None
+    read_latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+
+
+_STATS: dict[str, SourceStats] = {}
+
+
+def source_stats() -> list[SourceStats]:
+    """The counters of every source built in this process (live objects, do not modify)."""
+    return list(_STATS.values())
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with jitter (a fraction of each delay is random) and a cap."""
+
+    initial_s: float = RECONNECT_INITIAL_S
+    cap_s: float = RECONNECT_CAP_S
+    jitter: float = 0.2
+    _attempt: int = field(default=0, init=False)
+
+    def next_delay(self) -> float:
+        base = min(self.cap_s, self.initial_s * 2.0**self._attempt)
+        self._attempt += 1
+        return base * (1 - self.jitter * random.random())
+
+    def reset(self) -> None:
+        self._attempt = 0
+
+
+class QualityGate:
+    """Applies `quality_from`: the status tags' latest values veto their dependents' quality."""
+
+    def __init__(self, rules: dict[str, QualityFrom], bus: SampleBus) -> None:
+        self.rules = rules
+        self.bus = bus
+
+    def apply(self, samples: Sequence[Sample]) -> list[Sample]:
+        if not self.rules:
+            return list(samples)
+        latest = {s.tag: s for s in samples}
+        return [self._gate(s, latest) if s.tag in self.rules else s for s in samples]
+
+    def _gate(self, sample: Sample, latest: dict[str, Sample]) -> Sample:
+        if sample.quality is Quality.BAD:
+            return sample
+        rule = self.rules[sample.tag]
+        status = latest.get(rule.tag) or self.bus.store.get(rule.tag)
+        if status is None or not status.good or not isinstance(status.value, int | bool):
+            return _downgrade(sample, Quality.UNCERTAIN, f"status_unknown {rule.tag}")
+        if int(status.value) & rule.mask:
+            return _downgrade(
+                sample, Quality(rule.quality), f"device_status {rule.tag}={status.value}"
+            )
+        return sample
+
+
+def _downgrade(sample: Sample, quality: Quality, reason: str) -> Sample:
+    value = None if quality is Quality.BAD else sample.value
+    return Sample(sample.tag, value, quality, sample.acq_ns, sample.source_ns, reason)
+
+
+class SourcePoller:
+    """Connects, reads on schedule, publishes, and reconnects one source, forever."""
+
+    def __init__(
+        self, source: Source, bus: SampleBus, factory: DriverFactory = make_driver
+    ) -> None:
+        self.source = source
+        self.bus = bus
+        self.factory = factory
+        self.tag_ids = [t.id for t in source.tag]
+        rules = {t.id: t.quality_from for t in source.tag if t.quality_from is not None}
+        self.gate = QualityGate(rules, bus)
+        self.stats = SourceStats(source.name, source.protocol, len(self.tag_ids))
+        self.log = log.bind(source=source.name)
+        self._driver: Driver | None = None
+        self.backoff = Backoff()
+
+    async def run(self) -> None:
+        backoff = self.backoff
+        failures = 0
+        while True:
+            driver = self.factory(self.source)
+            try:
+                await driver.connect()
+            except DriverConnectionError as exc:
+                failures += 1
+                await self._lost(exc, loud=failures == 1)
+                await driver.close()
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            backoff.reset()
+            failures = 0
+            self._connected(driver)
+            try:
+                await self._poll(driver)
+            except DriverConnectionError as exc:
+                self.stats.connection_losses += 1
+                await self._lost(exc, loud=True)
+            finally:
+                self._driver = None
+                self.stats.connected = False
+                await driver.close()
+            await asyncio.sleep(backoff.next_delay())
+
+    async def write(self, tag_id: str, value: Value) -> None:
+        """Write through the live connection; refused (not queued) while disconnected."""
+        if self._driver is None:
+            raise WriteRefused(f"source {self.source.name} is not connected")
+        await self._driver.write(tag_id, value)
+
+    def _connected(self, driver: Driver) -> None:
+        self._driver = driver
+        self.stats.connected = True
+        self.stats.connects += 1
+        self.stats.last_error = None
+        self.log.info("source_connected", endpoint=self.source.endpoint, tags=len(self.tag_ids))
+
+    async def _lost(self, exc: DriverConnectionError, loud: bool) -> None:
+        self.stats.connected = False
+        self.stats.last_error = str(exc)
+        (self.log.error if loud else self.log.debug)(
+            "source_unavailable", reason=exc.reason, error=str(exc)
+        )
+        acq = now_ns()
+        await self.bus.publish(
+            [Sample(t, None, Quality.BAD, acq, None, exc.reason) for t in self.tag_ids]
+        )
+
+    async def _poll(self, driver: Driver) -> None:
+        loop = asyncio.get_running_loop()
+        interval = self.source.poll_interval_s
+        deadline = loop.time()
+        while True:
+            started = time.perf_counter()
+            samples = await driver.read()
+            elapsed = time.perf_counter() - started
+            self.stats.reads += 1
+            self.stats.samples += len(samples)
+            self.stats.last_read_s = elapsed
+            self.stats.read_seconds_total += elapsed
+            self.stats.read_latency.observe(elapsed)
+            await self.bus.publish(self.gate.apply(samples))
+            deadline += interval
+            now = loop.time()
+            if now > deadline:
+                missed = int((now - deadline) // interval) + 1
+                deadline += missed * interval
+                self.stats.overruns += missed
+                self.log.warning(
+                    "source_overrun",
+                    read_s=round(elapsed, 3),
+                    interval_s=interval,
+                    overruns=self.stats.overruns,
+                )
+            await asyncio.sleep(deadline - now)
+
+
+class Acquisition:
+    """All sources of a config: their services, counters and write path."""
+
+    def __init__(
+        self, cfg: AgentConfig, bus: SampleBus, factory: DriverFactory = make_driver
+    ) -> None:
+        self.pollers = [SourcePoller(s, bus, factory) for s in cfg.source if s.enabled]
+        self._by_tag = {t: p for p in self.pollers for t in p.tag_ids}
+        for p in self.pollers:
+            _STATS[p.source.name] = p.stats
+
+    def services(self) -> list[Service]:
+        return [Service(f"source.{p.source.name}", p.run) for p in self.pollers]
+
+    async def write(self, tag_id: str, value: Value) -> None:
+        poller = self._by_tag.get(tag_id)
+        if poller is None:
+            raise WriteRefused(f"no source has tag {tag_id!r}")
+        await poller.write(tag_id, value)
+
+
+def build_services(cfg: AgentConfig, bus: SampleBus) -> list[Service]:
+    """runtime.py's hook: one supervised service per enabled source."""
+    return Acquisition(cfg, bus).services()
+
+
+__all__ = [
+    "Acquisition",
+    "Backoff",
+    "QualityGate",
+    "SourcePoller",
+    "SourceStats",
+    "build_services",
+    "make_driver",
+    "source_stats",
+]

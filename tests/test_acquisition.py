@@ -1,0 +1,164 @@
+"""The acquisition loop against a scripted fake driver (pure logic; the real drivers are tested
+against the simulators in test_opcua_driver.py and test_modbus_driver.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from drivers.base import DriverConnectionError
+from edge_agent import acquisition
+from edge_agent.acquisition import Acquisition, Backoff, SourcePoller, build_services
+from edge_agent.config import AgentConfig, ModbusSource, Source
+from edge_agent.pipeline import SampleBus
+from edge_agent.samples import Quality, Sample, Value, now_ns
+from edge_agent.tagstore import TagStore
+
+
+def modbus_source(**kw: object) -> ModbusSource:
+    return ModbusSource.model_validate(
+        {
+            "name": "offgas",
+            "protocol": "modbus",
+            "endpoint": "tcp://127.0.0.1:1",
+            "poll_interval_s": 0.01,
+            "tag": [
+                {"id": "offgas.so2_pct", "address": 0, "type": "float32",
+                 "quality_from": {"tag": "offgas.status", "mask": 7}},
+                {"id": "offgas.status", "address": 4},
+            ],
+            **kw,
+        }
+    )  # fmt: skip
+
+
+class FakeDriver:
+    """Serves scripted status values; `fail` makes the next connect or read raise."""
+
+    def __init__(self, plant: FakePlant) -> None:
+        self.plant = plant
+
+    async def connect(self) -> None:
+        self.plant.connects += 1
+        if self.plant.down:
+            raise DriverConnectionError("refused")
+
+    async def read(self) -> list[Sample]:
+        if self.plant.down:
+            raise DriverConnectionError("gone")
+        if self.plant.slow_s:
+            await asyncio.sleep(self.plant.slow_s)
+        acq = now_ns()
+        return [
+            Sample("offgas.so2_pct", 0.5, Quality.GOOD, acq),
+            Sample("offgas.status", self.plant.status, Quality.GOOD, acq),
+        ]
+
+    async def write(self, tag_id: str, value: Value) -> None:
+        self.plant.written[tag_id] = value
+
+    async def close(self) -> None:
+        pass
+
+
+class FakePlant:
+    def __init__(self) -> None:
+        self.down = False
+        self.status = 0
+        self.slow_s = 0.0
+        self.connects = 0
+        self.written: dict[str, Value] = {}
+
+    def factory(self, source: Source) -> FakeDriver:
+        return FakeDriver(self)
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not condition():  # noqa: ASYNC110 (polling a condition, with a deadline)
+            await asyncio.sleep(0.005)
+
+
+@pytest.fixture
+async def running() -> tuple[FakePlant, TagStore, SourcePoller]:  # type: ignore[misc]
+    plant, store = FakePlant(), TagStore()
+    poller = SourcePoller(modbus_source(), SampleBus(store), plant.factory)
+    poller.backoff = Backoff(initial_s=0.01, cap_s=0.02)
+    task = asyncio.create_task(poller.run())
+    await until(lambda: poller.stats.reads > 0)
+    yield plant, store, poller
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+def quality(store: TagStore, tag: str) -> Quality | None:
+    s = store.get(tag)
+    return s.quality if s else None
+
+
+async def test_lost_connection_turns_every_tag_bad_then_recovers(running: tuple) -> None:  # type: ignore[type-arg]
+    plant, store, poller = running
+    assert quality(store, "offgas.status") is Quality.GOOD
+    plant.down = True
+    await until(lambda: quality(store, "offgas.status") is Quality.BAD)
+    bad = store.get("offgas.so2_pct")
+    assert bad is not None
+    assert (bad.quality, bad.value, bad.reason) == (Quality.BAD, None, "connection_lost")
+    assert not poller.stats.connected
+    connects = plant.connects
+    await until(lambda: plant.connects > connects + 1)  # keeps retrying with fresh drivers
+    plant.down = False
+    await until(lambda: quality(store, "offgas.so2_pct") is Quality.GOOD)
+    assert poller.stats.connected
+    assert poller.stats.connection_losses == 1
+
+
+async def test_status_tag_vetoes_dependent_quality(running: tuple) -> None:  # type: ignore[type-arg]
+    plant, store, _ = running
+    plant.status = 1  # calibrating
+    await until(lambda: quality(store, "offgas.so2_pct") is Quality.BAD)
+    s = store.get("offgas.so2_pct")
+    assert s is not None
+    assert s.reason == "device_status offgas.status=1"
+    assert quality(store, "offgas.status") is Quality.GOOD
+    plant.status = 8  # outside the mask
+    await until(lambda: quality(store, "offgas.so2_pct") is Quality.GOOD)
+
+
+async def test_overruns_are_counted(running: tuple) -> None:  # type: ignore[type-arg]
+    plant, _, poller = running
+    plant.slow_s = 0.035  # 3.5 intervals of 10 ms
+    await until(lambda: poller.stats.overruns >= 6)
+    plant.slow_s = 0.0
+
+
+async def test_writes_go_through_the_live_driver() -> None:
+    plant, store = FakePlant(), TagStore()
+    cfg = AgentConfig.model_validate({"source": [modbus_source().model_dump()]})
+    acq = Acquisition(cfg, SampleBus(store), plant.factory)
+    acq.pollers[0].backoff = Backoff(initial_s=0.01, cap_s=0.02)
+    (service,) = acq.services()
+    assert service.name == "source.offgas"
+    task = asyncio.create_task(service.run())
+    await until(lambda: acq.pollers[0].stats.connected)
+    await acq.write("offgas.status", 3)
+    assert plant.written == {"offgas.status": 3}
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert {s.source for s in acquisition.source_stats()} >= {"offgas"}
+
+
+def test_build_services_skips_disabled_sources() -> None:
+    cfg = AgentConfig.model_validate({"source": [modbus_source(enabled=False).model_dump()]})
+    assert build_services(cfg, SampleBus(TagStore())) == []
+
+
+def test_backoff_is_capped_with_jitter() -> None:
+    b = Backoff(initial_s=0.25, cap_s=5.0, jitter=0.2)
+    delays = [b.next_delay() for _ in range(10)]
+    assert all(0 < d <= 5.0 for d in delays)
+    assert delays[-1] >= 4.0

@@ -1,0 +1,91 @@
+"""OPC UA node references: every string form, browse paths, per-session resolution."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from asyncua import ua
+
+from drivers.opcua import datetime_ns, quality_of
+from drivers.opcua_nodes import BrowsePathRef, NodeIdRef, NodeRefError, parse_node_ref
+from edge_agent.samples import Quality
+
+NAMESPACES = ["http://opcfoundation.org/UA/", "urn:other", "urn:smelter:sim"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("i=2258", ua.NodeId(2258, 0)),
+        ("ns=2;i=17", ua.NodeId(17, 2)),
+        ("ns=1;s=fsf.matte_temp", ua.NodeId("fsf.matte_temp", 1)),
+        ("s=plain", ua.NodeId("plain", 0)),
+        ("nsu=urn:smelter:sim;s=a;b=c", ua.NodeId("a;b=c", 2)),
+        (
+            "ns=3;g=09087e75-8e5e-499b-954f-f2a9603db28a",
+            ua.NodeId(uuid.UUID("09087e75-8e5e-499b-954f-f2a9603db28a"), 3),
+        ),
+        ("ns=1;b=AAEC", ua.NodeId(b"\x00\x01\x02", 1)),
+    ],
+)
+def test_node_id_forms(text: str, expected: ua.NodeId) -> None:
+    ref = parse_node_ref(text)
+    assert isinstance(ref, NodeIdRef)
+    assert ref.resolve(NAMESPACES) == expected
+
+
+def test_namespace_uri_is_resolved_per_session() -> None:
+    ref = parse_node_ref("nsu=urn:smelter:sim;s=x")
+    assert isinstance(ref, NodeIdRef)
+    assert ref.resolve(NAMESPACES).NamespaceIndex == 2
+    after_restart = ["http://opcfoundation.org/UA/", "urn:smelter:sim"]
+    assert ref.resolve(after_restart).NamespaceIndex == 1
+    with pytest.raises(NodeRefError, match="no namespace 'urn:smelter:sim'"):
+        ref.resolve(["http://opcfoundation.org/UA/"])
+
+
+def test_browse_path_elements() -> None:
+    ref = parse_node_ref("/Objects/2:Plant/{urn:smelter:sim}fsf")
+    assert isinstance(ref, BrowsePathRef)
+    path = ref.relative_path(NAMESPACES)
+    names = [(e.TargetName.NamespaceIndex, e.TargetName.Name) for e in path.Elements]
+    assert names == [(0, "Objects"), (2, "Plant"), (2, "fsf")]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("matte_temp", "neither a node id"),
+        ("ns=x;s=a", "neither a node id"),
+        ("i=abc", "not a numeric"),
+        ("g=not-a-guid", "not a GUID"),
+        ("b=%%%", "not a base64"),
+        ("/", "empty"),
+    ],
+)
+def test_bad_references_say_what_is_wrong(text: str, message: str) -> None:
+    with pytest.raises(NodeRefError, match=message):
+        parse_node_ref(text)
+
+
+def test_status_code_to_quality() -> None:
+    assert quality_of(ua.StatusCode(0)) == (Quality.GOOD, None)
+    assert quality_of(None) == (Quality.GOOD, None)
+    assert quality_of(ua.StatusCode(ua.StatusCodes.UncertainLastUsableValue)) == (
+        Quality.UNCERTAIN,
+        "UncertainLastUsableValue",
+    )
+    assert quality_of(ua.StatusCode(ua.StatusCodes.BadNodeIdUnknown)) == (
+        Quality.BAD,
+        "BadNodeIdUnknown",
+    )
+
+
+def test_datetimes_become_epoch_nanoseconds() -> None:
+    from datetime import UTC, datetime
+
+    assert datetime_ns(datetime(1970, 1, 1, 0, 0, 1, 5, tzinfo=UTC)) == 1_000_005_000
+    assert datetime_ns(datetime(1970, 1, 1, 0, 0, 1)) == 1_000_000_000
+    assert datetime_ns(None) is None
+    assert datetime_ns(datetime(1601, 1, 1)) is None
