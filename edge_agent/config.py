@@ -739,7 +739,9 @@ class ControlAllow(Section):
     origins: list[ControlOrigin] = Field(min_length=1)
     min_interval_s: float = Field(10.0, ge=0, description="per-tag rate limit between writes")
     recommendation: str | None = Field(
-        None, description="tag holding the advisor's recommended value for this setpoint"
+        None,
+        pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$",
+        description="tag holding the advisor's recommended value for this setpoint",
     )
 
     @model_validator(mode="after")

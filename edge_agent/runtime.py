@@ -51,10 +51,10 @@ def build_services(agent: Agent) -> list[Service]:
     # -- hooks: one line per component, in data-flow order --------------------------------------
     acq = acquisition.Acquisition(agent.cfg, agent.bus)  # control writes through its connections
     services += acq.services()
+    agent.control = control.ControlPath(agent.cfg, agent.store, acq)  # before sinks: DCMD uses it
     services += kpi.build_services(agent.cfg, agent.store, agent.bus)
     if agent.outbox is not None:
         services += sinks.build_services(agent.cfg, agent.outbox)
-    agent.control = control.ControlPath(agent.cfg, agent.store, acq)  # Sparkplug DCMD uses it
     services += agent.control.services()
     # health (issue 9):      services += health.build_services(agent.cfg, supervisor)
     return services

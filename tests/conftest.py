@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-pytest_plugins = ["tests.services"]
+pytest_plugins = ["tests.services", "tests.plant"]
 
 ROOT = Path(__file__).resolve().parent.parent
 

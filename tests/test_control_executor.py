@@ -146,3 +146,17 @@ async def test_audit_publishes_when_a_publisher_is_set(tmp_path: Path) -> None:
     await audit.record(record)
     (body,) = published
     assert json.loads(body)["reason"] == "non_finite"
+
+
+async def test_an_unwritable_audit_file_stops_further_writes(tmp_path: Path) -> None:
+    cfg = config(tmp_path, heartbeat={"enabled": False})
+    store = plant_store()
+    driver = RecordingDriver(store)
+    path = ControlPath(cfg, store, driver)
+    path.audit.path.mkdir(parents=True)  # a directory where the file should be
+    first = await path.command("fsf.o2_flow_sp", 30100.0, now_ns(), "a-1")
+    assert first.result == "written"
+    second = await path.command("fsf.o2_flow_sp", 30200.0, now_ns(), "a-2")
+    assert (second.result, second.reason) == ("refused", "agent_unhealthy")
+    assert "audit file" in second.detail
+    assert driver.writes == [("fsf.o2_flow_sp", 30100.0)]

@@ -53,6 +53,7 @@ async def test_each_sink_reads_in_order_and_data_is_forgotten_after_all_ack(tmp_
         assert outbox.state.batches == 3  # influx has confirmed nothing yet
         await influx.ack(outbox.state.head_id)
         await mqtt.ack(outbox.state.head_id)
+        await outbox.flush()  # confirmations reach the disk with the next commit or tick
         assert outbox.state.batches == 0
         assert outbox.state.samples == 0
     finally:

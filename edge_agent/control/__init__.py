@@ -44,9 +44,14 @@ class ControlPath:
         section = cfg.control
         self.cfg = cfg
         tags = cfg.tags()
-        acquisition = acquisition_health(cfg, store)
+        self.acquisition_health = acquisition = acquisition_health(cfg, store)
         self.audit = AuditLog(cfg.agent.state_dir / AUDIT_FILE)
-        self.guard = Guard(section, store, acquisition, {t.id: t.max_age_s for t in tags.values()})
+        self.guard = Guard(
+            section,
+            store,
+            all_of(acquisition, self.audit.health),
+            {t.id: t.max_age_s for t in tags.values()},
+        )
         self.executor = Executor(
             self.guard,
             store,

@@ -68,6 +68,11 @@ class AuditLog:
         self._lock = threading.Lock()
         self._publisher: Publisher | None = None
         self._listeners: list[Callable[[AuditRecord], None]] = []
+        # Set while appending fails: the guard then refuses every write (agent_unhealthy).
+        self.broken: str | None = None
+
+    def health(self) -> str | None:
+        return self.broken
 
     def add_listener(self, listener: Callable[[AuditRecord], None]) -> None:
         """Called with each record once it is on disk (counters for the health board)."""
@@ -93,7 +98,14 @@ class AuditLog:
             detail=rec.detail,
         )
         line = rec.to_json()
-        await asyncio.to_thread(self._append, line)
+        try:
+            await asyncio.to_thread(self._append, line)
+        except OSError as exc:
+            # The write (if any) has happened; what must not happen is another unrecorded one.
+            self.broken = f"the audit file {self.path} cannot be written: {exc}"
+            log.error("control_audit_failed", tag=rec.tag, error=str(exc), path=str(self.path))
+        else:
+            self.broken = None
         for listener in self._listeners:
             listener(rec)
         publisher = self._publisher
