@@ -52,7 +52,8 @@ def run(tmp_path: Path, follow_advice: bool, seed: int = 3) -> tuple[list[float]
         if follow_advice and out["kpi.advisor.validity"].value == "valid":
             for sp in ("fsf.o2_flow_sp", "fsf.fuel_flow_sp"):
                 advice = out["kpi.advisor." + sp.removeprefix("fsf.")]
-                assert advice.quality is Quality.GOOD and isinstance(advice.value, float)
+                assert advice.quality is Quality.GOOD
+                assert isinstance(advice.value, float)
                 plant.write(sp, advice.value)
         if hour >= 1:  # after the advisor has seen the feed steady and settled in
             temps.append(float(plant.values["fsf.matte_temp"]))
