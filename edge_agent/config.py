@@ -633,6 +633,20 @@ class TlsConfig(Section):
         return self
 
 
+SparkplugId = Annotated[str, Field(pattern=r"^[^+/#]+$", description="no '+', '/' or '#'")]
+
+
+class SparkplugSection(Section):
+    """The Sparkplug B edge node's identity (`mqtt.format = "sparkplug_b"`; docs/sparkplug.md)."""
+
+    group_id: SparkplugId = "smelter"
+    # The edge node id; default: agent.instance_id. group_id/edge_node_id must be unique.
+    edge_node_id: SparkplugId | None = None
+    # Wait for this host application's STATE online=true before births; leave on offline.
+    primary_host_id: SparkplugId | None = None
+    # Report by exception is always on for Sparkplug, with mqtt.deadband / mqtt.deadbands.
+
+
 class MqttSection(Section):
     """Broker connection (shared by the JSON and Sparkplug B formats) and JSON publishing."""
 
@@ -646,6 +660,7 @@ class MqttSection(Section):
     password: SecretRef | None = None
     topic_root: str = Field("plant", pattern=r"^[^#+/][^#+]*$")
     format: Literal["json", "sparkplug_b"] = "json"
+    sparkplug: SparkplugSection = SparkplugSection()
     keepalive_s: int = Field(30, ge=5, le=3600)
     reconnect_min_s: float = Field(1.0, ge=1)
     reconnect_max_s: float = Field(30.0, ge=1)
