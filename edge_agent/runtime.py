@@ -64,6 +64,8 @@ def build_services(agent: Agent) -> list[Service]:
         agent.cfg, agent.outbox, agent.store, agent.control, agent.board
     )
     services += agent.control.services()
+    agent.board.add(agent.control)
+    health.add_kpis(agent.board, agent.cfg)
     services += health.build_services(agent.cfg, agent.board)
     return services
 
@@ -103,8 +105,11 @@ async def run_agent(
     services: Sequence[Service] | None = None,
     stop: asyncio.Event | None = None,
     reload: Callable[[], AgentConfig] | None = None,
+    on_started: Callable[[Agent], None] | None = None,
 ) -> int:
     """Run until SIGTERM/SIGINT (or `stop`); returns the exit code.
+
+    `on_started` is called with each Agent once its components run (the demo's live view).
 
     With `reload` (how to read the config file again), SIGHUP applies a changed, valid file by
     stopping every component and building them anew; an invalid file changes nothing. systemd
@@ -125,6 +130,8 @@ async def run_agent(
             supervisor = Supervisor(running, shutdown_timeout_s=cfg.agent.shutdown_timeout_s)
             supervisor.start()
             notifier.ready(agent.board.summary())
+            if on_started is not None:
+                on_started(agent)
             log.info(
                 "agent_started",
                 site=cfg.agent.site,
