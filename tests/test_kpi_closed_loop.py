@@ -64,7 +64,8 @@ def run(tmp_path: Path, follow_advice: bool, seed: int = 3) -> tuple[list[float]
 def test_following_the_advice_holds_the_matte_temperature(tmp_path: Path) -> None:
     temps, plant = run(tmp_path, follow_advice=True)
     assert plant.values["fsf.escrap_feed_rate"] == pytest.approx(34.0, abs=0.5)
-    assert min(temps) >= 1235 and max(temps) <= 1265, (min(temps), max(temps))
+    assert min(temps) >= 1235, min(temps)
+    assert max(temps) <= 1265, max(temps)
     assert plant.setpoints["fsf.o2_flow_sp"] > 31500  # the advice did move the oxygen
 
 
