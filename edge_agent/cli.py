@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from edge_agent import __version__, probe, runtime
+from edge_agent import __version__, demo, probe, runtime
 from edge_agent.config_loader import ConfigError, add_set_argument, load_config, summary
 from edge_agent.kpi import whatif
 from edge_agent.logs import configure_logging
@@ -51,6 +51,7 @@ SUBCOMMANDS: list[Callable[[Subparsers], None]] = [
     runtime.add_parser,
     probe.add_parser,
     whatif.add_parser,
+    demo.add_parser,
 ]
 
 

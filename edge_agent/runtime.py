@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import os
 import signal
 import sys
@@ -18,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from edge_agent import acquisition, control, health, kpi, sinks
+from edge_agent import acquisition, control, health, kpi, sinks, sparkplug
 from edge_agent.config import AgentConfig
 from edge_agent.config_loader import add_set_argument, load_config
 from edge_agent.health import StatusBoard
@@ -60,7 +61,12 @@ def build_services(agent: Agent) -> list[Service]:
     services += kpi.build_services(agent.cfg, agent.store, agent.bus)
     if agent.outbox is not None:
         services += sinks.build_services(agent.cfg, agent.outbox, agent.board)
+    services += sparkplug.build_services(
+        agent.cfg, agent.outbox, agent.store, agent.control, agent.board
+    )
     services += agent.control.services()
+    agent.board.add(agent.control)
+    health.add_kpis(agent.board, agent.cfg)
     services += health.build_services(agent.cfg, agent.board)
     return services
 
@@ -100,8 +106,11 @@ async def run_agent(
     services: Sequence[Service] | None = None,
     stop: asyncio.Event | None = None,
     reload: Callable[[], AgentConfig] | None = None,
+    on_started: Callable[[Agent], None] | None = None,
 ) -> int:
     """Run until SIGTERM/SIGINT (or `stop`); returns the exit code.
+
+    `on_started` is called with each Agent once its components run (the demo's live view).
 
     With `reload` (how to read the config file again), SIGHUP applies a changed, valid file by
     stopping every component and building them anew; an invalid file changes nothing. systemd
@@ -122,6 +131,8 @@ async def run_agent(
             supervisor = Supervisor(running, shutdown_timeout_s=cfg.agent.shutdown_timeout_s)
             supervisor.start()
             notifier.ready(agent.board.summary())
+            if on_started is not None:
+                on_started(agent)
             log.info(
                 "agent_started",
                 site=cfg.agent.site,
@@ -206,4 +217,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def _run_command(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)  # ConfigError: cli prints it, exits 2
     configure_logging(args.log_level or cfg.agent.log_level, cfg.agent.log_format)
+    # systemd's watchdog aborts a hung agent with SIGABRT: print every thread's stack first.
+    faulthandler.enable()
     return run_blocking(cfg, reload=lambda: load_config(args.config, args.overrides))

@@ -19,17 +19,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import pytest
 
 from edge_agent import kpi
 from edge_agent.acquisition import Acquisition
-from edge_agent.config import AgentConfig
+from edge_agent.config import AgentConfig, MqttSection
 from edge_agent.control import ControlPath
 from edge_agent.control.commands import CommandTopics
 from edge_agent.pipeline import SampleBus
 from edge_agent.samples import Quality, Sample, Value, iso_utc, now_ns
 from edge_agent.tagstore import TagStore
 from tests.plant import PlantSim
+from tests.services import Mosquitto
 
 FUEL = "fsf.fuel_flow_sp"
 O2 = "fsf.o2_flow_sp"
@@ -297,6 +299,36 @@ async def test_heartbeat_beats_and_stops_when_acquisition_is_dead(
         assert len(tap.writes) == beats
         assert plant_sim.plant.agent_heartbeat == value
     assert {tag for tag, _ in tap.writes} == {"fsf.agent_heartbeat"}
+
+
+@pytest.mark.services
+async def test_scada_command_over_mqtt_moves_the_simulator(
+    tap: PlantTap, tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """The whole SCADA path: MQTT set command -> guard -> OPC UA write -> simulated DCS ->
+    read back -> answer on `…/set/result`."""
+    plant_sim = tap.sim
+    await tap.operator("fsf.advisor_permissive", True)
+    cfg = agent_config(plant_sim, tmp_path)
+    cfg = cfg.model_copy(
+        update={"mqtt": MqttSection(host=mosquitto.host, port=mosquitto.port, topic_root="uns")}
+    )
+    target = plant_sim.plant.setpoints[O2] + 250.0
+    async with running_agent(cfg) as agent:
+        service = agent.control.command_service
+        assert service is not None
+        await asyncio.wait_for(service.subscribed.wait(), 10)
+        topic = agent.control.topics.set_topic(O2)
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port) as scada:
+            await scada.subscribe(topic + "/result", qos=1)
+            body = {"request_id": "mqtt-1", "value": target, "ts": iso_utc(now_ns())}
+            await scada.publish(topic, json.dumps(body), qos=1)
+            message = await asyncio.wait_for(anext(aiter(scada.messages)), 10)
+        assert isinstance(message.payload, bytes)
+        result = json.loads(message.payload)
+        assert (result["request_id"], result["result"]) == ("mqtt-1", "written"), result
+    assert tap.setpoint_writes() == [(O2, target)]
+    assert plant_sim.plant.setpoints[O2] == target
 
 
 HOSTILE: list[tuple[str, object]] = [
