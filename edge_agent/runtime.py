@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from edge_agent import acquisition, control, health, kpi, sinks
+from edge_agent import acquisition, control, health, kpi, sinks, sparkplug
 from edge_agent.config import AgentConfig
 from edge_agent.config_loader import add_set_argument, load_config
 from edge_agent.health import StatusBoard
@@ -60,6 +60,9 @@ def build_services(agent: Agent) -> list[Service]:
     services += kpi.build_services(agent.cfg, agent.store, agent.bus)
     if agent.outbox is not None:
         services += sinks.build_services(agent.cfg, agent.outbox, agent.board)
+    services += sparkplug.build_services(
+        agent.cfg, agent.outbox, agent.store, agent.control, agent.board
+    )
     services += agent.control.services()
     agent.board.add(agent.control)
     health.add_kpis(agent.board, agent.cfg)

@@ -259,7 +259,7 @@ class RecordingGuard:
     def __init__(self) -> None:
         self.calls: list[tuple[str, object, int | None]] = []
 
-    async def dcmd(
+    async def __call__(
         self, tag: str, value: object, ts_ns: int | None, request_id: str | None
     ) -> Refusal:
         self.calls.append((tag, value, ts_ns))

@@ -173,7 +173,9 @@ def test_device_dies_when_all_its_metrics_are_bad_and_is_reborn_on_return() -> N
 def test_a_new_tag_or_type_brings_a_complete_rebirth() -> None:
     node, clock = make_node()
     start(node, clock)
-    msgs = decoded(node.data([sample("kpi.recycled_ratio.day", 0.31, 11)]))
+    msgs = decoded(
+        node.data([sample("kpi.recycled_ratio.day", 0.31, 11), sample("kpi.co2.tph", 2.5, 11)])
+    )
     assert [t for t, _ in msgs] == [
         "NBIRTH/edge-01",
         "DBIRTH/edge-01/fsf",
@@ -182,7 +184,11 @@ def test_a_new_tag_or_type_brings_a_complete_rebirth() -> None:
     ]
     assert msgs[0][1].seq == 0
     kpi = msgs[3][1].metrics
-    assert [(m.name, m.double_value) for m in kpi] == [("recycled_ratio/day", 0.31)]
+    assert [(m.name, m.double_value) for m in kpi] == [
+        ("co2/tph", 2.5),
+        ("recycled_ratio/day", 0.31),
+    ]
+    assert len(msgs) == 4  # one rebirth for the whole batch, values in the births
 
 
 def test_rebirth_keeps_bdseq_and_restarts_seq() -> None:

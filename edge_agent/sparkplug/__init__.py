@@ -3,3 +3,7 @@
 `node.EdgeNode` is the protocol state machine (no I/O); `service` runs it on an MQTT connection,
 fed from the outbox. The payload schema is ours (`sparkplug_b.proto`, from the specification).
 """
+
+from edge_agent.sparkplug.service import build_services
+
+__all__ = ["build_services"]

@@ -124,6 +124,7 @@ class EdgeNode:
         self._alive: dict[str, bool] = {}
         self._latest: dict[str, Sample] = {}
         self._sent: dict[str, tuple[Value | None, Quality]] = {}
+        self.suppressed = 0  # live samples not sent: unchanged or within the deadband
 
     # ------------------------------------------------------------------------------- session
 
@@ -173,15 +174,23 @@ class EdgeNode:
         out: list[Message] = []
         pending: dict[str, _Pending] = {}
         saw_live = False
+        # New or retyped metrics need a birth before any data names them: one for the batch.
+        misfits = [s for s in samples if not self.catalogue.fits(s.tag, s.value)]
+        for s in reversed(misfits):  # so that the birth declares a tag's first live value
+            self.catalogue.declare(s.tag, s.value)
+            if not self._historical(s):
+                self._latest[s.tag] = s
+        if misfits:
+            out += self.births()
         for s in samples:
-            historical = self.live_since_ns is None or s.acq_ns < self.live_since_ns
+            historical = self._historical(s)
             if not historical:
                 saw_live = True
                 self._latest[s.tag] = s
-            if not self.catalogue.fits(s.tag, s.value):
+            if not self.catalogue.fits(s.tag, s.value):  # its type changed again in this batch
                 self.catalogue.declare(s.tag, s.value)
                 out += self._flush(pending)
-                out += self.births()  # a new or retyped metric: hosts need a new birth first
+                out += self.births()
             d = self.catalogue.get(s.tag)
             assert d is not None
             if historical:
@@ -195,10 +204,16 @@ class EdgeNode:
             if self._changed(d, s):
                 out += self._add(pending, d, self._metric(d, s))
                 self._sent[s.tag] = (s.value, s.quality)
+            else:
+                self.suppressed += 1
         out += self._flush(pending)
         if saw_live:
             out += self._deaths()
         return out
+
+    def _historical(self, s: Sample) -> bool:
+        """Produced before this session's births: the outbox held it while nobody listened."""
+        return self.live_since_ns is None or s.acq_ns < self.live_since_ns
 
     def command_result(self, text: str) -> Message:
         """NDATA reporting what became of the last command (e.g. a DCMD the guard refused)."""

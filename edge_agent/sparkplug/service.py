@@ -25,15 +25,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
 
 from edge_agent.config import AgentConfig, MqttSection
+from edge_agent.health import StatusBoard
+from edge_agent.outbox import Outbox
 from edge_agent.samples import Sample, now_ns
 from edge_agent.sinks.mqtt_connection import MqttConnection, Will
+from edge_agent.sinks.state import SinkState
 from edge_agent.sparkplug.bdseq import BdSeqStore
 from edge_agent.sparkplug.catalogue import Catalogue, TagHint
 from edge_agent.sparkplug.node import (
@@ -48,7 +51,8 @@ from edge_agent.sparkplug.node import (
 from edge_agent.sparkplug.payload import DataType
 from edge_agent.sparkplug.primary_host import HostEvent, PrimaryHost
 from edge_agent.sparkplug.topics import Topics, state_topic
-from edge_agent.supervisor import Service
+from edge_agent.supervisor import STOP_SINKS, Service
+from edge_agent.tagstore import TagStore
 
 log = structlog.get_logger("edge_agent.sparkplug")
 
@@ -81,12 +85,9 @@ class DcmdOutcome(Protocol):
     def detail(self) -> str: ...
 
 
-class DcmdHandler(Protocol):
-    """The guarded control path (edge_agent.control.commands.CommandHandler.dcmd)."""
-
-    async def dcmd(
-        self, tag: str, value: object, ts_ns: int | None, request_id: str | None
-    ) -> DcmdOutcome: ...
+# The guarded control path's entry point (edge_agent.control.ControlPath.command):
+# (tag, value, command timestamp ns, request id) -> outcome.
+DcmdHandler = Callable[[str, object, int | None, str | None], Awaitable[DcmdOutcome]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,17 +97,11 @@ class Refused:
     detail: str
 
 
-class RefuseAll:
+async def refuse_all(
+    tag: str, value: object, ts_ns: int | None, request_id: str | None
+) -> DcmdOutcome:
     """Used when no control path is wired in: every DCMD is refused, and says why."""
-
-    async def dcmd(
-        self, tag: str, value: object, ts_ns: int | None, request_id: str | None
-    ) -> DcmdOutcome:
-        return Refused(
-            "refused",
-            "control_unavailable",
-            "this agent runs no control path ([control] is not configured for writes)",
-        )
+    return Refused("refused", "control_unavailable", "this agent runs no control path")
 
 
 # --------------------------------------------------------------------------------- service
@@ -137,6 +132,7 @@ class SparkplugEdgeNode:
         dcmd: DcmdHandler | None = None,
         password: str | None = None,
         connection_factory: Callable[..., MqttConnection] = MqttConnection,
+        state: SinkState | None = None,
     ) -> None:
         sp = mqtt.sparkplug
         self.settings = mqtt
@@ -146,7 +142,7 @@ class SparkplugEdgeNode:
         self._bdseq = bdseq
         self._cursor = cursor
         self._current = current
-        self._dcmd: DcmdHandler = dcmd or RefuseAll()
+        self._dcmd: DcmdHandler = dcmd or refuse_all
         self._password = password
         self._connection_factory = connection_factory
         self._servers = [f"{mqtt.host}:{mqtt.port}", *mqtt.backup_servers]
@@ -161,6 +157,7 @@ class SparkplugEdgeNode:
         self._read: asyncio.Task[Sequence[BatchLike]] | None = None
         self._dcmd_tasks: set[asyncio.Task[None]] = set()
         self.connection: MqttConnection | None = None  # the current one, for health and tests
+        self.state = state or SinkState(SINK_NAME)
         self.log = log.bind(group=sp.group_id, edge_node=edge_node_id)
 
     def _deadband(self, tag: str) -> float:
@@ -244,6 +241,7 @@ class SparkplugEdgeNode:
     async def _serve(self, conn: MqttConnection) -> None:
         while True:
             self._wake.clear()
+            self._report_state(conn)
             try:
                 busy = await self._step(conn)
             except _SessionLost:
@@ -271,7 +269,21 @@ class SparkplugEdgeNode:
         samples = [s for b in batches for s in b.samples]
         await self._publish(conn, self.node.data(samples))
         await self._cursor.ack(batches[-1].id)  # written to an open connection: delivered
+        self.state.confirmed(len(batches), len(samples))
+        self.state.samples_suppressed_total = self.node.suppressed
         return True
+
+    def _report_state(self, conn: MqttConnection) -> None:
+        """For /healthz and the watchdog: progress on every turn, idle ones included."""
+        st = self.state
+        st.progress += 1
+        if not conn.connected.is_set():
+            st.state, st.detail = "disconnected", conn.last_error
+        elif not self.node.born and self.host is not None and not self.host.online:
+            st.state = "waiting_for_primary_host"
+            st.detail = f"STATE of {self.host.host_id} is not online"
+        else:
+            st.state, st.healthy, st.detail = "connected", True, ""
 
     def _new_session(self) -> None:
         assert self._session_bd is not None
@@ -351,7 +363,7 @@ class SparkplugEdgeNode:
     async def _write(self, command: DeviceWrite) -> None:
         """Ask the control path; its answer becomes a log line and an NDATA for the host."""
         tag, value = command.tag, command.value
-        outcome = await self._dcmd.dcmd(tag, value, command.timestamp_ns, None)
+        outcome = await self._dcmd(tag, value, command.timestamp_ns, None)
         emit = self.log.info if outcome.result == "written" else self.log.warning
         emit("sparkplug_dcmd", tag=tag, value=value, result=outcome.result,
              reason=outcome.reason, detail=outcome.detail)  # fmt: skip
@@ -409,26 +421,41 @@ def catalogue_for(cfg: AgentConfig) -> Catalogue:
     return Catalogue(hints)
 
 
-def build_service(
+class ControlEntry(Protocol):
+    """What the control path offers the edge node (edge_agent.control.ControlPath)."""
+
+    async def command(
+        self, tag: str, value: object, ts_ns: int | None, request_id: str | None
+    ) -> DcmdOutcome: ...
+
+
+def build_services(
     cfg: AgentConfig,
-    cursor: BatchCursor,
-    current: Callable[[], Mapping[str, Sample]],
-    dcmd: DcmdHandler | None = None,
-) -> Service:
-    """The `mqtt.format = "sparkplug_b"` sink as a supervised service."""
-    assert cfg.mqtt is not None
+    outbox: Outbox | None,
+    store: TagStore,
+    control: ControlEntry | None = None,
+    board: StatusBoard | None = None,
+) -> list[Service]:
+    """The `mqtt.format = "sparkplug_b"` sink: the edge node reading the outbox's `mqtt` cursor
+    (the JSON sink's, which it replaces), its DCMDs going to the control path."""
+    if cfg.mqtt is None or cfg.mqtt.format != "sparkplug_b" or outbox is None:
+        return []
     mqtt = cfg.mqtt
+    cursor = outbox.cursor(SINK_NAME)
+    state = SinkState(SINK_NAME, cursor=cursor)
+    if board is not None:
+        board.add(state)
     node_id = mqtt.sparkplug.edge_node_id or cfg.agent.instance_id
-    bdseq = BdSeqStore(
-        cfg.agent.state_dir / "sparkplug" / f"{mqtt.sparkplug.group_id}.{node_id}.bdseq"
-    )
+    bdseq_file = f"{mqtt.sparkplug.group_id}.{node_id}.bdseq"
+    bdseq = BdSeqStore(cfg.agent.state_dir / "sparkplug" / bdseq_file)
+    dcmd = control.command if control is not None else None
 
     async def run() -> None:
         password = mqtt.password.resolve() if mqtt.password is not None else None
         edge = SparkplugEdgeNode(
             mqtt, edge_node_id=node_id, bdseq=bdseq, catalogue=catalogue_for(cfg),
-            cursor=cursor, current=current, dcmd=dcmd, password=password,
+            cursor=cursor, current=store.snapshot, dcmd=dcmd, password=password, state=state,
         )  # fmt: skip
         await edge.run()
 
-    return Service("sparkplug", run)
+    return [Service(f"sink:{SINK_NAME}", run, STOP_SINKS)]
