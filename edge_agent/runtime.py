@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import os
 import signal
 import sys
@@ -216,4 +217,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def _run_command(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)  # ConfigError: cli prints it, exits 2
     configure_logging(args.log_level or cfg.agent.log_level, cfg.agent.log_format)
+    # systemd's watchdog aborts a hung agent with SIGABRT: print every thread's stack first.
+    faulthandler.enable()
     return run_blocking(cfg, reload=lambda: load_config(args.config, args.overrides))

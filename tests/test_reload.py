@@ -104,8 +104,8 @@ def agent_run(tmp_path: Path) -> Iterator[Callable[[Path], Agent]]:
     notify.bind(notify_path)
 
     def start(config: Path) -> Agent:
-        env = dict(os.environ, NOTIFY_SOCKET=notify_path)
-        env.pop("WATCHDOG_USEC", None)
+        env = dict(os.environ, NOTIFY_SOCKET=notify_path, WATCHDOG_USEC="1000000")
+        env.pop("WATCHDOG_PID", None)
         proc = subprocess.Popen(
             [sys.executable, "-m", "edge_agent.cli", "run", "--config", str(config)],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -135,6 +135,9 @@ def test_reload_applies_a_good_file_and_keeps_running_on_a_bad_one(
 
     ready = agent.wait_message(lambda m: m.startswith("READY=1"))
     assert "STATUS=" in ready
+    # Nothing is stalled (no sources or sinks here), so the heartbeat flows at WATCHDOG_USEC / 2.
+    beat = agent.wait_message(lambda m: m.startswith("WATCHDOG=1"))
+    assert "STATUS=0/0 tags good" in beat
     agent.wait_metrics('edge_agent_info{instance="edge-reload",site="before"} 1.0')
 
     write(config, CONFIG.format(site="after", state=tmp_path / "state", port=port))
