@@ -320,3 +320,37 @@ def test_ndeath_when_the_agent_is_killed_and_on_clean_exit(
         if agent.poll() is None:
             agent.kill()
             agent.wait()
+
+
+async def test_mqtt_311_clean_exit_publishes_ndeath_before_disconnecting(
+    mosquitto: Mosquitto, host: Host, tmp_path: Path
+) -> None:
+    async with running_edge(mosquitto.port, tmp_path, protocol="3.1.1") as run:
+        births = await seen(host, "births", lambda g: count(g, "DBIRTH") >= 3)
+        assert run.task is not None
+        run.task.cancel()  # what the supervisor does on shutdown
+        await asyncio.gather(run.task, return_exceptions=True)
+    got = await seen(host, "NDEATH", lambda g: count(g, "NDEATH") == 1)
+    death = next(s for s in got if s.verb == "NDEATH")
+    assert death.bd_seq == births[0].bd_seq
+    assert death.qos == 1
+
+
+async def test_next_server_command_moves_the_node_to_the_backup_broker(
+    mosquitto: Mosquitto, host: Host, tmp_path: Path
+) -> None:
+    with Mosquitto(tmp_path / "backup") as backup:
+        backup_host = Host(backup.host, backup.port, GROUP, NODE)
+        try:
+            backup_host.wait_subscribed()
+            servers = [f"{backup.host}:{backup.port}"]
+            async with running_edge(mosquitto.port, tmp_path, backup_servers=servers):
+                births = await seen(host, "births", lambda g: count(g, "DBIRTH") >= 3)
+                host.ncmd("Node Control/Next Server")
+                got = await seen(host, "NDEATH", lambda g: count(g, "NDEATH") == 1)
+                assert next(s for s in got if s.verb == "NDEATH").bd_seq == births[0].bd_seq
+                moved = await seen(backup_host, "backup births", lambda g: count(g, "DBIRTH") >= 3)
+                assert moved[0].verb == "NBIRTH"
+                assert moved[0].bd_seq == births[0].bd_seq + 1
+        finally:
+            backup_host.close()
