@@ -79,6 +79,7 @@ class Simulation:
     async def start(self) -> None:
         await self.modbus.start()
         await self.opcua.start()
+        await self.publish()
         self._clock = asyncio.create_task(self._run_clock(), name="plant-clock")
 
     async def stop(self) -> None:
