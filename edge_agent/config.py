@@ -447,6 +447,22 @@ class HeatBalanceConfig(KpiSectionBase):
     slag_heat: SensibleHeatConfig = SensibleHeatConfig(at_ref=1.45, ref_c=1280, per_k=0.00120)
     dust_heat: SensibleHeatConfig = SensibleHeatConfig(at_ref=1.00, ref_c=1300, per_k=0.00085)
     gas_heat: dict[Literal["SO2", "N2", "O2", "CO2", "H2O"], SensibleHeatConfig] = {}
+    # Products leave at the target temperatures ("target": the margin is the heat left over while
+    # holding them) or at the measured ones ("measured": at steady state that margin is ~0).
+    temperature_basis: Literal["target", "measured"] = "target"
+    # Matte grade from the assay (hours old) or from the oxygen actually blown (the grade the
+    # furnace is heading for now; the assay then checks the model).
+    grade_basis: Literal["assay", "oxygen"] = "assay"
+    matte_target_c: float = Field(1250.0, gt=0)
+    slag_target_c: float = Field(1280.0, gt=0)
+    offgas_target_c: float = Field(1300.0, gt=0)
+    # On-site calibration: while the furnace is steady, the balance at the measured temperatures
+    # should close; what it does not explain is learnt (first-order filter, time constant
+    # `calibration_tau_s`, 0 = off) and taken off the margin. Steady: matte temperature within
+    # `calibration_band_k` over `calibration_window_s`.
+    calibration_tau_s: float = Field(1800.0, ge=0)
+    calibration_band_k: float = Field(8.0, gt=0)
+    calibration_window_s: float = Field(600.0, gt=0)
     # Values for `edge-agent balance` (tag id -> value in the tag's unit); live tags override.
     operating_point: dict[str, float] = {}
 
@@ -633,6 +649,20 @@ class TlsConfig(Section):
         return self
 
 
+SparkplugId = Annotated[str, Field(pattern=r"^[^+/#]+$", description="no '+', '/' or '#'")]
+
+
+class SparkplugSection(Section):
+    """The Sparkplug B edge node's identity (`mqtt.format = "sparkplug_b"`; docs/sparkplug.md)."""
+
+    group_id: SparkplugId = "smelter"
+    # The edge node id; default: agent.instance_id. group_id/edge_node_id must be unique.
+    edge_node_id: SparkplugId | None = None
+    # Wait for this host application's STATE online=true before births; leave on offline.
+    primary_host_id: SparkplugId | None = None
+    # Report by exception is always on for Sparkplug, with mqtt.deadband / mqtt.deadbands.
+
+
 class MqttSection(Section):
     """Broker connection (shared by the JSON and Sparkplug B formats) and JSON publishing."""
 
@@ -646,6 +676,7 @@ class MqttSection(Section):
     password: SecretRef | None = None
     topic_root: str = Field("plant", pattern=r"^[^#+/][^#+]*$")
     format: Literal["json", "sparkplug_b"] = "json"
+    sparkplug: SparkplugSection = SparkplugSection()
     keepalive_s: int = Field(30, ge=5, le=3600)
     reconnect_min_s: float = Field(1.0, ge=1)
     reconnect_max_s: float = Field(30.0, ge=1)

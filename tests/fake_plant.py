@@ -4,6 +4,7 @@ store). Integration tests use the real simulators instead (tests/plant.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,6 +126,7 @@ class RecordingDriver:
     echo: bool = True
     takes_effect: bool = True
     fail: Exception | None = None
+    wrote: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def connect(self) -> None:
         return None
@@ -136,6 +138,7 @@ class RecordingDriver:
         if self.fail is not None:
             raise self.fail
         self.writes.append((tag_id, value))
+        self.wrote.set()
         old = self.store.get(tag_id)
         if self.echo:
             kept = value if self.takes_effect or old is None else old.value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -160,3 +161,20 @@ async def test_an_unwritable_audit_file_stops_further_writes(tmp_path: Path) -> 
     assert (second.result, second.reason) == ("refused", "agent_unhealthy")
     assert "audit file" in second.detail
     assert driver.writes == [("fsf.o2_flow_sp", 30100.0)]
+
+
+async def test_a_write_cut_short_by_shutdown_is_still_audited(cfg: AgentConfig) -> None:
+    store = plant_store()
+    driver = RecordingDriver(store, echo=False)  # the read-back will wait
+    path = ControlPath(cfg, store, driver)
+    audited = asyncio.Event()
+    path.audit.add_listener(lambda record: audited.set())
+    task = asyncio.create_task(path.command("fsf.o2_flow_sp", 30100.0, now_ns(), "stop-1"))
+    await driver.wrote.wait()
+    while not task.done():  # as the supervisor does: 3.11's wait_for can swallow one cancel
+        task.cancel()
+        await asyncio.wait([task], timeout=0.1)
+    assert task.cancelled()
+    await audited.wait()
+    line = path.audit.read()[-1]
+    assert (line["request_id"], line["result"], line["reason"]) == ("stop-1", "failed", "cancelled")

@@ -22,7 +22,7 @@ from edge_agent.control import ControlPath
 from edge_agent.samples import iso_utc, now_ns
 from tests.conftest import ROOT
 from tests.fake_plant import CONFIG, RecordingDriver, config, plant_store
-from tests.services import Mosquitto
+from tests.services import Mosquitto, free_port
 
 pytestmark = pytest.mark.services
 
@@ -147,6 +147,30 @@ async def test_only_scada_may_command_through_the_documented_acl(
         with pytest.raises(aiomqtt.MqttError):
             async with client(broker, None):
                 pass
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_command_service_moves_to_a_backup_broker(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    dead = free_port()  # nobody listens here
+    text = CONFIG + (
+        f'\n[mqtt]\nhost = "127.0.0.1"\nport = {dead}\n'
+        f'backup_servers = ["{mosquitto.host}:{mosquitto.port}"]\n'
+    )
+    cfg = config(tmp_path, text, heartbeat={"enabled": False})
+    store = plant_store()
+    path = ControlPath(cfg, store, RecordingDriver(store))
+    service = path.command_service
+    assert service is not None
+    with pytest.raises(aiomqtt.MqttError):
+        await service.run()  # the primary is down; the supervisor would restart us
+    task = asyncio.create_task(service.run())
+    try:
+        await asyncio.wait_for(service.subscribed.wait(), 10)
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

@@ -19,18 +19,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import pytest
 
+from edge_agent import kpi
 from edge_agent.acquisition import Acquisition
-from edge_agent.config import AgentConfig
+from edge_agent.config import AgentConfig, MqttSection
 from edge_agent.control import ControlPath
 from edge_agent.control.commands import CommandTopics
 from edge_agent.pipeline import SampleBus
 from edge_agent.samples import Quality, Sample, Value, iso_utc, now_ns
 from edge_agent.tagstore import TagStore
-
-pytest.importorskip("tests.plant", reason="simulator fixtures (issue 3) not on this branch yet")
 from tests.plant import PlantSim
+from tests.services import Mosquitto
 
 FUEL = "fsf.fuel_flow_sp"
 O2 = "fsf.o2_flow_sp"
@@ -108,6 +109,9 @@ def agent_config(sim: PlantSim, tmp_path: Path, **control: Any) -> AgentConfig:
     doc.pop("mqtt", None)
     doc.pop("influx", None)
     doc["control"] = {**CONTROL, **control}
+    # The KPI advisor at test speed: a cycle every 0.5 s, feed judged steady over 2 s.
+    doc["kpi"]["interval_s"] = 0.5
+    doc["kpi"]["advisor"]["steady_window_s"] = 2
     return AgentConfig.model_validate(doc)
 
 
@@ -127,14 +131,19 @@ class Agent:
 
 
 @asynccontextmanager
-async def running_agent(cfg: AgentConfig, *, with_control: bool = True) -> AsyncIterator[Agent]:
+async def running_agent(
+    cfg: AgentConfig, *, with_control: bool = True, with_kpi: bool = False
+) -> AsyncIterator[Agent]:
     store = TagStore()
-    acquisition = Acquisition(cfg, SampleBus(store))
+    bus = SampleBus(store)
+    acquisition = Acquisition(cfg, bus)
     control = ControlPath(cfg, store, acquisition)
     sources = {
         s.name.removeprefix("source."): asyncio.create_task(s.run()) for s in acquisition.services()
     }
     services = control.services() if with_control else []
+    if with_kpi:
+        services += kpi.build_services(cfg, store, bus)
     tasks = [*sources.values(), *(asyncio.create_task(s.run()) for s in services)]
     try:
         await until(lambda: control.acquisition_health() is None, "every source read Good")
@@ -207,6 +216,43 @@ async def test_advisor_writes_move_the_plant_within_bounds_and_ramp(
     assert {"out_of_bounds", "recommendation_not_valid"} <= set(reasons)
 
 
+async def test_kpi_advisor_closes_the_loop_on_the_simulated_furnace(
+    tap: PlantTap, tmp_path: Path
+) -> None:
+    """The real KPI advisor, fed by real acquisition, moves the simulated oxygen setpoint
+    through the guard; the plant's measured oxygen flow follows; bounds and ramp hold."""
+    plant_sim = tap.sim
+    await tap.operator("fsf.advisor_permissive", True)
+    o2_allow = {
+        "tag": O2,
+        "min": 25000.0,
+        "max": 42000.0,
+        "max_rate_per_min": 3000.0,
+        "origins": ["advisor"],
+        "min_interval_s": 0.3,
+        "recommendation": "kpi.advisor.o2_flow_sp",
+    }
+    cfg = agent_config(plant_sim, tmp_path, allow=[o2_allow])
+    start = plant_sim.plant.setpoints[O2]
+    async with running_agent(cfg, with_kpi=True) as agent:
+        measured_before = store_value(agent.store, "fsf.o2_flow")
+        assert isinstance(measured_before, float)
+        await until(lambda: len(tap.setpoint_writes()) >= 2, "two advisor writes", 30)
+        target = float(tap.setpoint_writes()[-1][1])
+        assert target != start
+
+        def followed() -> bool:
+            measured = store_value(agent.store, "fsf.o2_flow")
+            assert isinstance(measured, float)
+            return abs(target - measured) < abs(target - measured_before) / 2
+
+        await until(followed, "the measured oxygen flow to follow the setpoint")
+    writes = tap.setpoint_writes()
+    assert all(tag == O2 and 25000.0 <= float(value) <= 42000.0 for tag, value in writes)
+    assert_within_ramp(writes, start, 3000.0)
+    assert all(line["origin"] == "advisor" for line in agent.control.audit.read())
+
+
 async def test_dropping_the_permissive_stops_writes_at_once(tap: PlantTap, tmp_path: Path) -> None:
     plant_sim = tap.sim
     await tap.operator("fsf.advisor_permissive", True)
@@ -253,6 +299,36 @@ async def test_heartbeat_beats_and_stops_when_acquisition_is_dead(
         assert len(tap.writes) == beats
         assert plant_sim.plant.agent_heartbeat == value
     assert {tag for tag, _ in tap.writes} == {"fsf.agent_heartbeat"}
+
+
+@pytest.mark.services
+async def test_scada_command_over_mqtt_moves_the_simulator(
+    tap: PlantTap, tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """The whole SCADA path: MQTT set command -> guard -> OPC UA write -> simulated DCS ->
+    read back -> answer on `…/set/result`."""
+    plant_sim = tap.sim
+    await tap.operator("fsf.advisor_permissive", True)
+    cfg = agent_config(plant_sim, tmp_path)
+    cfg = cfg.model_copy(
+        update={"mqtt": MqttSection(host=mosquitto.host, port=mosquitto.port, topic_root="uns")}
+    )
+    target = plant_sim.plant.setpoints[O2] + 250.0
+    async with running_agent(cfg) as agent:
+        service = agent.control.command_service
+        assert service is not None
+        await asyncio.wait_for(service.subscribed.wait(), 10)
+        topic = agent.control.topics.set_topic(O2)
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port) as scada:
+            await scada.subscribe(topic + "/result", qos=1)
+            body = {"request_id": "mqtt-1", "value": target, "ts": iso_utc(now_ns())}
+            await scada.publish(topic, json.dumps(body), qos=1)
+            message = await asyncio.wait_for(anext(aiter(scada.messages)), 10)
+        assert isinstance(message.payload, bytes)
+        result = json.loads(message.payload)
+        assert (result["request_id"], result["result"]) == ("mqtt-1", "written"), result
+    assert tap.setpoint_writes() == [(O2, target)]
+    assert plant_sim.plant.setpoints[O2] == target
 
 
 HOSTILE: list[tuple[str, object]] = [

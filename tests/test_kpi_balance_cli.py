@@ -47,9 +47,15 @@ def test_demo_config_reproduces_the_reference_case(capsys: pytest.CaptureFixture
 
 def test_tag_override_and_advice(capsys: pytest.CaptureFixture[str]) -> None:
     base = run_json(capsys)
-    more = run_json(capsys, "--tag", "fsf.cu_scrap_feed_rate=5", "--tag", "fsf.conc_feed_rate=190")
-    assert more["inputs"]["fsf.conc_feed_rate"] == {"value": 190.0, "unit": "t/h", "from": "--tag"}
+    more = run_json(capsys, "--tag", "fsf.cu_scrap_feed_rate=5")
+    assert more["inputs"]["fsf.cu_scrap_feed_rate"] == {
+        "value": 5.0,
+        "unit": "t/h",
+        "from": "--tag",
+    }
+    # the same oxygen for more copper: a richer matte, and the scrap's heat demand
     assert more["balance"]["heat_margin_mw"] < base["balance"]["heat_margin_mw"]
+    assert more["balance"]["matte_grade_pct"] > base["balance"]["matte_grade_pct"]
     adv = base["advisor"]
     assert adv["policy"] == "hold_matte_grade"
     assert adv["validity"] == "valid"

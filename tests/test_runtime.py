@@ -15,6 +15,7 @@ from typing import IO
 import pytest
 
 from edge_agent.runtime import EXIT_CONFIG, StopSignals
+from tests.services import Mosquitto, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 Spawn = Callable[[list[str]], subprocess.Popen[str]]
@@ -75,17 +76,24 @@ def spawn() -> Iterator[Callable[[list[str]], subprocess.Popen[str]]]:
 
 
 @pytest.mark.timeout(60)
-def test_sigterm_stops_cleanly_within_the_bound(tmp_path: Path, spawn: Spawn) -> None:
+def test_sigterm_stops_cleanly_within_the_bound(
+    tmp_path: Path, spawn: Spawn, mosquitto: Mosquitto
+) -> None:
+    """The demo agent with every component built, its sinks on a private broker."""
+    nobody = free_port()  # the instruments are down: sources keep retrying while we stop
     proc = spawn(
         [
             *AGENT,
             "run",
             "--config",
             "config/demo.toml",
-            "--set",
-            f"agent.state_dir={tmp_path}",
-            "--set",
-            "agent.shutdown_timeout_s=2",
+            *("--set", f"agent.state_dir={tmp_path}"),
+            *("--set", "agent.shutdown_timeout_s=10"),
+            *("--set", f"mqtt.port={mosquitto.port}"),
+            *("--set", f"health.listen=127.0.0.1:{free_port()}"),
+            *("--set", f"source.fsf.endpoint=opc.tcp://127.0.0.1:{nobody}/"),
+            *("--set", f"source.offgas.endpoint=tcp://127.0.0.1:{nobody}"),
+            *("--set", f"source.kiln.endpoint=tcp://127.0.0.1:{nobody}"),
         ]
     )
     assert proc.stdout is not None

@@ -19,7 +19,7 @@ from edge_agent.control.freshness import acquisition_health, advisor_health, all
 from edge_agent.control.guard import Decision, Guard, Origin, Refusal, WriteRequest
 from edge_agent.control.heartbeat import Heartbeat
 from edge_agent.health import ComponentStatus
-from edge_agent.supervisor import Service
+from edge_agent.supervisor import STOP_ACQUISITION, Service
 from edge_agent.tagstore import TagStore
 
 __all__ = [
@@ -35,6 +35,11 @@ __all__ = [
     "WriteRequest",
     "build_services",
 ]
+
+
+# Control stops before acquisition: no write starts while the agent's view of the plant goes away,
+# and the heartbeat stops before the data that vouches for it does.
+STOP_FIRST = STOP_ACQUISITION - 10
 
 
 class ControlPath:
@@ -94,11 +99,11 @@ class ControlPath:
         the heartbeat when switched on, the command subscriber when [mqtt] is configured."""
         out: list[Service] = []
         if self.cfg.control.mode == "closed_loop" and self.follower.entries:
-            out.append(Service("control.follower", self.follower.run))
+            out.append(Service("control.follower", self.follower.run, STOP_FIRST))
         if self.heartbeat is not None:
-            out.append(Service("control.heartbeat", self.heartbeat.run))
+            out.append(Service("control.heartbeat", self.heartbeat.run, STOP_FIRST))
         if self.command_service is not None:
-            out.append(Service("control.commands", self.command_service.run))
+            out.append(Service("control.commands", self.command_service.run, STOP_FIRST))
         return out
 
     async def command(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import ssl
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,7 +27,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from edge_agent.config import ControlSection, MqttSection
+from edge_agent.config import ControlSection, MqttSection, TlsConfig
 from edge_agent.control.audit import AuditLog
 from edge_agent.control.executor import Executor, Outcome
 from edge_agent.control.guard import Origin, Refusal, WriteRequest
@@ -212,6 +213,9 @@ class CommandService:
         self._audit_topic = audit_topic
         self._password = password
         self.subscribed = asyncio.Event()
+        backups = [_host_port(server, mqtt.port) for server in mqtt.backup_servers]
+        self._servers = [(mqtt.host, mqtt.port), *backups]
+        self._attempts = 0
 
     async def run(self) -> None:
         password = self._password
@@ -219,9 +223,14 @@ class CommandService:
             password = self._mqtt.password.resolve()
         connect_props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         connect_props.SessionExpiryInterval = 0
+        host, port = self._servers[self._attempts % len(self._servers)]
+        self._attempts += 1  # the supervisor restarts us after a failure: try the next server
+        tls = self._mqtt.tls
         client = aiomqtt.Client(
-            self._mqtt.host,
-            self._mqtt.port,
+            host,
+            port,
+            tls_params=_tls_params(tls) if tls is not None else None,
+            tls_insecure=tls.insecure_skip_verify if tls is not None else None,
             identifier=self._client_id,
             username=self._mqtt.username,
             password=password,
@@ -236,6 +245,7 @@ class CommandService:
                 await client.publish(self._audit_topic, body, qos=1)
 
             self._audit.set_publisher(publish_audit)
+            self._attempts = 0  # connected: after a loss, the primary server is tried first
             try:
                 # Retain-as-published: a command someone published with retain still carries the
                 # flag when it reaches us live, so it is refused like a stored one.
@@ -255,3 +265,18 @@ class CommandService:
             finally:
                 self.subscribed.clear()
                 self._audit.set_publisher(None)
+
+
+def _tls_params(tls: TlsConfig) -> aiomqtt.TLSParameters:
+    """The same [mqtt.tls] settings the data connection uses."""
+    return aiomqtt.TLSParameters(
+        ca_certs=str(tls.ca_file) if tls.ca_file else None,
+        certfile=str(tls.certificate) if tls.certificate else None,
+        keyfile=str(tls.private_key) if tls.private_key else None,
+        cert_reqs=ssl.CERT_NONE if tls.insecure_skip_verify else ssl.CERT_REQUIRED,
+    )
+
+
+def _host_port(server: str, default_port: int) -> tuple[str, int]:
+    host, _, port = server.rpartition(":")
+    return (host, int(port)) if host and port.isdigit() else (server, default_port)

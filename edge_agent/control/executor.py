@@ -83,7 +83,21 @@ class Executor:
         async with self._lock:
             decision = self.guard.evaluate(request, now_ns())
             if decision.accepted:
-                outcome = await self._carry_out(decision)
+                try:
+                    outcome = await self._carry_out(decision)
+                except asyncio.CancelledError:
+                    # The agent is stopping mid-write: the attempt is still recorded (the file
+                    # append runs in a thread and completes even if we are cancelled again).
+                    stopped = Outcome(
+                        request,
+                        "failed",
+                        "cancelled",
+                        "the agent stopped during the write; read the setpoint in the DCS",
+                        decision.previous,
+                        decision.value,
+                    )
+                    await asyncio.shield(self.record(stopped))
+                    raise
             else:
                 assert decision.refusal is not None
                 outcome = Outcome(

@@ -163,6 +163,12 @@ class Guard:
                 f"origin {req.origin.value!r} may not write {req.tag} (allowed: "
                 f"{', '.join(entry.origins)})",
             )
+        if req.origin is Origin.ADVISOR and not req.recommendation_valid:
+            # First for the advisor: a recommendation on hold may carry no value at all.
+            return refuse(
+                Refusal.RECOMMENDATION_NOT_VALID,
+                f"the advisor's recommendation for {req.tag} is on hold or stale",
+            )
         value = req.value
         if isinstance(value, bool) or not isinstance(value, int | float):
             return refuse(
@@ -195,12 +201,6 @@ class Guard:
         permissive = self._permissive_problem(now_ns)
         if permissive is not None:
             return refuse(*permissive, previous)
-        if req.origin is Origin.ADVISOR and not req.recommendation_valid:
-            return refuse(
-                Refusal.RECOMMENDATION_NOT_VALID,
-                f"the advisor's recommendation for {req.tag} is on hold or stale",
-                previous,
-            )
         last = self._last_write_ns.get(req.tag)
         if last is not None and now_ns - last < entry.min_interval_s * _NS:
             wait_s = (last + entry.min_interval_s * _NS - now_ns) / _NS

@@ -127,23 +127,26 @@ def advise(
     settings: AdvisorSettings,
     current_setpoints: dict[str, float],
     hold_reasons: Sequence[str] = (),
+    unexplained_mw: float = 0.0,
 ) -> Advice:
     """Recommendations for the furnace at `op`.
 
     `current_setpoints` holds the present setpoints by name ("fuel" kg/h, "oxygen" Nm³/h and
     each recycled stream t/h); missing ones default to the operating point's values.
+    `unexplained_mw` is what on-site calibration found the model not to explain; it comes off
+    the margin (the derivatives are the model's own either way).
     """
     policy = settings.policy
     base, margin_at = margin_function(model, op, policy)
-    margin = base.margin_mw
+    margin = base.margin_mw - unexplained_mw
     h = settings.derivative_step_tph
 
     q: dict[str, float] = {}
     for name in model.recycled:
         m0 = op.recycled_tph.get(name, 0.0)
-        q[name] = -(margin_at(op.with_stream(name, m0 + h)) - margin) / h  # MW per t/h
-    d_fuel = (margin_at(replace(op, fuel_kgph=op.fuel_kgph + 100.0)) - margin) / 100.0
-    d_o2 = (margin_at(_more_oxygen(op, policy, 500.0)) - margin) / 500.0
+        q[name] = -(margin_at(op.with_stream(name, m0 + h)) - base.margin_mw) / h  # MW per t/h
+    d_fuel = (margin_at(replace(op, fuel_kgph=op.fuel_kgph + 100.0)) - base.margin_mw) / 100.0
+    d_o2 = (margin_at(_more_oxygen(op, policy, 500.0)) - base.margin_mw) / 500.0
 
     surplus = margin - settings.reserve_mw
     absorbable = {n: (surplus / qk if qk > 0 else None) for n, qk in q.items()}

@@ -23,10 +23,11 @@ input named in `reason`); an Uncertain or stale one makes them Uncertain.
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ from edge_agent.config import AgentConfig, HeatBalanceConfig, SensibleHeatConfig
 from edge_agent.kpi.advisor import Advice, AdvisorSettings, Limits, advise, hold_reasons
 from edge_agent.kpi.co2 import FuelFactor, co2_rate, fuel_factor
 from edge_agent.kpi.heat_balance import (
+    NM3_PER_KMOL,
+    O2_IN_AIR,
     Balance,
     BalanceError,
     Concentrate,
@@ -48,6 +51,7 @@ from edge_agent.kpi.heat_balance import (
     SensibleHeat,
     cooling_loss_mw,
     solve,
+    solve_at_oxygen,
 )
 from edge_agent.kpi.recycled_ratio import RatioTracker, Stream, ratio_pct, target_pct
 from edge_agent.kpi.state import load_json, save_json
@@ -151,6 +155,31 @@ def operating_point(
             circuits, hb.shell_loss_mw, hb.water_density_kg_m3, hb.water_cp_kj_kg_k
         ),
     )
+
+
+def at_basis(hb: HeatBalanceConfig, op: OperatingPoint) -> OperatingPoint:
+    """The operating point with the products at the configured temperature basis."""
+    if hb.temperature_basis == "measured":
+        return op
+    return replace(
+        op,
+        matte_temp_c=hb.matte_target_c,
+        slag_temp_c=hb.slag_target_c,
+        offgas_temp_c=hb.offgas_target_c,
+    )
+
+
+def live_balance(
+    model: FurnaceModel, hb: HeatBalanceConfig, op: OperatingPoint
+) -> tuple[OperatingPoint, Balance]:
+    """The balance at `op`; with `grade_basis = "oxygen"` the grade is the one the blown
+    oxygen and air produce, and the returned operating point carries it."""
+    if hb.grade_basis == "assay":
+        return op, solve(model, op)
+    o2 = (op.o2_purity * op.o2_nm3h + O2_IN_AIR * op.air_nm3h) / NM3_PER_KMOL
+    n2 = ((1 - op.o2_purity) * op.o2_nm3h + (1 - O2_IN_AIR) * op.air_nm3h) / NM3_PER_KMOL
+    balance = solve_at_oxygen(model, op, o2, n2)
+    return replace(op, matte_grade=balance.matte_grade), balance
 
 
 def advisor_settings(cfg: AgentConfig) -> AdvisorSettings:
@@ -258,6 +287,9 @@ class KpiEngine:
         self._feed_history: deque[tuple[int, float]] = deque()
         self._last_save = 0.0
         self._restored = False
+        self._temp_history: deque[tuple[int, float]] = deque()
+        self._last_calibration: int | None = None
+        self.unexplained_mw = 0.0  # learnt by on-site calibration, see _calibrate
         self._lock = threading.Lock()  # compute and save run in worker threads
 
     # -- state -------------------------------------------------------------------------------
@@ -267,6 +299,7 @@ class KpiEngine:
             "ratio": self.ratio.to_json() if self.ratio else None,
             "co2": self.co2_windows.to_json() if self.co2_windows else None,
             "last_tick": self._last_tick,
+            "unexplained_mw": self.unexplained_mw,
         }
 
     def restore(self, data: dict[str, Any], now: int) -> None:
@@ -274,6 +307,8 @@ class KpiEngine:
             self.ratio.restore(data["ratio"], now)
         if self.co2_windows and data.get("co2"):
             self.co2_windows.restore(data["co2"], now)
+        if isinstance(data.get("unexplained_mw"), (int, float)):
+            self.unexplained_mw = float(data["unexplained_mw"])
         if data.get("last_tick") is not None:
             self._last_tick = int(data["last_tick"])
 
@@ -422,17 +457,46 @@ class KpiEngine:
         op: OperatingPoint | None = None
         if judged.quality is not Quality.BAD:
             try:
-                op = operating_point(hb, values, self.units)
-                balance = solve(self.model, op)
+                measured, _ = live_balance(self.model, hb, operating_point(hb, values, self.units))
+                op, balance = live_balance(self.model, hb, at_basis(hb, measured))
+                self._calibrate(snap, now, judged, solve(self.model, measured).margin_mw)
             except BalanceError as exc:
                 judged.quality = Quality.BAD
                 judged.reasons.append(str(exc))
                 log.warning("heat_balance_infeasible", error=str(exc))
         for tag, value in balance_values(balance).items():
             self._emit(out, tag, value, now, judged)
+        calibrated = None if balance is None else balance.margin_mw - self.unexplained_mw
+        self._emit(out, "kpi.heat.unexplained_mw", self.unexplained_mw, now)
+        self._emit(out, "kpi.heat_margin_calibrated_mw", calibrated, now, judged)
         if self.cfg.kpi.advisor is not None and self.cfg.kpi.advisor.enabled:
             self._advise(snap, now, out, op, judged)
         return balance
+
+    def _calibrate(
+        self, snap: dict[str, Sample], now: int, judged: _Judged, closing_mw: float
+    ) -> None:
+        """Learn what the balance at the measured temperatures leaves unexplained (steady only)."""
+        hb = self.cfg.kpi.heat_balance
+        assert hb is not None
+        temp = snap.get(hb.matte_temp_tag)
+        if temp is not None and temp.good and isinstance(temp.value, (int, float)):
+            self._temp_history.append((now, float(temp.value)))
+        window = int(hb.calibration_window_s * NS)
+        while self._temp_history and self._temp_history[0][0] < now - window:
+            self._temp_history.popleft()
+        last, self._last_calibration = self._last_calibration, now
+        if hb.calibration_tau_s <= 0 or judged.quality is not Quality.GOOD or last is None:
+            return
+        temps = [t for _, t in self._temp_history]
+        running = snap.get(self.cfg.kpi.advisor.running_tag) if self.cfg.kpi.advisor else None
+        if running is not None and not (running.good and running.value):
+            return
+        covered = bool(self._temp_history) and now - self._temp_history[0][0] >= 0.9 * window
+        if not covered or max(temps) - min(temps) > hb.calibration_band_k:
+            return
+        alpha = 1.0 - math.exp(-(now - last) / NS / hb.calibration_tau_s)
+        self.unexplained_mw += alpha * (closing_mw - self.unexplained_mw)
 
     def _advise(
         self,
@@ -472,7 +536,9 @@ class KpiEngine:
                 out.append(Sample(advisor_tag(tag), None, Quality.BAD, now, now, why))
             return
         current = current_setpoints(self.cfg, snap, op)
-        advice = advise(self.model, op, advisor_settings(self.cfg), current, reasons)
+        advice = advise(
+            self.model, op, advisor_settings(self.cfg), current, reasons, self.unexplained_mw
+        )
         out.extend(advice_samples(advice, sp_tags, now))
 
     def _co2(

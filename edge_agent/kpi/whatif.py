@@ -19,12 +19,14 @@ from edge_agent.config_loader import ConfigError, add_set_argument, load_config
 from edge_agent.kpi.advisor import Advice, AdvisorSettings, advise
 from edge_agent.kpi.engine import (
     advisor_settings,
+    at_basis,
     furnace_model,
     heat_balance_tags,
+    live_balance,
     operating_point,
     setpoint_tags,
 )
-from edge_agent.kpi.heat_balance import Balance, BalanceError, solve
+from edge_agent.kpi.heat_balance import Balance, BalanceError
 from edge_agent.samples import Quality, Sample
 
 if TYPE_CHECKING:
@@ -127,14 +129,19 @@ def evaluate(
         )
     model = furnace_model(hb)
     try:
-        op = operating_point(hb, values, units)
-        balance = solve(model, op)
+        op, balance = live_balance(model, hb, at_basis(hb, operating_point(hb, values, units)))
     except BalanceError as exc:
         raise ConfigError([f"no steady state at this operating point: {exc}"]) from None
     result: dict[str, Any] = {
         "inputs": {
             t: {"value": values[t], "unit": units.get(t, ""), "from": origin.get(t, "config")}
             for t in heat_balance_tags(hb)
+        },
+        "temperature_basis": {
+            "basis": hb.temperature_basis,
+            "matte_c": op.matte_temp_c,
+            "slag_c": op.slag_temp_c,
+            "offgas_c": op.offgas_temp_c,
         },
         "balance": balance_dict(balance, op.enrichment),
     }
@@ -218,7 +225,13 @@ _LABELS = {
 
 
 def render(result: dict[str, Any]) -> str:
-    lines = ["Heat balance of the flash smelting furnace (25 °C reference)", ""]
+    t = result["temperature_basis"]
+    lines = [
+        "Heat balance of the flash smelting furnace (25 °C reference)",
+        f"  products at {t['basis']} temperatures: matte {t['matte_c']:.0f} °C, "
+        f"slag {t['slag_c']:.0f} °C, off-gas {t['offgas_c']:.0f} °C",
+        "",
+    ]
     for key, value in result["balance"].items():
         label, unit = _LABELS[key]
         text = f"{value:.1e}" if key == "largest_element_imbalance" else f"{value:,.1f}"

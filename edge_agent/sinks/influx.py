@@ -268,6 +268,7 @@ class InfluxSink:
                 backoff = self.settings.retry_min_s
                 continue
             self.state.retries_total += 1
+            self.state.progress += 1  # a retry is the loop alive: not a hang for the watchdog
             await asyncio.sleep(delay)
             backoff = min(backoff * 2, self.settings.retry_max_s)
 

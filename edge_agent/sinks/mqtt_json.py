@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +46,7 @@ log = structlog.get_logger("edge_agent.sinks.mqtt")
 
 BATCH_SCHEMA = "edge-agent/batch/1"
 IDLE_WAKEUP_S = 5.0
+DISCONNECTED_CHECK_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,11 +212,9 @@ class MqttJsonSink:
             self.state.samples_suppressed_total = self.encoder.suppressed
             while True:
                 if not conn.connected.is_set():
-                    self.state.state = "disconnected"
-                    self.state.detail = conn.last_error
-                    await conn.connected.wait()
+                    await self._while_connected(conn, conn.connected.wait())
                 try:
-                    await self._publish_all(conn, messages)
+                    await self._while_connected(conn, self._publish_all(conn, messages))
                 except MqttError as exc:
                     self.state.fail("refused", str(exc))
                     self.state.retries_total += 1
@@ -227,6 +226,24 @@ class MqttJsonSink:
                 break
             await self.cursor.ack(batches[-1].id)
             self.state.confirmed(len(batches), sum(len(b.samples) for b in batches))
+
+    async def _while_connected(self, conn: MqttConnection, work: Awaitable[Any]) -> None:
+        """Await `work`; while the broker is unreachable, report it and count the wait as progress.
+
+        paho resends unconfirmed messages after a reconnect, so waiting is right; but /healthz
+        must show the outage, and the systemd watchdog must not take a broker outage for a hung
+        sink (it would restart the agent for nothing).
+        """
+        task = asyncio.ensure_future(work)
+        try:
+            while not (await asyncio.wait({task}, timeout=DISCONNECTED_CHECK_S))[0]:
+                if not conn.connected.is_set():
+                    self.state.state, self.state.healthy = "disconnected", False
+                    self.state.detail = conn.last_error or "broker unreachable"
+                    self.state.progress += 1
+            task.result()
+        finally:
+            task.cancel()
 
     async def _publish_all(self, conn: MqttConnection, messages: Sequence[Message]) -> None:
         """Publish everything (paho keeps up to max_inflight on the wire), then await PUBACKs."""
