@@ -13,7 +13,7 @@ from edge_agent.config import ModbusSource, OpcUaSource
 from simulators.tags import NAMESPACE_URI
 from tests.plant import StartPlant
 
-N = 300  # the benchmark asks for up to 20 000; creating OPC UA nodes costs ~1 ms each
+N = 200  # the benchmark asks for up to 20 000; creating OPC UA nodes costs ~1 ms each
 
 
 async def read_opcua(client: Client, ids: list[str]) -> list[float]:
