@@ -11,7 +11,7 @@ import pytest
 from edge_agent.config import AgentConfig
 from edge_agent.config_loader import ConfigError, load_config
 from edge_agent.kpi import build_services
-from edge_agent.kpi.engine import KpiEngine
+from edge_agent.kpi.engine import KpiEngine, kpi_units
 from edge_agent.pipeline import SampleBus
 from edge_agent.samples import Quality, Sample, now_ns
 from edge_agent.tagstore import TagStore
@@ -70,6 +70,7 @@ def test_demo_config_produces_the_reference_balance_and_all_kpi_tags(tmp_path: P
     assert out["kpi.advisor.escrap_feed_sp"].quality is Quality.UNCERTAIN
     assert out["kpi.advisor.escrap_feed_sp"].value == 0.0
     assert all(s.tag.startswith("kpi.") for s in out.values())
+    assert set(out) == set(kpi_units(cfg))  # every published tag is documented with its unit
     for window in ("hour", "shift", "day", "month", "fiscal_year"):
         assert f"kpi.recycled_ratio.{window}" in out
         assert f"kpi.recycled_ratio.cu.{window}" in out

@@ -37,6 +37,7 @@ from typing import Any
 import structlog
 
 from edge_agent.config import AgentConfig, MqttSection
+from edge_agent.kpi.engine import kpi_units
 from edge_agent.outbox import Batch, Outbox
 from edge_agent.samples import Quality, Sample, iso_utc
 from edge_agent.sinks.mqtt_connection import MqttConnection, MqttError, Will
@@ -180,6 +181,7 @@ class MqttJsonSink:
         self.cursor = outbox.cursor(self.name)
         self.state = SinkState(self.name, cursor=self.cursor)
         units = {tag_id: tag.unit for tag_id, tag in cfg.tags().items() if tag.unit}
+        units.update({tag: unit for tag, unit in kpi_units(cfg).items() if unit})
         self.encoder = JsonEncoder(self.settings, cfg.agent.site, units)
         self.status_topic = self.encoder.status_topic(cfg.agent.instance_id)
         self.connection: MqttConnection | None = None

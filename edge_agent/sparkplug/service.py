@@ -363,7 +363,11 @@ class SparkplugEdgeNode:
     async def _write(self, command: DeviceWrite) -> None:
         """Ask the control path; its answer becomes a log line and an NDATA for the host."""
         tag, value = command.tag, command.value
-        outcome = await self._dcmd(tag, value, command.timestamp_ns, None)
+        try:
+            outcome = await self._dcmd(tag, value, command.timestamp_ns, None)
+        except Exception as exc:  # a bug in the control path must not pass for a refusal
+            self.log.exception("sparkplug_dcmd_failed", tag=tag)
+            outcome = Refused("failed", "internal_error", repr(exc))
         emit = self.log.info if outcome.result == "written" else self.log.warning
         emit("sparkplug_dcmd", tag=tag, value=value, result=outcome.result,
              reason=outcome.reason, detail=outcome.detail)  # fmt: skip
