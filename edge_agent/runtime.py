@@ -123,9 +123,18 @@ async def run_agent(
     reloads = ReloadRequests(reload, notifier) if reload is not None else None
     if reloads is not None:
         reloads.install(loop)
+    previous: AgentConfig | None = None  # the configuration to fall back to after a reload
     try:
         while True:
-            agent = Agent(cfg, await open_writer(cfg))
+            try:
+                agent = Agent(cfg, await open_writer(cfg))
+            except Exception as exc:
+                if previous is None:
+                    raise
+                # Valid on paper, unusable in fact (say, an unwritable state_dir): go back.
+                log.error("config_reload_failed", error=repr(exc), keeping="previous configuration")
+                cfg, previous = previous, None
+                continue
             running = list(services) if services is not None else build_services(agent)
             running += notify_services(agent, notifier)
             supervisor = Supervisor(running, shutdown_timeout_s=cfg.agent.shutdown_timeout_s)
@@ -150,7 +159,7 @@ async def run_agent(
                 await agent.outbox.close()
             if new_cfg is None or not clean:
                 break
-            cfg = new_cfg
+            cfg, previous = new_cfg, cfg
     finally:
         notifier.close()
     log.info("agent_stopped", clean=clean)

@@ -37,6 +37,9 @@ class SimulationOptions:
     users: dict[str, str] = field(default_factory=dict)
     synthetic_tags: int = 0
     synthetic_rate_hz: float = 1.0  # how often every synthetic value changes
+    # Either server can be left out (an asyncua server takes seconds to start).
+    serve_opcua: bool = True
+    serve_modbus: bool = True
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -77,8 +80,11 @@ class Simulation:
         return self.modbus.endpoint
 
     async def start(self) -> None:
-        await self.modbus.start()
-        await self.opcua.start()
+        if self.options.serve_modbus:
+            await self.modbus.start()
+        if self.options.serve_opcua:
+            await self.opcua.start()
+        await self.publish()
         self._clock = asyncio.create_task(self._run_clock(), name="plant-clock")
 
     async def stop(self) -> None:
