@@ -532,8 +532,13 @@ class KpiEngine:
             why = "; ".join(reasons) or (judged.reason or "no balance")
             out.append(Sample("kpi.advisor.validity", "hold", Quality.GOOD, now, now, why))
             out.append(Sample("kpi.advisor.reason", why, Quality.GOOD, now, now))
-            for tag in sp_tags.values():
-                out.append(Sample(advisor_tag(tag), None, Quality.BAD, now, now, why))
+            for tag in sp_tags.values():  # hold: keep the present setpoint where it reads Good
+                sp = snap.get(tag)
+                if sp is not None and sp.good and isinstance(sp.value, (int, float)):
+                    held = float(sp.value)
+                    out.append(Sample(advisor_tag(tag), held, Quality.UNCERTAIN, now, now, why))
+                else:
+                    out.append(Sample(advisor_tag(tag), None, Quality.BAD, now, now, why))
             return
         current = current_setpoints(self.cfg, snap, op)
         advice = advise(
