@@ -114,12 +114,7 @@ class Simulation:
                 self._synthetic_at = now
                 synthetic = synthetic_values(self.options.synthetic_tags, now)
         self.modbus.publish(synthetic)
-        pairs: tuple[tuple[str, float], ...] = ()
-        if synthetic is not None:
-            from simulators.opcua_server import synthetic_tag_id
-
-            pairs = tuple((synthetic_tag_id(i), v) for i, v in enumerate(synthetic))
-        await self.opcua.publish(pairs)
+        await self.opcua.publish(synthetic or ())
 
     async def _run_clock(self) -> None:
         last = time.monotonic()

@@ -209,3 +209,26 @@ async def test_outbox_cap_drops_oldest_stays_healthy_and_delivers_the_newest(
     finally:
         sub.close()
         await box.close()
+
+
+@pytest.mark.services
+async def test_retained_last_value_reaches_a_late_subscriber(
+    mosquitto: Mosquitto, outbox: Outbox
+) -> None:
+    sink = MqttJsonSink(agent_config(mosquitto, retain=True), outbox)
+    task = asyncio.create_task(sink.run())
+    try:
+        for samples in run_samples(3, 2):
+            await outbox.append(samples)
+        await _until(lambda: sink.cursor.lag_batches == 0)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    late = await asyncio.to_thread(Subscriber, mosquitto.host, mosquitto.port, "plant/demo/fsf/#")
+    try:
+        got = await asyncio.to_thread(late.wait_for, 2)
+        last = {m.topic: json.loads(m.payload)["value"] for m in got}
+        assert last == {"plant/demo/fsf/t0": 2000.0, "plant/demo/fsf/t1": 2001.0}
+        assert all(m.retain for m in got)
+    finally:
+        late.close()
