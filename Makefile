@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Integration tests mostly wait on sockets, so one worker per core keeps the suite short.
+PYTEST_ARGS ?= -n auto
 
 .PHONY: demo test lint bench proto clean
 
@@ -26,6 +28,15 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Regenerates the committed Sparkplug B code from our .proto. The generator is pinned so the output
+# is reproducible: grpcio-tools 1.85.1 bundles protoc 35.1 (gencode 7.35.1), which the runtime range
+# protobuf>=7.36,<8 in pyproject.toml accepts (same major, runtime not older than the gencode).
+PROTO_TOOLS := grpcio-tools==1.85.1
+proto: $(STAMP)
+	$(BIN)/pip install --quiet '$(PROTO_TOOLS)'
+	cd edge_agent/sparkplug && $(CURDIR)/$(BIN)/python -m grpc_tools.protoc -I. \
+		--python_out=. --pyi_out=. sparkplug_b.proto
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,1 +1,1 @@
-"""Benchmarks: `python -m bench` runs every module here that has a `main()`."""
+"""Benchmarks (`make bench`): each reports ratios against a baseline measured in the same run."""

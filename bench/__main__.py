@@ -1,33 +1,16 @@
-"""Run every benchmark of the package, one after another, each with its default arguments.
-
-A module takes part by defining `main()`; each writes its own section of docs/performance.md.
-"""
+"""`make bench`: every benchmark module of this package in turn, each with its defaults."""
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
 import sys
+from pathlib import Path
 
-import bench
-
-
-def main() -> None:
-    names = sorted(
-        m.name for m in pkgutil.iter_modules(bench.__path__) if not m.name.startswith("_")
-    )
-    for name in names:
-        module = importlib.import_module(f"bench.{name}")
-        run = getattr(module, "main", None)
-        if run is None:
-            continue
-        print(f"== bench.{name}", flush=True)
-        saved, sys.argv = sys.argv, [f"bench.{name}"]
-        try:
-            run()
-        finally:
-            sys.argv = saved
-
-
-if __name__ == "__main__":
-    main()
+for info in sorted(pkgutil.iter_modules([str(Path(__file__).parent)]), key=lambda m: m.name):
+    if info.name.startswith("_"):
+        continue
+    module = importlib.import_module(f"bench.{info.name}")
+    if hasattr(module, "main"):
+        sys.argv = [f"bench.{info.name}"]
+        module.main()

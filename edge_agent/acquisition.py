@@ -27,6 +27,7 @@ import structlog
 
 from drivers.base import Driver, DriverConnectionError, WriteRefused
 from edge_agent.config import AgentConfig, OpcUaSource, QualityFrom, Source
+from edge_agent.health import LatencyHistogram
 from edge_agent.pipeline import SampleBus
 from edge_agent.samples import Quality, Sample, Value, now_ns
 from edge_agent.supervisor import Service
@@ -69,6 +70,7 @@ class SourceStats:
     read_seconds_total: float = 0.0
     last_read_s: float = 0.0
     last_error: str | None = None
+    read_latency: LatencyHistogram = field(default_factory=LatencyHistogram)
 
 
 _STATS: dict[str, SourceStats] = {}
@@ -211,6 +213,7 @@ class SourcePoller:
             self.stats.samples += len(samples)
             self.stats.last_read_s = elapsed
             self.stats.read_seconds_total += elapsed
+            self.stats.read_latency.observe(elapsed)
             await self.bus.publish(self.gate.apply(samples))
             deadline += interval
             now = loop.time()

@@ -11,12 +11,14 @@ subcommand understands `--set`.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from edge_agent import __version__, probe, runtime
+from edge_agent import __version__, demo, probe, runtime
 from edge_agent.config_loader import ConfigError, add_set_argument, load_config, summary
+from edge_agent.kpi import whatif
 from edge_agent.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -48,6 +50,8 @@ SUBCOMMANDS: list[Callable[[Subparsers], None]] = [
     _add_check_config,
     runtime.add_parser,
     probe.add_parser,
+    whatif.add_parser,
+    demo.add_parser,
 ]
 
 
@@ -80,6 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `edge-agent check-config plant.toml | head`: the reader left, which is not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return code
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -289,20 +290,302 @@ class KpiSectionBase(Section):
         return []
 
 
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+TagId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")]
+StreamName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+
+
+class RatioStream(Section):
+    """One feed stream as the recycled-feed ratio sees it."""
+
+    name: StreamName
+    role: Literal["primary", "recycled", "excluded"]
+    rate_tag: TagId
+    total_tag: TagId | None = None
+    cu_fraction: Fraction | None = None  # for the optional copper-content basis
+
+
 class RecycledRatioConfig(KpiSectionBase):
-    pass
+    stream: list[RatioStream] = Field(min_length=1)
+    shifts: list[str] = ["06:00", "14:00", "22:00"]
+    fiscal_year_start_month: int = Field(4, ge=1, le=12)
+    max_gap_s: float = Field(300.0, gt=0)
+    min_coverage: Fraction = 0.9
+    targets: dict[int, float] = {2020: 12.0, 2030: 25.0, 2040: 50.0}
+    cu_basis: bool = False
+
+    @field_validator("shifts")
+    @classmethod
+    def _shift_times(cls, value: list[str]) -> list[str]:
+        from datetime import time as dtime
+
+        if not value:
+            raise ValueError("give at least one shift start (HH:MM)")
+        for item in value:
+            try:
+                dtime.fromisoformat(item)
+            except ValueError as exc:
+                raise ValueError(f"shift start {item!r} is not HH:MM") from exc
+        return sorted(value)
+
+    @model_validator(mode="after")
+    def _roles(self) -> RecycledRatioConfig:
+        roles = {s.role for s in self.stream}
+        if not {"primary", "recycled"} <= roles:
+            raise ValueError("the ratio needs at least one primary and one recycled stream")
+        if len({s.name for s in self.stream}) != len(self.stream):
+            raise ValueError("stream names must be unique")
+        if self.cu_basis:
+            missing = [
+                s.name for s in self.stream if s.role != "excluded" and s.cu_fraction is None
+            ]
+            if missing:
+                raise ValueError(f"cu_basis = true needs cu_fraction for streams {missing}")
+        if len(self.targets) < 1:
+            raise ValueError("give at least one target milestone")
+        return self
+
+    def referenced_tags(self) -> list[tuple[str, str]]:
+        refs = [(f"stream.{i}.rate_tag", s.rate_tag) for i, s in enumerate(self.stream)]
+        refs += [
+            (f"stream.{i}.total_tag", s.total_tag)
+            for i, s in enumerate(self.stream)
+            if s.total_tag is not None
+        ]
+        return refs
+
+
+class SensibleHeatConfig(Section):
+    """Enthalpy above 25 °C at `ref_c`, linear in T (`per_k` per kelvin)."""
+
+    at_ref: float = Field(gt=0)
+    ref_c: float
+    per_k: float = Field(ge=0)
+
+
+class ConcentrateConfig(Section):
+    cu: Fraction
+    fe: Fraction
+    s: Fraction
+    sio2: Fraction
+    other: Fraction
+
+    @model_validator(mode="after")
+    def _sum(self) -> ConcentrateConfig:
+        total = self.cu + self.fe + self.s + self.sio2 + self.other
+        if abs(total - 1.0) > 0.02:
+            raise ValueError(f"concentrate fractions add up to {total:.3f}, not 1")
+        return self
+
+
+class OrganicsConfig(Section):
+    c: Fraction
+    h: Fraction
+    o: Fraction = 0.0
+    lhv_mj_per_kg: float = Field(gt=0, le=60)
+
+
+class RecycledStreamConfig(Section):
+    """Composition of one recycled stream (mass fractions; the rest is inert oxides/glass)."""
+
+    name: StreamName
+    rate_tag: TagId
+    cu_metal: Fraction = 0.0
+    fe_metal: Fraction = 0.0
+    al_metal: Fraction = 0.0
+    sio2: Fraction = 0.0
+    organics: Fraction = 0.0
+    moisture: Fraction = 0.0
+    organic_matter: OrganicsConfig = OrganicsConfig(c=0.62, h=0.06, o=0.12, lhv_mj_per_kg=28.0)
+
+    @model_validator(mode="after")
+    def _sum(self) -> RecycledStreamConfig:
+        total = (
+            self.cu_metal
+            + self.fe_metal
+            + self.al_metal
+            + self.sio2
+            + self.organics
+            + self.moisture
+        )
+        if total > 1.0 + 1e-9:
+            raise ValueError(f"stream {self.name}: fractions add up to {total:.3f} > 1")
+        return self
+
+
+class CoolingCircuit(Section):
+    name: StreamName
+    flow_tag: TagId
+    t_in_tag: TagId
+    t_out_tag: TagId
 
 
 class HeatBalanceConfig(KpiSectionBase):
-    pass
+    conc_feed_tag: TagId
+    o2_flow_tag: TagId
+    o2_purity_tag: TagId
+    air_flow_tag: TagId
+    fuel_flow_tag: TagId
+    matte_grade_tag: TagId
+    matte_temp_tag: TagId
+    slag_temp_tag: TagId
+    offgas_temp_tag: TagId
+    concentrate: ConcentrateConfig
+    fuel: OrganicsConfig = OrganicsConfig(c=0.854, h=0.12, o=0.026, lhv_mj_per_kg=40.4)
+    recycled: list[RecycledStreamConfig] = []
+    cooling_circuit: list[CoolingCircuit] = []
+    shell_loss_mw: float = Field(3.0, ge=0)
+    water_density_kg_m3: float = Field(992.0, gt=0)
+    water_cp_kj_kg_k: float = Field(4.18, gt=0)
+    slag_fe_sio2: float = Field(1.2, gt=0)
+    slag_cu: Fraction = 0.01
+    fe3o4_share: Fraction = 0.15
+    flux_sio2: float = Field(0.90, gt=0, le=1)
+    dust_fraction: Fraction = 0.07
+    excess_o2: Fraction = 0.0
+    matte_heat: SensibleHeatConfig = SensibleHeatConfig(at_ref=0.82, ref_c=1250, per_k=0.00060)
+    slag_heat: SensibleHeatConfig = SensibleHeatConfig(at_ref=1.45, ref_c=1280, per_k=0.00120)
+    dust_heat: SensibleHeatConfig = SensibleHeatConfig(at_ref=1.00, ref_c=1300, per_k=0.00085)
+    gas_heat: dict[Literal["SO2", "N2", "O2", "CO2", "H2O"], SensibleHeatConfig] = {}
+    # Products leave at the target temperatures ("target": the margin is the heat left over while
+    # holding them) or at the measured ones ("measured": at steady state that margin is ~0).
+    temperature_basis: Literal["target", "measured"] = "target"
+    # Matte grade from the assay (hours old) or from the oxygen actually blown (the grade the
+    # furnace is heading for now; the assay then checks the model).
+    grade_basis: Literal["assay", "oxygen"] = "assay"
+    matte_target_c: float = Field(1250.0, gt=0)
+    slag_target_c: float = Field(1280.0, gt=0)
+    offgas_target_c: float = Field(1300.0, gt=0)
+    # On-site calibration: while the furnace is steady, the balance at the measured temperatures
+    # should close; what it does not explain is learnt (first-order filter, time constant
+    # `calibration_tau_s`, 0 = off) and taken off the margin. Steady: matte temperature within
+    # `calibration_band_k` over `calibration_window_s`.
+    calibration_tau_s: float = Field(1800.0, ge=0)
+    calibration_band_k: float = Field(8.0, gt=0)
+    calibration_window_s: float = Field(600.0, gt=0)
+    # Values for `edge-agent balance` (tag id -> value in the tag's unit); live tags override.
+    operating_point: dict[str, float] = {}
+
+    @model_validator(mode="after")
+    def _unique_streams(self) -> HeatBalanceConfig:
+        names = [r.name for r in self.recycled]
+        if len(set(names)) != len(names):
+            raise ValueError("recycled stream names must be unique")
+        return self
+
+    def input_tags(self) -> dict[str, str]:
+        """Role -> tag for the scalar inputs of the balance."""
+        return {
+            "conc_feed": self.conc_feed_tag,
+            "o2_flow": self.o2_flow_tag,
+            "o2_purity": self.o2_purity_tag,
+            "air_flow": self.air_flow_tag,
+            "fuel_flow": self.fuel_flow_tag,
+            "matte_grade": self.matte_grade_tag,
+            "matte_temp": self.matte_temp_tag,
+            "slag_temp": self.slag_temp_tag,
+            "offgas_temp": self.offgas_temp_tag,
+        }
+
+    def referenced_tags(self) -> list[tuple[str, str]]:
+        refs = [(f"{role}_tag", tag) for role, tag in self.input_tags().items()]
+        refs += [(f"recycled.{i}.rate_tag", r.rate_tag) for i, r in enumerate(self.recycled)]
+        for i, c in enumerate(self.cooling_circuit):
+            refs += [
+                (f"cooling_circuit.{i}.flow_tag", c.flow_tag),
+                (f"cooling_circuit.{i}.t_in_tag", c.t_in_tag),
+                (f"cooling_circuit.{i}.t_out_tag", c.t_out_tag),
+            ]
+        refs += [("operating_point", tag) for tag in self.operating_point]
+        return refs
+
+
+class SetpointLimits(Section):
+    """Where a recommendation may go: clamped to [min, max], at most `max_step` per advice."""
+
+    setpoint_tag: TagId
+    measured_tag: TagId | None = None
+    min: float
+    max: float
+    max_step: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _order(self) -> SetpointLimits:
+        if self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
+
+
+class FeedSetpoint(SetpointLimits):
+    stream: StreamName
+
+
+class OxygenSetpoint(SetpointLimits):
+    capacity_nm3h: float = Field(gt=0)
 
 
 class AdvisorConfig(KpiSectionBase):
-    pass
+    policy: Literal["hold_matte_grade", "hold_oxygen"] = "hold_matte_grade"
+    reserve_mw: float = Field(3.0, ge=0)
+    running_tag: TagId
+    steady_window_s: float = Field(600.0, gt=0)
+    steady_tolerance: Fraction = 0.05  # (max - min) / mean of the concentrate feed rate
+    deficit_order: list[Literal["oxygen", "fuel"]] = ["oxygen", "fuel"]
+    feed: list[FeedSetpoint] = []
+    fuel: SetpointLimits | None = None
+    oxygen: OxygenSetpoint | None = None
+    derivative_step_tph: float = Field(1.0, gt=0)
+
+    def referenced_tags(self) -> list[tuple[str, str]]:
+        refs = [("running_tag", self.running_tag)]
+        for i, f in enumerate(self.feed):
+            refs.append((f"feed.{i}.setpoint_tag", f.setpoint_tag))
+            if f.measured_tag:
+                refs.append((f"feed.{i}.measured_tag", f.measured_tag))
+        for key, sp in (("fuel", self.fuel), ("oxygen", self.oxygen)):
+            if sp is not None:
+                refs.append((f"{key}.setpoint_tag", sp.setpoint_tag))
+                if sp.measured_tag:
+                    refs.append((f"{key}.measured_tag", sp.measured_tag))
+        return refs
+
+
+class Co2Fuel(Section):
+    """A fuel flow and its emission factor: t CO2 per t (mass flows) or kg per Nm³ (gas)."""
+
+    name: StreamName
+    tag: TagId
+    t_co2_per_t: float | None = Field(None, gt=0)
+    kg_co2_per_nm3: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_factor(self) -> Co2Fuel:
+        if (self.t_co2_per_t is None) == (self.kg_co2_per_nm3 is None):
+            raise ValueError(f"fuel {self.name}: give exactly one of t_co2_per_t, kg_co2_per_nm3")
+        return self
 
 
 class Co2Config(KpiSectionBase):
-    pass
+    fuel: list[Co2Fuel] = []
+    kiln_feed_tag: TagId | None = None
+    kiln_residue_tag: TagId | None = None
+    burnoff_carbon: Fraction = 0.62  # C in the matter the kiln burns off (PCB resin 55-70 %)
+    kiln_feed_moisture: Fraction = 0.0  # mass loss that is water, not organics
+
+    @model_validator(mode="after")
+    def _kiln_pair(self) -> Co2Config:
+        if (self.kiln_feed_tag is None) != (self.kiln_residue_tag is None):
+            raise ValueError("give both kiln_feed_tag and kiln_residue_tag, or neither")
+        return self
+
+    def referenced_tags(self) -> list[tuple[str, str]]:
+        refs = [(f"fuel.{i}.tag", f.tag) for i, f in enumerate(self.fuel)]
+        if self.kiln_feed_tag and self.kiln_residue_tag:
+            refs += [
+                ("kiln_feed_tag", self.kiln_feed_tag),
+                ("kiln_residue_tag", self.kiln_residue_tag),
+            ]
+        return refs
 
 
 class KpiSection(Section):
@@ -311,6 +594,21 @@ class KpiSection(Section):
     heat_balance: HeatBalanceConfig | None = None
     advisor: AdvisorConfig | None = None
     co2: Co2Config | None = None
+
+    @model_validator(mode="after")
+    def _advisor_needs_balance(self) -> KpiSection:
+        if self.advisor is None:
+            return self
+        if self.heat_balance is None:
+            raise ValueError("kpi.advisor needs kpi.heat_balance (it advises from the balance)")
+        known = {r.name for r in self.heat_balance.recycled}
+        for i, feed in enumerate(self.advisor.feed):
+            if feed.stream not in known:
+                raise ValueError(
+                    f"kpi.advisor.feed.{i}.stream: {feed.stream!r} is not a recycled stream of "
+                    f"kpi.heat_balance (known: {sorted(known)})"
+                )
+        return self
 
     def sections(self) -> dict[str, KpiSectionBase]:
         candidates = {
@@ -351,6 +649,20 @@ class TlsConfig(Section):
         return self
 
 
+SparkplugId = Annotated[str, Field(pattern=r"^[^+/#]+$", description="no '+', '/' or '#'")]
+
+
+class SparkplugSection(Section):
+    """The Sparkplug B edge node's identity (`mqtt.format = "sparkplug_b"`; docs/sparkplug.md)."""
+
+    group_id: SparkplugId = "smelter"
+    # The edge node id; default: agent.instance_id. group_id/edge_node_id must be unique.
+    edge_node_id: SparkplugId | None = None
+    # Wait for this host application's STATE online=true before births; leave on offline.
+    primary_host_id: SparkplugId | None = None
+    # Report by exception is always on for Sparkplug, with mqtt.deadband / mqtt.deadbands.
+
+
 class MqttSection(Section):
     """Broker connection (shared by the JSON and Sparkplug B formats) and JSON publishing."""
 
@@ -364,6 +676,7 @@ class MqttSection(Section):
     password: SecretRef | None = None
     topic_root: str = Field("plant", pattern=r"^[^#+/][^#+]*$")
     format: Literal["json", "sparkplug_b"] = "json"
+    sparkplug: SparkplugSection = SparkplugSection()
     keepalive_s: int = Field(30, ge=5, le=3600)
     reconnect_min_s: float = Field(1.0, ge=1)
     reconnect_max_s: float = Field(30.0, ge=1)
@@ -425,8 +738,75 @@ class InfluxSection(Section):
 # --------------------------------------------------------------------------------------- control
 
 
+# Owned by the control path (edge_agent/control, docs/control.md). Safe by default: advisory mode
+# writes nothing, and even in closed loop only allowlisted tags are written, inside their bounds.
+
+ControlOrigin = Literal["advisor", "scada"]
+
+
+class ControlAllow(Section):
+    """One `[[control.allow]]` entry: a setpoint the agent may write, and on whose behalf."""
+
+    tag: str
+    min: float
+    max: float
+    max_rate_per_min: float = Field(gt=0, description="largest total change in any 60 s window")
+    origins: list[ControlOrigin] = Field(min_length=1)
+    min_interval_s: float = Field(10.0, ge=0, description="per-tag rate limit between writes")
+    recommendation: str | None = Field(
+        None,
+        pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$",
+        description="tag holding the advisor's recommended value for this setpoint",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ControlAllow:
+        if not (math.isfinite(self.min) and math.isfinite(self.max)):
+            raise ValueError(f"tag {self.tag}: min and max must be finite numbers")
+        if self.min > self.max:
+            raise ValueError(f"tag {self.tag}: min {self.min} is above max {self.max}")
+        if len(set(self.origins)) != len(self.origins):
+            raise ValueError(f"tag {self.tag}: origins {self.origins} repeat an origin")
+        return self
+
+
+class HeartbeatConfig(Section):
+    # None: on in closed_loop mode, off in advisory mode.
+    enabled: bool | None = None
+    tag: str = "fsf.agent_heartbeat"
+    interval_s: float = Field(1.0, gt=0, le=3600)
+
+
 class ControlSection(Section):
     mode: Literal["advisory", "closed_loop"] = "advisory"
+    permissive_tag: str = "fsf.advisor_permissive"
+    permissive_max_age_s: float = Field(5.0, gt=0)
+    heartbeat: HeartbeatConfig = HeartbeatConfig()
+    # SCADA commands over MQTT ({root}/{site}/{unit}/{name}/set); need [mqtt].
+    commands: bool = True
+    command_max_age_s: float = Field(10.0, gt=0)
+    max_clock_skew_s: float = Field(2.0, ge=0)
+    max_payload_bytes: int = Field(1024, ge=64, le=65536)
+    # How often the advisor's recommendations are considered for writing (closed_loop only).
+    advisor_interval_s: float = Field(5.0, gt=0)
+    write_timeout_s: float = Field(3.0, gt=0)
+    readback_timeout_s: float = Field(5.0, gt=0)
+    allow: list[ControlAllow] = []
+
+    @property
+    def heartbeat_on(self) -> bool:
+        if self.heartbeat.enabled is not None:
+            return self.heartbeat.enabled
+        return self.mode == "closed_loop"
+
+    @model_validator(mode="after")
+    def _unique_allow(self) -> ControlSection:
+        seen: set[str] = set()
+        for i, entry in enumerate(self.allow):
+            if entry.tag in seen:
+                raise ValueError(f"allow[{i}]: tag {entry.tag!r} is allowlisted twice")
+            seen.add(entry.tag)
+        return self
 
 
 # ---------------------------------------------------------------------------------------- health
@@ -469,7 +849,7 @@ class AgentConfig(Section):
             ])
             for i, src in enumerate(self.source)
         ]  # fmt: skip
-        violations = _check_rules(sources, self.kpi.sections())
+        violations = _check_rules(sources, self.kpi.sections(), self.control)
         if violations:
             raise RuleViolations(violations)
         return self
@@ -542,7 +922,10 @@ def raw_rule_violations(data: Any) -> list[RuleViolation]:
             section = TypeAdapter(field.annotation).validate_python(raw)
             if isinstance(section, KpiSectionBase):
                 kpi_sections[name] = section
-    return _check_rules(sources, kpi_sections)
+    control: ControlSection | None = None
+    with contextlib.suppress(ValidationError):
+        control = ControlSection.model_validate(data.get("control", {}))
+    return _check_rules(sources, kpi_sections, control)
 
 
 def _valid_or_none(model: type[TagBase], raw: dict[str, Any]) -> TagBase | None:
@@ -553,7 +936,9 @@ def _valid_or_none(model: type[TagBase], raw: dict[str, Any]) -> TagBase | None:
 
 
 def _check_rules(
-    sources: list[_SourceView], kpi_sections: dict[str, KpiSectionBase]
+    sources: list[_SourceView],
+    kpi_sections: dict[str, KpiSectionBase],
+    control: ControlSection | None = None,
 ) -> list[RuleViolation]:
     known = {view.id for src in sources for view in src.tags}
     found = _duplicates(sources)
@@ -567,6 +952,9 @@ def _check_rules(
             if tag_id not in known:
                 loc = ("kpi", section_name, *path.split("."))
                 found.append(RuleViolation(loc, "unknown tag", tag_id))
+    if control is not None:
+        tags = {v.id: v.tag for src in sources for v in src.tags if v.tag is not None}
+        found.extend(_control_rules(control, tags))
     return found
 
 
@@ -623,6 +1011,40 @@ def _overlapping_registers(src: _SourceView) -> list[RuleViolation]:
                     b[2],
                 )
             )
+    return found
+
+
+def _control_rules(control: ControlSection, tags: dict[Any, TagBase]) -> list[RuleViolation]:
+    """Every allowlisted tag is a configured, writable tag, and its allowlist bounds lie within the
+    tag's own bounds: the allowlist can only narrow what the tag definition permits."""
+    found: list[RuleViolation] = []
+    for i, entry in enumerate(control.allow):
+        loc: Loc = ("control", "allow", i)
+        tag = tags.get(entry.tag)
+        if tag is None:
+            found.append(RuleViolation((*loc, "tag"), "no source defines this tag", entry.tag))
+            continue
+        if not tag.writable or tag.min is None or tag.max is None:
+            message = "the tag is not writable = true (with min and max) in its source"
+            found.append(RuleViolation((*loc, "tag"), message, entry.tag))
+            continue
+        for bound, value in (("min", entry.min), ("max", entry.max)):
+            if value < tag.min or value > tag.max:
+                message = f"lies outside the tag's own bounds [{tag.min:g}, {tag.max:g}]"
+                found.append(RuleViolation((*loc, bound), message, value))
+    needs_permissive = control.mode == "closed_loop" or bool(control.allow)
+    if needs_permissive and control.permissive_tag not in tags:
+        loc = ("control", "permissive_tag")
+        found.append(RuleViolation(loc, "unknown tag", control.permissive_tag))
+    if control.heartbeat_on:
+        loc = ("control", "heartbeat", "tag")
+        hb = tags.get(control.heartbeat.tag)
+        if hb is None:
+            found.append(RuleViolation(loc, "unknown tag", control.heartbeat.tag))
+        elif not hb.writable:
+            found.append(RuleViolation(loc, "the tag is not writable = true", hb.id))
+        elif any(entry.tag == hb.id for entry in control.allow):
+            found.append(RuleViolation(loc, "must not also be allowlisted", hb.id))
     return found
 
 

@@ -5,9 +5,9 @@ Every problem in a file is reported at once, one line each, as
     FILE: key.path: message (got: value)
 
 where the key path uses the names an operator writes: entries of arrays of tables are named by
-their `name` (sources) or `id` (tags), as in `source.fsf.tag.fsf.matte_temp.max`, the same
-addressing that `--set` accepts. A problem in a value given with `--set` names `--set` instead
-of the file. Secret values are never printed.
+their `name` (sources), `id` (tags) or `tag` (control.allow), as in
+`source.fsf.tag.fsf.matte_temp.max`, the same addressing that `--set` accepts. A problem in a
+value given with `--set` names `--set` instead of the file. Secret values are never printed.
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ def apply_override(data: dict[str, Any], key: str, value: Any) -> Loc:
 
 def _entry_label(entry: Any) -> str | None:
     if isinstance(entry, dict):
-        for field in ("name", "id"):
+        for field in ("name", "id", "tag"):
             if isinstance(entry.get(field), str):
                 return str(entry[field])
     return None
@@ -283,7 +283,9 @@ def _format(problem: _Problem, data: dict[str, Any], origin: str, overridden: se
     return f"{text} (got: {_show(problem.value)})"
 
 
-_SECRET_KEY = re.compile(r"pass|token|secret|credential|private_key|api_key", re.IGNORECASE)
+_SECRET_KEY = re.compile(
+    r"pass|pasw|pwd|token|secret|credential|private_key|api_key", re.IGNORECASE
+)
 
 
 def _secret_fields() -> set[str]:

@@ -7,18 +7,19 @@ counts (the component's own loop) and nothing here can fall out of step with it.
 feeds the systemd watchdog (`sdnotify`) and the demo view.
 
 Metric names follow from the snapshot: counter `samples_read_total` of source `fsf` becomes
-`edge_agent_source_samples_read_total{source="fsf"}`. The keys each kind is expected to report are
-listed in `WELL_KNOWN` (and documented in docs/operations.md); a component may report more.
+`edge_agent_source_samples_read_total{source="fsf"}`. The keys each kind reports are documented
+in docs/operations.md ("Health and metrics"); a component may report more.
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import structlog
 from aiohttp import web
@@ -31,24 +32,19 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from edge_agent.config import AgentConfig
 from edge_agent.samples import Quality
 from edge_agent.sdnotify import ProgressProbe
+from edge_agent.supervisor import STOP_HEALTH, Service
 from edge_agent.tagstore import TagStore
+
+if TYPE_CHECKING:
+    from edge_agent.acquisition import SourceStats
 
 log = structlog.get_logger(__name__)
 
 Kind = Literal["source", "sink", "outbox", "kpi", "control"]
 
-# What each kind reports (counters end in _total). Prometheus names: edge_agent_<kind>_<key>.
-WELL_KNOWN: dict[str, tuple[str, ...]] = {
-    "source": ("samples_read_total", "poll_overruns_total", "reconnects_total",
-               "read_latency_seconds"),
-    "sink": ("samples_published_total", "publish_errors_total"),
-    "outbox": ("depth_samples", "oldest_age_seconds", "dropped_samples_total",
-               "quarantined_samples_total"),
-    "kpi": ("computations_total",),
-    "control": ("writes_total", "writes_refused_total"),
-}  # fmt: skip
 
 # Read latencies of OPC UA and Modbus requests: milliseconds on a LAN, seconds when a device
 # struggles, the timeout at worst.
@@ -199,6 +195,92 @@ def _progress_reader(board: StatusBoard, kind: str, name: str) -> Callable[[], i
         return -1
 
     return read
+
+
+class SourceHealth:
+    """StatusProvider for one acquisition loop, from its `SourceStats` and its tags' samples.
+
+    Progress is the newest acquisition timestamp among the source's tags in the TagStore: every
+    poll publishes, and so does every failed connection attempt (Bad samples), so the value moves
+    while the loop is alive, connected or not, and stops only when the loop hangs.
+    """
+
+    def __init__(self, stats: SourceStats, tags: Sequence[str], store: TagStore) -> None:
+        self._stats = stats
+        self._tags = list(tags)
+        self._store = store
+
+    def status(self) -> ComponentStatus:
+        st = self._stats
+        newest = 0
+        for tag in self._tags:
+            sample = self._store.get(tag)
+            if sample is not None and sample.acq_ns > newest:
+                newest = sample.acq_ns
+        histograms = {}
+        latency = getattr(st, "read_latency", None)
+        if isinstance(latency, LatencyHistogram):
+            histograms["read_latency_seconds"] = latency
+        return ComponentStatus(
+            name=st.source,
+            kind="source",
+            state=_source_state(st),
+            healthy=st.connected,
+            detail=st.last_error or "",
+            progress=newest,
+            watched=bool(self._tags),
+            counters={
+                "samples_read_total": float(st.samples),
+                "reads_total": float(st.reads),
+                "poll_overruns_total": float(st.overruns),
+                "connects_total": float(st.connects),
+                "connection_losses_total": float(st.connection_losses),
+            },
+            gauges={"tags": float(st.tags), "last_read_seconds": st.last_read_s},
+            histograms=histograms,
+        )
+
+
+def _source_state(st: SourceStats) -> str:
+    if st.connected:
+        return "connected"
+    return "disconnected" if st.connects else "connecting"
+
+
+def add_sources(board: StatusBoard, cfg: AgentConfig, stats: Iterable[SourceStats]) -> None:
+    """Put the configured sources' acquisition loops on the board."""
+    assert board.store is not None, "source health needs the TagStore"
+    tags = {s.name: [t.id for t in s.tag] for s in cfg.source}
+    for st in stats:
+        if st.source in tags:
+            board.add(SourceHealth(st, tags[st.source], board.store))
+
+
+class AdvisorHealth:
+    """The advisor's current verdict (`kpi.advisor.validity`, policy, reason) from the TagStore.
+
+    Its recommendation is information, not the agent's health: always healthy, never watched
+    (the KPI engine publishes into the same store, so a stuck engine shows as stale KPI tags).
+    """
+
+    def __init__(self, store: TagStore) -> None:
+        self._store = store
+
+    def status(self) -> ComponentStatus:
+        validity = self._store.get("kpi.advisor.validity")
+        policy = self._store.get("kpi.advisor.policy")
+        reason = self._store.get("kpi.advisor.reason")
+        state = str(validity.value) if validity is not None and validity.good else "unknown"
+        detail = " ".join(
+            str(s.value) for s in (policy, reason) if s is not None and s.value is not None
+        )
+        return ComponentStatus("advisor", "kpi", state, True, detail=detail, watched=False)
+
+
+def add_kpis(board: StatusBoard, cfg: AgentConfig) -> None:
+    """Put the advisor's state on the board when the advisor is configured."""
+    if cfg.kpi.advisor is not None and board.store is not None:
+        board.add(AdvisorHealth(board.store))
 
 
 # ------------------------------------------------------------------------------------ metrics
@@ -352,9 +434,25 @@ class HealthServer:
             await self._runner.cleanup()
             self._runner = None
 
+    async def serve(self) -> None:
+        """Run as a supervised service: bind, then serve until cancelled."""
+        await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()
+
     async def __aenter__(self) -> HealthServer:
         await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+def build_services(cfg: AgentConfig, board: StatusBoard) -> list[Service]:
+    """runtime.py's hook: the HTTP endpoint, unless `[health] enabled = false`."""
+    if not cfg.health.enabled:
+        return []
+    server = HealthServer(board, cfg.health.listen, cfg.agent.site, cfg.agent.instance_id)
+    return [Service("health", server.serve, STOP_HEALTH)]

@@ -1,7 +1,8 @@
 """The durable outbox: every accepted sample is on disk before any sink sees it.
 
 Layout: one SQLite database (WAL) in `agent.state_dir`, one row per appended batch holding a
-compact JSON payload (`[[tag, value, quality, acq_ns, source_ns, reason], ...]`), and one cursor
+compact payload (the rows `(tag, value, quality, acq_ns, source_ns, reason)`, see `encode`), and
+one cursor
 row per sink holding the id of the last batch that sink confirmed. A batch is forgotten when every
 sink has confirmed it, or when the size cap drops it (oldest first, counted and logged).
 
@@ -29,11 +30,13 @@ files in place, in one transaction, and a file newer than this code is refused w
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import pickle
 import queue
 import sqlite3
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,12 +50,13 @@ log = structlog.get_logger("edge_agent.outbox")
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _ROW_OVERHEAD_BYTES = 48  # rough per-row cost beside the payload, so tiny batches count too
 
 # Version 1 was the first layout (batches and cursors). Version 2 records the sample count and
 # byte size of every batch (so that the cap and the drop counters need no decoding) and adds the
-# quarantine table for points a sink refuses for good.
+# quarantine table for points a sink refuses for good. Version 3 adds the payload encoding of each
+# row: rows written before it stay JSON (0) and are read as such, new rows are pickled (1).
 _SCHEMA_V1 = """
 CREATE TABLE batch (id INTEGER PRIMARY KEY AUTOINCREMENT, created_ns INTEGER NOT NULL,
                     payload BLOB NOT NULL);
@@ -67,7 +71,15 @@ UPDATE batch SET samples = json_array_length(payload), nbytes = length(payload);
 CREATE TABLE quarantine (id INTEGER PRIMARY KEY AUTOINCREMENT, sink TEXT NOT NULL,
                          created_ns INTEGER NOT NULL, reason TEXT NOT NULL, item TEXT NOT NULL);
 """,
+    # to version 3
+    3: """
+ALTER TABLE batch ADD COLUMN encoding INTEGER NOT NULL DEFAULT 0;
+""",
 }
+ENCODING_JSON = 0
+ENCODING_PICKLE = 1
+
+RECENT_CACHE_SAMPLES = 100_000  # decoded batches kept for sinks that keep up (~10 s at 10k/s)
 
 _QUALITIES = (Quality.GOOD, Quality.UNCERTAIN, Quality.BAD)
 _QUALITY_CODE = {q: i for i, q in enumerate(_QUALITIES)}
@@ -75,6 +87,16 @@ _QUALITY_CODE = {q: i for i, q in enumerate(_QUALITIES)}
 
 class OutboxError(Exception):
     """The outbox file cannot be used (newer schema, not a database). Names the file."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Spilled:
+    """A batch accepted but not yet committed (normally for microseconds; longer under a disk
+    alarm)."""
+
+    samples: list[Sample]
+    payload: bytes
+    created_ns: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,21 +124,39 @@ class OutboxState:
     quarantined: int = 0
     commits: int = 0
     head_id: int = 0
+    oldest_created_ns: int = 0
     acked: dict[str, int] = field(default_factory=dict)
 
 
 def encode(samples: Sequence[Sample]) -> bytes:
-    """Compact serialisation: one JSON array of rows; NaN and infinities survive as tokens."""
+    """Pickle (protocol 5) of a list of plain tuples: str, float, int, bool and None only.
+
+    Chosen over JSON because formatting floats as text costs about 2 µs per sample, most of the
+    outbox's CPU at 10 000 samples/s; pickle keeps exact values (NaN and infinities included) at
+    a third of that. `decode` refuses anything but those plain types, so a tampered file cannot
+    make the agent run code.
+    """
     rows = [
         (s.tag, s.value, _QUALITY_CODE[s.quality], s.acq_ns, s.source_ns, s.reason) for s in samples
     ]
-    return json.dumps(rows, separators=(",", ":"), ensure_ascii=False).encode()
+    return pickle.dumps(rows, protocol=5)
 
 
-def decode(payload: bytes) -> list[Sample]:
+class _PlainUnpickler(pickle.Unpickler):
+    """Loads lists, tuples, str, numbers, bool and None; refuses every class or function."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"outbox payload names {module}.{name}: refused")
+
+
+def decode(payload: bytes, encoding: int = ENCODING_PICKLE) -> list[Sample]:
+    if encoding == ENCODING_JSON:
+        rows = json.loads(payload)
+    else:
+        rows = _PlainUnpickler(io.BytesIO(payload)).load()
     return [
         Sample(tag, value, _QUALITIES[q], acq, src, reason)
-        for tag, value, q, acq, src, reason in json.loads(payload)
+        for tag, value, q, acq, src, reason in rows
     ]
 
 
@@ -153,9 +193,15 @@ class Outbox:
         )
         self._thread: threading.Thread | None = None
         self._db: sqlite3.Connection | None = None
-        self._pending: list[tuple[bytes, int, asyncio.Future[None]]] = []
+        self._pending: list[tuple[list[Sample], asyncio.Future[None]]] = []
         self._pending_lock = threading.Lock()
-        self._spill: deque[tuple[bytes, int, int]] = deque()  # (payload, samples, created_ns)
+        self._spill: deque[_Spilled] = deque()
+        # Recently committed batches, decoded, so that sinks keeping up never read SQLite:
+        # every existing batch with an id above `_recent_floor` is in `_recent`.
+        self._recent: OrderedDict[int, list[Sample]] = OrderedDict()
+        self._recent_samples = 0
+        self._recent_floor = 0
+        self._cursors_dirty = False
         self._new_data: dict[str, asyncio.Event] = {}
         self._cursors: dict[str, Cursor] = {}
 
@@ -213,17 +259,16 @@ class Outbox:
         if not samples:
             return
         assert self._loop is not None, "Outbox.start() first"
-        payload = encode(samples)
         fut: asyncio.Future[None] = self._loop.create_future()
         with self._pending_lock:
             first = not self._pending
-            self._pending.append((payload, len(samples), fut))
+            self._pending.append((list(samples), fut))
         if first:
             self._call(self._flush).add_done_callback(_consume)
         await asyncio.shield(fut)
 
     async def flush(self) -> None:
-        """Retry batches held in memory under a disk alarm (the maintenance tick calls this)."""
+        """Retry batches held in memory under a disk alarm; persist cursor positions."""
         await self._call(self._flush)
 
     async def quarantine(self, sink: str, items: Sequence[tuple[str, str]]) -> None:
@@ -238,7 +283,7 @@ class Outbox:
         """Service body: retries a disk alarm's memory buffer so delivery resumes on its own."""
         while True:
             await asyncio.sleep(interval_s)
-            if self._spill:
+            if self._spill or self._cursors_dirty:
                 await self.flush()
 
     # ------------------------------------------------------------------------------- plumbing
@@ -343,10 +388,14 @@ class Outbox:
             del known[sink]
         db.execute("COMMIT")
         self.state.acked = known
+        self._recent_floor = self.state.head_id
         self._purge()
+        self._update_oldest()
 
     def _close_db(self) -> None:
         if self._db is not None:
+            if self._cursors_dirty:
+                self._commit_spill()
             self._db.close()
             self._db = None
 
@@ -361,46 +410,73 @@ class Outbox:
         try:
             self._flush_pending(pending)
         except BaseException as exc:  # the outbox is closed or broken: tell every waiting append
-            for _, _, fut in pending:
+            for _, fut in pending:
                 self._resolve(fut, None, exc)
             raise
 
-    def _flush_pending(self, pending: list[tuple[bytes, int, asyncio.Future[None]]]) -> None:
+    def _flush_pending(self, pending: list[tuple[list[Sample], asyncio.Future[None]]]) -> None:
         created = now_ns()
-        for payload, count, _ in pending:
-            self._spill.append((payload, count, created))
-            self.state.memory_buffered_samples += count
-        if self._spill:
+        for samples, _ in pending:
+            self._spill.append(_Spilled(samples, encode(samples), created))
+            self.state.memory_buffered_samples += len(samples)
+        if self._spill or self._cursors_dirty:
             self._commit_spill()
         self._bound_memory()
-        for _, _, fut in pending:
+        for _, fut in pending:
             self._resolve(fut, None, None)
 
     def _commit_spill(self) -> None:
+        """One transaction: new batches, cursor positions confirmed since the last one, purge."""
         db = self._require_db()
         rows = list(self._spill)
+        deleted = (0, 0, 0)
         try:
             db.execute("BEGIN IMMEDIATE")
             db.executemany(
-                "INSERT INTO batch (created_ns, payload, samples, nbytes) VALUES (?, ?, ?, ?)",
-                [(created, payload, count, len(payload)) for payload, count, created in rows],
+                "INSERT INTO batch (created_ns, payload, samples, nbytes, encoding) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [
+                    (r.created_ns, r.payload, len(r.samples), len(r.payload), ENCODING_PICKLE)
+                    for r in rows
+                ],
             )
-            head = db.execute("SELECT max(id) FROM batch").fetchone()[0]
+            head = db.execute("SELECT max(id) FROM batch").fetchone()[0] or 0
+            if self._cursors_dirty:
+                db.executemany(
+                    "UPDATE cursor SET acked = ? WHERE sink = ?",
+                    [(acked, sink) for sink, acked in self.state.acked.items()],
+                )
+                deleted = self._delete_confirmed(db)
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             self._raise_alarm(exc)
             return
+        self._cursors_dirty = False
+        self._forgotten(deleted)
         self._spill.clear()
-        added = sum(count for _, count, _ in rows)
         self.state.memory_buffered_samples = 0
+        self.state.commits += 1
+        if rows:
+            self._committed(rows, head)
+        self._update_oldest()
+
+    def _committed(self, rows: list[_Spilled], head: int) -> None:
+        added = sum(len(r.samples) for r in rows)
         self.state.batches += len(rows)
         self.state.samples += added
         self.state.appended_samples += added
-        self.state.bytes += sum(len(p) + _ROW_OVERHEAD_BYTES for p, _, _ in rows)
+        self.state.bytes += sum(len(r.payload) + _ROW_OVERHEAD_BYTES for r in rows)
+        # Ids are consecutive: one writer, AUTOINCREMENT, one transaction.
+        for batch_id, row in zip(range(head - len(rows) + 1, head + 1), rows, strict=True):
+            self._recent[batch_id] = row.samples
+            self._recent_samples += len(row.samples)
+        while self._recent_samples > RECENT_CACHE_SAMPLES and len(self._recent) > 1:
+            batch_id, samples = self._recent.popitem(last=False)
+            self._recent_samples -= len(samples)
+            self._recent_floor = batch_id
         self.state.head_id = head
-        self.state.commits += 1
         if self.state.disk_alarm:
             self.state.disk_alarm = False
             self.state.disk_alarm_reason = ""
@@ -425,7 +501,7 @@ class Outbox:
     def _bound_memory(self) -> None:
         dropped = 0
         while self.state.memory_buffered_samples > self.memory_buffer_samples and self._spill:
-            _, count, _ = self._spill.popleft()
+            count = len(self._spill.popleft().samples)
             self.state.memory_buffered_samples -= count
             dropped += count
         if dropped:
@@ -459,10 +535,12 @@ class Outbox:
         except sqlite3.Error as exc:
             self._raise_alarm(exc)
             return
+        self._forget_recent(last)
         self.state.batches = db.execute("SELECT count(*) FROM batch").fetchone()[0]
         self.state.bytes -= freed
         self.state.samples -= dropped
         self.state.dropped_samples_cap += dropped
+        self._update_oldest()
         log.warning(
             "outbox_cap_dropped_oldest",
             dropped_samples=dropped,
@@ -470,49 +548,87 @@ class Outbox:
             max_bytes=self.max_bytes,
         )
 
+    def _forget_recent(self, upto: int) -> None:
+        while self._recent and next(iter(self._recent)) <= upto:
+            _, samples = self._recent.popitem(last=False)
+            self._recent_samples -= len(samples)
+        self._recent_floor = max(self._recent_floor, upto)
+
     def _read(self, sink: str, max_samples: int) -> list[Batch]:
-        db = self._require_db()
         after = self.state.acked[sink]
         batches: list[Batch] = []
         total = 0
-        for batch_id, payload, count in db.execute(
-            "SELECT id, payload, samples FROM batch WHERE id > ? ORDER BY id LIMIT 1000", (after,)
+        if after >= self._recent_floor:  # a sink that keeps up: no disk read, no decoding
+            for batch_id, samples in self._recent.items():
+                if batch_id <= after:
+                    continue
+                if batches and total + len(samples) > max_samples:
+                    break
+                batches.append(Batch(batch_id, samples))
+                total += len(samples)
+            return batches
+        db = self._require_db()
+        for batch_id, payload, count, encoding in db.execute(
+            "SELECT id, payload, samples, encoding FROM batch WHERE id > ? ORDER BY id LIMIT 1000",
+            (after,),
         ):
             if batches and total + count > max_samples:
                 break
-            batches.append(Batch(batch_id, decode(payload)))
+            batches.append(Batch(batch_id, decode(payload, encoding)))
             total += count
         return batches
 
     def _ack(self, sink: str, batch_id: int) -> None:
-        db = self._require_db()
+        """Move the cursor in memory; it reaches the disk with the next commit or tick."""
         if batch_id <= self.state.acked[sink]:
             return
-        db.execute("UPDATE cursor SET acked = ? WHERE sink = ?", (batch_id, sink))
         self.state.acked[sink] = batch_id
-        self._purge()
+        self._cursors_dirty = True
+        done = min(self.state.acked.values())
+        self._forget_recent(done)
+
+    def _update_oldest(self) -> None:
+        row = (
+            self._require_db()
+            .execute("SELECT created_ns FROM batch ORDER BY id LIMIT 1")
+            .fetchone()
+        )
+        self.state.oldest_created_ns = row[0] if row else 0
 
     def _purge(self) -> None:
-        """Forget batches every sink has confirmed."""
-        if not self.state.acked:
-            return
+        """Forget batches every sink has confirmed (at open; later inside `_commit_spill`)."""
         db = self._require_db()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            deleted = self._delete_confirmed(db)
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:  # a full disk can refuse even a delete; retried later
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            log.warning("outbox_purge_failed", error=str(exc))
+        else:
+            self._forgotten(deleted)
+        self._update_oldest()
+
+    def _delete_confirmed(self, db: sqlite3.Connection) -> tuple[int, int, int]:
+        """Inside a transaction: delete what every sink confirmed; (batches, samples, bytes)."""
+        if not self.state.acked:
+            return 0, 0, 0
         done = min(self.state.acked.values())
         count, samples, nbytes = db.execute(
             "SELECT count(*), coalesce(sum(samples), 0), coalesce(sum(nbytes), 0) "
             "FROM batch WHERE id <= ?",
             (done,),
         ).fetchone()
-        if not count:
-            return
-        try:
+        if count:
             db.execute("DELETE FROM batch WHERE id <= ?", (done,))
-        except sqlite3.Error as exc:  # a full disk can refuse even a delete; retried next ack
-            log.warning("outbox_purge_failed", error=str(exc))
-            return
-        self.state.batches -= count
-        self.state.samples -= samples
-        self.state.bytes -= nbytes + count * _ROW_OVERHEAD_BYTES
+        return count, samples, nbytes + count * _ROW_OVERHEAD_BYTES
+
+    def _forgotten(self, deleted: tuple[int, int, int]) -> None:
+        """After the commit that deleted confirmed batches: update the counters."""
+        self.state.batches -= deleted[0]
+        self.state.samples -= deleted[1]
+        self.state.bytes -= deleted[2]
 
     def _quarantine(self, sink: str, items: Sequence[tuple[str, str]]) -> None:
         db = self._require_db()
@@ -547,18 +663,27 @@ class Cursor:
     def lag_batches(self) -> int:
         return max(0, self._outbox.state.head_id - self.acked)
 
-    async def read(self, max_samples: int = 5000) -> list[Batch]:
-        """The oldest unconfirmed batches (at least one, about `max_samples` samples); waits."""
+    async def read(self, max_samples: int = 5000, idle_s: float | None = None) -> list[Batch]:
+        """The oldest unconfirmed batches (at least one, about `max_samples` samples).
+
+        Waits for data; after `idle_s` seconds without any, returns an empty list.
+        """
         event = self._outbox._new_data[self.sink]
+        loop = asyncio.get_running_loop()
+        deadline = None if idle_s is None else loop.time() + idle_s
         while True:
             event.clear()
-            if self._outbox.state.head_id <= self.acked:
-                await event.wait()
-                continue
-            batches = await self._outbox._call(lambda: self._outbox._read(self.sink, max_samples))
-            if batches:
-                return batches
-            await event.wait()
+            if self._outbox.state.head_id > self.acked:
+                batches = await self._outbox._call(
+                    lambda: self._outbox._read(self.sink, max_samples)
+                )
+                if batches:
+                    return batches
+            try:
+                remaining = None if deadline is None else max(0.0, deadline - loop.time())
+                await asyncio.wait_for(event.wait(), remaining)
+            except TimeoutError:
+                return []
 
     async def ack(self, batch_id: int) -> None:
         """Confirm every batch up to and including `batch_id`; they are replayed no more."""

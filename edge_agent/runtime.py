@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import os
 import signal
 import sys
@@ -18,12 +19,16 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from edge_agent import acquisition
+from edge_agent import acquisition, control, health, kpi, sinks, sparkplug
 from edge_agent.config import AgentConfig
 from edge_agent.config_loader import add_set_argument, load_config
+from edge_agent.health import StatusBoard
 from edge_agent.logs import configure_logging
+from edge_agent.outbox import Outbox
 from edge_agent.pipeline import SampleBus, SampleWriter
-from edge_agent.supervisor import Service, Supervisor
+from edge_agent.reload import ReloadRequests, next_config
+from edge_agent.sdnotify import Notifier, ProgressWatch, run_notify_loop, watchdog_interval_s
+from edge_agent.supervisor import STOP_HEALTH, Service, Supervisor
 from edge_agent.tagstore import TagStore
 
 EXIT_OK = 0
@@ -40,23 +45,35 @@ class Agent:
         self.cfg = cfg
         self.store = TagStore()
         self.bus = SampleBus(self.store, writer)
+        self.outbox = writer if isinstance(writer, Outbox) else None
+        self.control: control.ControlPath | None = None
+        self.board = StatusBoard(self.store)  # what /healthz, /metrics and the watchdog read
 
 
 def build_services(agent: Agent) -> list[Service]:
     """Each component contributes its services here, one line each (stop order is theirs)."""
     services: list[Service] = []
     # -- hooks: one line per component, in data-flow order --------------------------------------
-    services += acquisition.build_services(agent.cfg, agent.bus)
-    # kpi (issue 5):         services += kpi.build_services(agent.cfg, agent.store, agent.bus)
-    # sinks (issues 6, 7):   services += sinks.build_services(agent.cfg, outbox)
-    # control (issue 8):     services += control.build_services(agent.cfg, agent.store)
-    # health (issue 9):      services += health.build_services(agent.cfg, supervisor)
+    acq = acquisition.Acquisition(agent.cfg, agent.bus)  # control writes through its connections
+    services += acq.services()
+    health.add_sources(agent.board, agent.cfg, acquisition.source_stats())
+    agent.control = control.ControlPath(agent.cfg, agent.store, acq)  # before sinks: DCMD uses it
+    services += kpi.build_services(agent.cfg, agent.store, agent.bus)
+    if agent.outbox is not None:
+        services += sinks.build_services(agent.cfg, agent.outbox, agent.board)
+    services += sparkplug.build_services(
+        agent.cfg, agent.outbox, agent.store, agent.control, agent.board
+    )
+    services += agent.control.services()
+    agent.board.add(agent.control)
+    health.add_kpis(agent.board, agent.cfg)
+    services += health.build_services(agent.cfg, agent.board)
     return services
 
 
-def open_writer(cfg: AgentConfig) -> SampleWriter | None:
-    """The outbox behind the bus (issue 6 hook: return the outbox's writer here)."""
-    return None
+async def open_writer(cfg: AgentConfig) -> SampleWriter | None:
+    """The outbox behind the bus, when any sink is configured (it is closed by `run_agent`)."""
+    return await sinks.open_outbox(cfg) if sinks.sink_names(cfg) else None
 
 
 class StopSignals:
@@ -88,26 +105,87 @@ async def run_agent(
     cfg: AgentConfig,
     services: Sequence[Service] | None = None,
     stop: asyncio.Event | None = None,
+    reload: Callable[[], AgentConfig] | None = None,
+    on_started: Callable[[Agent], None] | None = None,
 ) -> int:
-    """Run until SIGTERM/SIGINT (or `stop`); returns the exit code."""
+    """Run until SIGTERM/SIGINT (or `stop`); returns the exit code.
+
+    `on_started` is called with each Agent once its components run (the demo's live view).
+
+    With `reload` (how to read the config file again), SIGHUP applies a changed, valid file by
+    stopping every component and building them anew; an invalid file changes nothing. systemd
+    hears READY=1 once the components run, RELOADING=1 around a reload, STOPPING=1 at the end.
+    """
     stop = stop or asyncio.Event()
-    StopSignals(stop).install(asyncio.get_running_loop())
-    agent = Agent(cfg, open_writer(cfg))
-    services = list(services) if services is not None else build_services(agent)
-    supervisor = Supervisor(services, shutdown_timeout_s=cfg.agent.shutdown_timeout_s)
-    log.info(
-        "agent_started",
-        site=cfg.agent.site,
-        instance_id=cfg.agent.instance_id,
-        services=[s.name for s in services],
-        pid=os.getpid(),
-    )
-    clean = await supervisor.run_until(stop)
+    loop = asyncio.get_running_loop()
+    StopSignals(stop).install(loop)
+    notifier = Notifier()
+    reloads = ReloadRequests(reload, notifier) if reload is not None else None
+    if reloads is not None:
+        reloads.install(loop)
+    previous: AgentConfig | None = None  # the configuration to fall back to after a reload
+    try:
+        while True:
+            try:
+                agent = Agent(cfg, await open_writer(cfg))
+            except Exception as exc:
+                if previous is None:
+                    raise
+                # Valid on paper, unusable in fact (say, an unwritable state_dir): go back.
+                log.error("config_reload_failed", error=repr(exc), keeping="previous configuration")
+                cfg, previous = previous, None
+                continue
+            running = list(services) if services is not None else build_services(agent)
+            running += notify_services(agent, notifier)
+            supervisor = Supervisor(running, shutdown_timeout_s=cfg.agent.shutdown_timeout_s)
+            supervisor.start()
+            notifier.ready(agent.board.summary())
+            if on_started is not None:
+                on_started(agent)
+            log.info(
+                "agent_started",
+                site=cfg.agent.site,
+                instance_id=cfg.agent.instance_id,
+                services=[s.name for s in running],
+                pid=os.getpid(),
+            )
+            new_cfg = await next_config(cfg, stop, reloads)
+            if new_cfg is None:
+                notifier.stopping()
+            else:
+                notifier.reloading()
+            clean = await supervisor.stop()
+            if agent.outbox is not None:
+                await agent.outbox.close()
+            if new_cfg is None or not clean:
+                break
+            cfg, previous = new_cfg, cfg
+    finally:
+        notifier.close()
     log.info("agent_stopped", clean=clean)
     return EXIT_OK if clean else EXIT_FAILURE
 
 
-def run_blocking(cfg: AgentConfig, services: Sequence[Service] | None = None) -> int:
+def notify_services(agent: Agent, notifier: Notifier) -> list[Service]:
+    """Under systemd: STATUS= every few seconds, WATCHDOG=1 while sources and sinks progress."""
+    if not notifier.enabled:
+        return []
+    interval = watchdog_interval_s()
+    watch = ProgressWatch(agent.board.probes, agent.cfg.health.stall_after_s)
+
+    async def run() -> None:
+        await run_notify_loop(
+            notifier, watch, interval or 5.0, agent.board.summary, watchdog=interval is not None
+        )
+
+    return [Service("sd_notify", run, STOP_HEALTH)]
+
+
+def run_blocking(
+    cfg: AgentConfig,
+    services: Sequence[Service] | None = None,
+    reload: Callable[[], AgentConfig] | None = None,
+) -> int:
     """Run the agent's event loop in this thread.
 
     Not `asyncio.run`: its cleanup waits for every task, so a service that ignores cancellation
@@ -116,7 +194,7 @@ def run_blocking(cfg: AgentConfig, services: Sequence[Service] | None = None) ->
     """
     loop = asyncio.new_event_loop()
     try:
-        code = loop.run_until_complete(run_agent(cfg, services))
+        code = loop.run_until_complete(run_agent(cfg, services, reload=reload))
     except Exception:
         log.exception("agent_failed")
         code = EXIT_FAILURE
@@ -148,4 +226,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def _run_command(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)  # ConfigError: cli prints it, exits 2
     configure_logging(args.log_level or cfg.agent.log_level, cfg.agent.log_format)
-    return run_blocking(cfg)
+    # systemd's watchdog aborts a hung agent with SIGABRT: print every thread's stack first.
+    faulthandler.enable()
+    return run_blocking(cfg, reload=lambda: load_config(args.config, args.overrides))

@@ -105,11 +105,7 @@ class Supervisor:
                 for s in self.services
                 if s.stop_order == order and s.name in self._tasks
             ]
-            for task in group:
-                task.cancel()
-            # Past the deadline, a group still gets one short look before it is abandoned.
-            timeout = max(deadline - loop.time(), 0.05)
-            _, pending = await asyncio.wait(group, timeout=timeout) if group else (set(), set())
+            pending = await _cancel_until(group, deadline)
             abandoned += [t.get_name().removeprefix("service:") for t in pending]
         if abandoned:
             log.error(
@@ -150,3 +146,28 @@ class Supervisor:
                 continue
             slog.info("service_finished")
             return
+
+
+async def _cancel_until(
+    tasks: list[asyncio.Task[None]], deadline: float
+) -> set[asyncio.Task[None]]:
+    """Cancel until the tasks end or the deadline passes; returns those still running.
+
+    Cancelling again matters: a cancellation can be lost inside a library (Python 3.11's
+    `asyncio.wait_for` drops it when the awaited call completes at the same moment; some
+    clients catch it while connecting), and the service then carries on as if nothing happened.
+    Past the deadline, a group still gets one short look before it is abandoned.
+    """
+    loop = asyncio.get_running_loop()
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        timeout = min(_RECANCEL_EVERY_S, max(deadline - loop.time(), 0.05))
+        _, pending = await asyncio.wait(pending, timeout=timeout)
+        if loop.time() >= deadline:
+            break
+    return pending
+
+
+_RECANCEL_EVERY_S = 0.1

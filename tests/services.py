@@ -16,9 +16,11 @@ For a server with a non-default config (a password file, other limits), build on
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ctypes
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -219,6 +221,9 @@ class Mosquitto(ServerProcess):
             "connection_messages true",
             *self.extra_config,
         ]
+        if os.getuid() == 0 and not any(line.split()[:1] == ["user"] for line in lines):
+            # As root, Mosquitto drops to user "mosquitto", who cannot write our temp dirs.
+            lines.append("user root")
         self.config_path.write_text("\n".join(lines) + "\n")
         return ["/usr/sbin/mosquitto", "-c", str(self.config_path)]
 
@@ -232,17 +237,22 @@ class Mosquitto(ServerProcess):
 class InfluxDB1(ServerProcess):
     """InfluxDB 1.x (Debian: 1.6.7, so `/write?db=` and InfluxQL; no `/api/v2/write`).
 
-    No authentication; a database named `db` (default "test") exists once the fixture starts.
+    A database named `db` (default "test") exists once the server starts. With
+    `admin=(user, password)`, authentication is on and that admin user exists; the helpers
+    below authenticate as it, clients under test must bring their own credentials.
     """
 
     name = "influxd"
 
-    def __init__(self, workdir: Path, db: str = "test") -> None:
+    def __init__(
+        self, workdir: Path, db: str = "test", admin: tuple[str, str] | None = None
+    ) -> None:
         super().__init__(workdir)
         self.host = HOST
         self.port = 0
         self.rpc_port = 0
         self.db = db
+        self.admin = admin
 
     def _choose_ports(self) -> None:
         self.port = free_port()
@@ -268,6 +278,7 @@ bind-address = "{HOST}:{self.rpc_port}"
 [http]
   bind-address = "{HOST}:{self.port}"
   log-enabled = false
+  auth-enabled = {"true" if self.admin else "false"}
 [continuous_queries]
   enabled = false
 """
@@ -282,7 +293,19 @@ bind-address = "{HOST}:{self.rpc_port}"
 
     def first_start(self) -> None:
         super().first_start()
+        if self.admin is not None:
+            # InfluxDB accepts this one unauthenticated statement while no user exists.
+            user, password = self.admin
+            self.query(
+                f"CREATE USER \"{user}\" WITH PASSWORD '{password}' WITH ALL PRIVILEGES", None
+            )
         self.create_database(self.db)
+
+    def _auth(self) -> dict[str, str]:
+        if self.admin is None:
+            return {}
+        token = base64.b64encode(":".join(self.admin).encode()).decode()
+        return {"Authorization": f"Basic {token}"}
 
     def create_database(self, name: str) -> None:
         self.query(f'CREATE DATABASE "{name}"', db=None)
@@ -290,7 +313,7 @@ bind-address = "{HOST}:{self.rpc_port}"
     def write(self, lines: str, db: str | None = None, precision: str = "ns") -> None:
         """Line protocol through the v1 `/write` endpoint; raises unless 204."""
         qs = urllib.parse.urlencode({"db": db or self.db, "precision": precision})
-        status, body = _http("POST", f"{self.url}/write?{qs}", lines.encode())
+        status, body = _http("POST", f"{self.url}/write?{qs}", lines.encode(), self._auth())
         if status != 204:
             raise AssertionError(f"influx /write answered {status}: {body!r}")
 
@@ -303,7 +326,7 @@ bind-address = "{HOST}:{self.rpc_port}"
             "POST",
             f"{self.url}/query",
             urllib.parse.urlencode(params).encode(),
-            {"Content-Type": "application/x-www-form-urlencoded"},
+            {"Content-Type": "application/x-www-form-urlencoded", **self._auth()},
         )
         result = json.loads(body)
         if status != 200 or "error" in result:

@@ -6,6 +6,7 @@ import queue
 import time
 import urllib.parse
 import uuid
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -141,3 +142,45 @@ def test_victoria_metrics_restarts_on_the_same_port(victoria_metrics: VictoriaMe
     victoria_metrics.start()
     assert victoria_metrics.port == port
     assert victoria_metrics.answers()
+
+
+def test_influxdb1_with_authentication(tmp_path: Path) -> None:
+    with InfluxDB1(tmp_path / "influx", admin=("admin", "s3cret")) as server:
+        assert isinstance(server, InfluxDB1)
+        server.write("kpi,site=demo heat_margin_mw=4.2 1700000000000000000")
+        assert server.points("SELECT heat_margin_mw FROM kpi")[0]["heat_margin_mw"] == 4.2
+        status, body = _http("POST", f"{server.url}/write?db=test", b"kpi x=1")
+        assert status == 401, body
+
+
+def test_mosquitto_persistence_in_its_temp_dir(tmp_path: Path) -> None:
+    """With persistence on, queued messages for a persistent session survive a broker restart."""
+    topic = f"test/{uuid.uuid4().hex}"
+    with Mosquitto(tmp_path / "broker", extra_config=["persistence true"]) as broker:
+        assert isinstance(broker, Mosquitto)
+        subscribed: queue.Queue[bool] = queue.Queue()
+        sub = _client(broker, "historian", clean=False)
+        sub.on_subscribe = lambda *_a: subscribed.put(True)
+        sub.subscribe(topic, qos=1)
+        subscribed.get(timeout=5)
+        sub.disconnect()
+        sub.loop_stop()
+        pub = _client(broker)
+        pub.publish(topic, b"kept", qos=1).wait_for_publish(timeout=5)
+        pub.disconnect()
+        pub.loop_stop()
+
+        broker.restart()  # SIGTERM: Mosquitto writes its database to the temp dir
+
+        received: queue.Queue[bytes] = queue.Queue()
+        sub = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id="historian", clean_session=False
+        )
+        sub.on_message = lambda _c, _u, msg: received.put(msg.payload)
+        sub.connect(broker.host, broker.port)
+        sub.loop_start()
+        try:
+            assert received.get(timeout=5) == b"kept"
+        finally:
+            sub.disconnect()
+            sub.loop_stop()

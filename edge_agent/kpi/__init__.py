@@ -1,1 +1,5 @@
-"""Process KPIs: pure functions over samples and configuration, unit-tested without I/O."""
+"""Process KPIs: recycled-feed ratio, furnace heat balance and setpoint advisor, CO2."""
+
+from edge_agent.kpi.engine import build_services
+
+__all__ = ["build_services"]

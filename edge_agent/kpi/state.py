@@ -1,0 +1,44 @@
+"""Persisting KPI window state in the agent's state directory, so a restart keeps the windows.
+
+Written atomically (temporary file, fsync, rename) so a crash mid-write leaves the old file.
+Both functions block: the engine calls them through `asyncio.to_thread`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+def save_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, separators=(",", ":"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_json(path: Path) -> dict[str, Any] | None:
+    """The saved state, or None when there is none or it cannot be read (then start afresh)."""
+    try:
+        with path.open(encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("kpi_state_unreadable", path=str(path), error=str(exc))
+        return None
+    return data if isinstance(data, dict) else None

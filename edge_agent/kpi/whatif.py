@@ -1,0 +1,253 @@
+"""`edge-agent balance`: the heat balance and the advisor as a what-if calculator.
+
+Process engineers ask "what if the concentrate feed drops to 190 t/h?" or "how much copper scrap
+could we take at 70 % enrichment?". The command evaluates the same model the agent runs live, at
+the operating point in the config (`[kpi.heat_balance.operating_point]`), with any tag
+overridden by `--tag TAG=VALUE`, or at a live snapshot read once from the plant with `--live`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+from edge_agent.config import AgentConfig
+from edge_agent.config_loader import ConfigError, add_set_argument, load_config
+from edge_agent.kpi.advisor import Advice, AdvisorSettings, advise
+from edge_agent.kpi.engine import (
+    advisor_settings,
+    at_basis,
+    furnace_model,
+    heat_balance_tags,
+    live_balance,
+    operating_point,
+    setpoint_tags,
+)
+from edge_agent.kpi.heat_balance import Balance, BalanceError
+from edge_agent.samples import Quality, Sample
+
+if TYPE_CHECKING:
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+def add_parser(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "balance",
+        help="heat balance and advisor for the configured or a live operating point (what-if)",
+        description="Compute the furnace heat balance and the advisor's recommendations at the "
+        "operating point in [kpi.heat_balance.operating_point], each value overridable with "
+        "--tag TAG=VALUE (in the tag's unit), or at a live snapshot with --live.",
+    )
+    parser.add_argument("--config", required=True, metavar="FILE")
+    parser.add_argument(
+        "--tag", action="append", default=[], metavar="TAG=VALUE", dest="tags",
+        help="override one input, e.g. --tag fsf.conc_feed_rate=190 (repeatable)",
+    )  # fmt: skip
+    parser.add_argument("--live", action="store_true", help="read the inputs once from the plant")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_set_argument(parser)
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.overrides)
+    result = evaluate(cfg, _parse_tags(args.tags, cfg), live=args.live)
+    print(json.dumps(result, indent=2, ensure_ascii=False) if args.json else render(result))
+    return 0
+
+
+def _parse_tags(items: list[str], cfg: AgentConfig) -> dict[str, float]:
+    known = cfg.tags()
+    out: dict[str, float] = {}
+    problems = []
+    for item in items:
+        tag, sep, raw = item.partition("=")
+        tag = tag.strip()
+        if not sep or tag not in known:
+            problems.append(f"--tag {item!r}: expected TAG=VALUE with a configured tag id")
+            continue
+        try:
+            out[tag] = float(raw)
+        except ValueError:
+            problems.append(f"--tag {item!r}: value {raw!r} is not a number")
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
+def _live_snapshot(cfg: AgentConfig) -> dict[str, Sample]:
+    try:
+        from edge_agent import probe
+    except ImportError as exc:  # the acquisition layer is a separate component
+        raise ConfigError([f"--live needs the acquisition layer's probe ({exc})"]) from None
+    errors: list[str] = []
+    rows = asyncio.run(probe.probe(cfg, errors))
+    for error in errors:
+        print(f"warning: {error}", file=sys.stderr)
+    return {row.sample.tag: row.sample for row in rows}
+
+
+def evaluate(
+    cfg: AgentConfig, overrides: dict[str, float], *, live: bool = False
+) -> dict[str, Any]:
+    """The balance and the advice as a JSON-ready dict, keys named with their units."""
+    hb = cfg.kpi.heat_balance
+    if hb is None:
+        raise ConfigError(["kpi.heat_balance is not configured: nothing to balance"])
+    units = {t: d.unit for t, d in cfg.tags().items()}
+    values: dict[str, float] = dict(hb.operating_point)
+    origin = dict.fromkeys(values, "config")
+    hold: list[str] = []
+    if live:
+        snap = _live_snapshot(cfg)
+        for tag in heat_balance_tags(hb):
+            sample = snap.get(tag)
+            if sample is None or sample.quality is Quality.BAD or sample.value is None:
+                hold.append(f"{tag}: {sample.reason if sample else 'not read'}")
+                continue
+            values[tag] = float(sample.value)
+            origin[tag] = "live"
+            if sample.quality is not Quality.GOOD:
+                hold.append(f"{tag}: {sample.quality.value}")
+        if cfg.kpi.advisor is not None:
+            running = snap.get(cfg.kpi.advisor.running_tag)
+            if running is None or not running.good or not running.value:
+                hold.append("furnace not running")
+    for tag, value in overrides.items():
+        values[tag] = value
+        origin[tag] = "--tag"
+    missing = [t for t in heat_balance_tags(hb) if t not in values]
+    if missing:
+        raise ConfigError(
+            [
+                f"kpi.heat_balance.operating_point: no value for {t} (add it or give --tag)"
+                for t in missing
+            ]
+        )
+    model = furnace_model(hb)
+    try:
+        op, balance = live_balance(model, hb, at_basis(hb, operating_point(hb, values, units)))
+    except BalanceError as exc:
+        raise ConfigError([f"no steady state at this operating point: {exc}"]) from None
+    result: dict[str, Any] = {
+        "inputs": {
+            t: {"value": values[t], "unit": units.get(t, ""), "from": origin.get(t, "config")}
+            for t in heat_balance_tags(hb)
+        },
+        "temperature_basis": {
+            "basis": hb.temperature_basis,
+            "matte_c": op.matte_temp_c,
+            "slag_c": op.slag_temp_c,
+            "offgas_c": op.offgas_temp_c,
+        },
+        "balance": balance_dict(balance, op.enrichment),
+    }
+    if cfg.kpi.advisor is not None:
+        settings: AdvisorSettings = advisor_settings(cfg)
+        current = {"fuel": op.fuel_kgph, "oxygen": op.o2_nm3h, **op.recycled_tph}
+        advice = advise(model, op, settings, current, hold)
+        result["advisor"] = advice_dict(advice, setpoint_tags(cfg))
+    return result
+
+
+def balance_dict(b: Balance, enrichment: float) -> dict[str, float]:
+    return {
+        "reaction_heat_mw": b.reaction_mw,
+        "heat_out_matte_mw": b.matte_heat_mw,
+        "heat_out_slag_mw": b.slag_heat_mw,
+        "heat_out_offgas_mw": b.offgas_heat_mw,
+        "heat_out_dust_mw": b.dust_heat_mw,
+        "heat_loss_mw": b.loss_mw,
+        "heat_margin_mw": b.margin_mw,
+        "oxygen_demand_nm3h": b.o2_demand_nm3h,
+        "oxygen_enrichment_pct": 100 * enrichment,
+        "flux_demand_tph": b.flux_tph,
+        "matte_tph": b.matte_tph,
+        "matte_grade_pct": 100 * b.matte_grade,
+        "cu_to_matte_tph": b.cu_to_matte_tph,
+        "slag_tph": b.slag_tph,
+        "offgas_nm3h": b.offgas_nm3h,
+        "so2_nm3h": b.so2_nm3h,
+        "dust_tph": b.dust_tph,
+        "largest_element_imbalance": b.largest_imbalance(),
+    }
+
+
+def advice_dict(a: Advice, sp_tags: dict[str, str]) -> dict[str, Any]:
+    return {
+        "policy": a.policy,
+        "validity": a.validity,
+        "reason": a.reason,
+        "reserve_mw": a.reserve_mw,
+        "fuel_heat_mw_per_kgph": a.fuel_mw_per_kgph,
+        "oxygen_heat_mw_per_nm3h": a.oxygen_mw_per_nm3h,
+        "streams": {
+            n: {"heat_demand_gj_per_t": q, "absorbable_tph": a.absorbable_tph[n]}
+            for n, q in a.heat_demand_gj_t.items()
+        },
+        "recommendations": [
+            {
+                "setpoint": r.name,
+                "tag": sp_tags.get(r.name),
+                "current": r.current,
+                "target": r.target,
+                "recommended": r.value,
+                "unit": r.unit,
+            }
+            for r in a.recommendations
+        ],
+    }
+
+
+_LABELS = {
+    "reaction_heat_mw": ("reaction heat", "MW"),
+    "heat_out_matte_mw": ("heat out with matte", "MW"),
+    "heat_out_slag_mw": ("heat out with slag", "MW"),
+    "heat_out_offgas_mw": ("heat out with off-gas", "MW"),
+    "heat_out_dust_mw": ("heat out with dust", "MW"),
+    "heat_loss_mw": ("heat loss (cooling water + shell)", "MW"),
+    "heat_margin_mw": ("heat margin", "MW"),
+    "oxygen_demand_nm3h": ("oxygen demand", "Nm³/h"),
+    "oxygen_enrichment_pct": ("oxygen enrichment", "%"),
+    "flux_demand_tph": ("flux demand", "t/h"),
+    "matte_tph": ("matte", "t/h"),
+    "matte_grade_pct": ("matte grade", "% Cu"),
+    "cu_to_matte_tph": ("copper to matte", "t/h"),
+    "slag_tph": ("slag", "t/h"),
+    "offgas_nm3h": ("off-gas", "Nm³/h"),
+    "so2_nm3h": ("SO2", "Nm³/h"),
+    "dust_tph": ("dust (returns as reverts)", "t/h"),
+    "largest_element_imbalance": ("largest element imbalance", "fraction"),
+}
+
+
+def render(result: dict[str, Any]) -> str:
+    t = result["temperature_basis"]
+    lines = [
+        "Heat balance of the flash smelting furnace (25 °C reference)",
+        f"  products at {t['basis']} temperatures: matte {t['matte_c']:.0f} °C, "
+        f"slag {t['slag_c']:.0f} °C, off-gas {t['offgas_c']:.0f} °C",
+        "",
+    ]
+    for key, value in result["balance"].items():
+        label, unit = _LABELS[key]
+        text = f"{value:.1e}" if key == "largest_element_imbalance" else f"{value:,.1f}"
+        lines.append(f"  {label:<36} {text:>12}  {unit}")
+    adv = result.get("advisor")
+    if adv:
+        lines += ["", f"Advisor (policy {adv['policy']}): {adv['validity']}", f"  {adv['reason']}"]
+        for name, s in adv["streams"].items():
+            room = s["absorbable_tph"]
+            room_text = "not heat-limited" if room is None else f"{room:+.1f} t/h absorbable"
+            lines.append(
+                f"  {name:<12} heat demand {s['heat_demand_gj_per_t']:+.2f} GJ/t, {room_text}"
+            )
+        for r in adv["recommendations"]:
+            lines.append(
+                f"  {r['tag'] or r['setpoint']:<20} {r['current']:>10,.1f} -> "
+                f"{r['recommended']:>10,.1f}  {r['unit']}  (target {r['target']:,.1f})"
+            )
+    return "\n".join(lines)

@@ -1,0 +1,321 @@
+"""InfluxDB sink: line protocol over `api = "v2"` (influxdb-client async) or `api = "v1"` (/write).
+
+Schema (narrow: one point per sample; docs/influxdb.md explains the choice and the queries):
+
+    fsf,site=demo,tag_id=fsf.matte_temp value=1231.5,quality="good" 1795…
+    fsf,site=demo,tag_id=fsf.burner_on value_bool=true,quality="good" 1795…
+    kiln,site=demo,tag_id=kiln.mode value_str="drying",quality="good" 1795…
+    offgas,site=demo,tag_id=offgas.so2 quality="bad",reason="BadCommunicationError" 1795…
+
+- measurement = the unit (first part of the tag id); tag key `tag_id` = the full tag id, the
+  same string as in the configuration and the MQTT topics (`tag` and `name` are InfluxQL
+  keywords, which every query would have to quote);
+- numbers are always written as floats in `value` (a value that is sometimes int and sometimes
+  float would otherwise be a field type conflict), booleans in `value_bool`, strings in
+  `value_str`: each field keeps one type per measurement as InfluxDB requires;
+- `quality` is stored with every sample, `reason` where there is one; a Bad sample has no value
+  field at all, never a fake one.
+
+Identity: a point is (measurement, tag set, timestamp), and the timestamp is the sample's
+(source time, else acquisition time), so a replayed batch overwrites itself: at-least-once
+delivery is idempotent. At a coarser `precision` than ns, two samples of one tag within one
+tick share an identity and the later one wins.
+
+Errors never cost accepted data: NaN and infinities become Bad points with a reason; on a 400
+(or 413) the batch is split in halves until the offending point is alone, which is quarantined
+in the outbox (persisted, logged with the server's reason) while the rest is delivered; 429 and
+5xx are retried with capped backoff honouring Retry-After; 401/403 keep the data in the outbox,
+mark the sink unhealthy and log an alert on every attempt; unreachable servers are retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import email.utils
+import gzip
+import math
+import time
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+import aiohttp
+import structlog
+
+from edge_agent.config import AgentConfig, InfluxSection
+from edge_agent.outbox import Batch, Outbox
+from edge_agent.samples import Sample
+from edge_agent.sinks.state import SinkState
+
+log = structlog.get_logger("edge_agent.sinks.influx")
+
+IDLE_WAKEUP_S = 5.0
+MAX_STRING_BYTES = 64 * 1024 - 1
+_DIVISOR = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+
+
+# ------------------------------------------------------------------------------- line protocol
+
+
+def _escape_key(text: str) -> str:
+    return text.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+
+
+def _escape_measurement(text: str) -> str:
+    return text.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ")
+
+
+def _string_field(text: str) -> str:
+    text = text.replace("\r", " ").replace("\n", " ")
+    if len(text.encode()) > MAX_STRING_BYTES:
+        text = text.encode()[:MAX_STRING_BYTES].decode(errors="ignore")
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class LineEncoder:
+    """Samples to line protocol, sanitised so that no single sample can poison a batch."""
+
+    def __init__(self, site: str, precision: str = "ns") -> None:
+        self.site_tag = f"site={_escape_key(site)}"
+        self.divisor = _DIVISOR[precision]
+        self._series: dict[str, str] = {}
+
+    def series(self, tag: str) -> str:
+        key = self._series.get(tag)
+        if key is None:
+            unit = tag.partition(".")[0]
+            key = f"{_escape_measurement(unit)},{self.site_tag},tag_id={_escape_key(tag)}"
+            self._series[tag] = key
+        return key
+
+    def line(self, s: Sample) -> str:
+        value, quality, reason = s.value, s.quality.value, s.reason
+        fields: list[str] = []
+        if isinstance(value, bool):
+            fields.append(f"value_bool={'true' if value else 'false'}")
+        elif isinstance(value, int | float):
+            number = float(value)
+            if math.isfinite(number):
+                fields.append(f"value={number!r}")
+            else:
+                quality, reason = "bad", f"not_finite:{number}"
+        elif isinstance(value, str):
+            fields.append(f"value_str={_string_field(value)}")
+        fields.append(f'quality="{quality}"')
+        if reason is not None:
+            fields.append(f"reason={_string_field(reason)}")
+        return f"{self.series(s.tag)} {','.join(fields)} {s.ts_ns // self.divisor}"
+
+    def lines(self, batches: Iterable[Batch]) -> list[str]:
+        return [self.line(s) for b in batches for s in b.samples]
+
+
+# ------------------------------------------------------------------------------------- writers
+
+
+class WriteError(Exception):
+    """The server answered with an error status; carries what the retry logic needs."""
+
+    def __init__(self, status: int, message: str, retry_after: str | None = None) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+        self.retry_after = retry_after
+
+
+class Writer(Protocol):
+    async def write(self, lines: Sequence[str]) -> None: ...
+    async def close(self) -> None: ...
+
+
+class V1Writer:
+    """POST /write?db=&rp=&precision= with basic auth: InfluxDB 1.x before 1.8 (and later)."""
+
+    def __init__(self, settings: InfluxSection, password: str | None) -> None:
+        self.settings = settings
+        # InfluxDB 1.x spells microseconds "u".
+        precision = "u" if settings.precision == "us" else settings.precision
+        params = {"db": settings.db or "", "precision": precision}
+        if settings.rp:
+            params["rp"] = settings.rp
+        self._params = params
+        self._headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if settings.username is not None:
+            credentials = f"{settings.username}:{password or ''}".encode()
+            self._headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode()
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=settings.timeout_s), trust_env=False
+        )
+
+    async def write(self, lines: Sequence[str]) -> None:
+        body = ("\n".join(lines) + "\n").encode()
+        headers = dict(self._headers)
+        if self.settings.gzip:
+            body = await asyncio.to_thread(gzip.compress, body, 1)
+            headers["Content-Encoding"] = "gzip"
+        url = self.settings.url.rstrip("/") + "/write"
+        async with self._session.post(url, params=self._params, data=body, headers=headers) as resp:
+            if resp.status // 100 == 2:
+                return
+            text = await resp.text(errors="replace")
+            raise WriteError(resp.status, text.strip()[:500], resp.headers.get("Retry-After"))
+
+    async def close(self) -> None:
+        await self._session.close()
+
+
+class V2Writer:
+    """influxdb-client's async write API: InfluxDB 2.x/3.x, 1.8+, VictoriaMetrics."""
+
+    def __init__(self, settings: InfluxSection, token: str | None) -> None:
+        from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
+        from influxdb_client.domain.write_precision import WritePrecision
+
+        self.settings = settings
+        self._client = InfluxDBClientAsync(
+            url=settings.url,
+            token=token or "",
+            org=settings.org or "",
+            enable_gzip=settings.gzip,
+            timeout=int(settings.timeout_s * 1000),
+        )
+        self._api = self._client.write_api()
+        self._precision = getattr(WritePrecision, settings.precision.upper())
+
+    async def write(self, lines: Sequence[str]) -> None:
+        from influxdb_client.client.exceptions import InfluxDBError
+
+        try:
+            await self._api.write(
+                bucket=self.settings.bucket or "",
+                org=self.settings.org or "",
+                record="\n".join(lines).encode(),
+                write_precision=self._precision,
+            )
+        except InfluxDBError as exc:
+            status = getattr(exc, "status", None) or getattr(exc.response, "status", 0)
+            raise WriteError(int(status or 0), str(exc.message)[:500], exc.retry_after) from exc
+
+    async def close(self) -> None:
+        await self._client.close()  # type: ignore[no-untyped-call]
+
+
+def make_writer(settings: InfluxSection) -> Writer:
+    if settings.api == "v1":
+        return V1Writer(settings, settings.password.resolve() if settings.password else None)
+    return V2Writer(settings, settings.token.resolve() if settings.token else None)
+
+
+# ---------------------------------------------------------------------------------------- sink
+
+
+class InfluxSink:
+    """Service body: read the outbox, write, split around refused points, then confirm."""
+
+    name = "influx"
+
+    def __init__(self, cfg: AgentConfig, outbox: Outbox, writer: Writer | None = None) -> None:
+        if cfg.influx is None:
+            raise ValueError("InfluxSink needs an [influx] section")
+        self.settings = cfg.influx
+        self.outbox = outbox
+        self.cursor = outbox.cursor(self.name)
+        self.state = SinkState(self.name, cursor=self.cursor)
+        self.encoder = LineEncoder(cfg.agent.site, self.settings.precision)
+        self._writer = writer
+
+    async def run(self) -> None:
+        writer = self._writer or make_writer(self.settings)
+        self.state.state = "connecting"
+        try:
+            while True:
+                self.state.progress += 1
+                batches = await self.cursor.read(self.settings.max_samples_per_write, IDLE_WAKEUP_S)
+                if not batches:
+                    continue
+                await self.deliver(writer, self.encoder.lines(batches))
+                await self.cursor.ack(batches[-1].id)
+                self.state.confirmed(len(batches), sum(len(b.samples) for b in batches))
+        finally:
+            if self._writer is None:
+                await writer.close()
+            self.state.state = "stopped"
+
+    async def deliver(self, writer: Writer, lines: list[str]) -> None:
+        """Write all lines; returns once each is stored or quarantined. Retries forever."""
+        chunks: list[list[str]] = [lines]
+        backoff = self.settings.retry_min_s
+        while chunks:
+            chunk = chunks[0]
+            try:
+                await writer.write(chunk)
+            except WriteError as exc:
+                if exc.status in (400, 413, 422):
+                    chunks[:1] = await self._split(chunk, exc)
+                    continue
+                delay = self._retry_delay(exc, backoff)
+                self._failed(exc, delay)
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                delay = backoff
+                self.state.fail("unreachable", f"{type(exc).__name__}: {exc}")
+                log.warning(
+                    "influx_unreachable", error=str(exc) or type(exc).__name__, retry_in_s=delay
+                )
+            else:
+                chunks.pop(0)
+                backoff = self.settings.retry_min_s
+                continue
+            self.state.retries_total += 1
+            self.state.progress += 1  # a retry is the loop alive: not a hang for the watchdog
+            await asyncio.sleep(delay)
+            backoff = min(backoff * 2, self.settings.retry_max_s)
+
+    async def _split(self, chunk: list[str], exc: WriteError) -> list[list[str]]:
+        """Halve a refused chunk; a refused single point goes to quarantine instead."""
+        if len(chunk) > 1:
+            mid = len(chunk) // 2
+            return [chunk[:mid], chunk[mid:]]
+        reason = f"HTTP {exc.status}: {exc.message}"
+        await self.outbox.quarantine(self.name, [(reason, chunk[0])])
+        self.state.quarantined_samples_total += 1
+        log.warning("influx_point_quarantined", reason=reason, line=chunk[0][:300])
+        return []
+
+    def _retry_delay(self, exc: WriteError, backoff: float) -> float:
+        delay = backoff
+        if exc.retry_after:
+            delay = _parse_retry_after(exc.retry_after) or backoff
+        return min(max(delay, 0.0), self.settings.retry_max_s)
+
+    def _failed(self, exc: WriteError, delay: float) -> None:
+        if exc.status in (401, 403):
+            self.state.fail("unauthorized", str(exc))
+            log.error(
+                "influx_unauthorized",
+                status=exc.status,
+                message=exc.message,
+                action="check the token / username and password; data is kept in the outbox",
+                retry_in_s=delay,
+            )
+        elif exc.status == 429 or exc.status >= 500:
+            self.state.fail("throttled" if exc.status == 429 else "server_error", str(exc))
+            log.warning("influx_write_retry", status=exc.status, retry_in_s=delay)
+        else:
+            self.state.fail("refused", str(exc))
+            log.error(
+                "influx_write_refused", status=exc.status, message=exc.message, retry_in_s=delay
+            )
+
+
+def _parse_retry_after(value: str) -> float | None:
+    """Retry-After is either delta-seconds or an HTTP date."""
+    value = value.strip()
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return when.timestamp() - time.time()

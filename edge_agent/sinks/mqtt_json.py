@@ -1,0 +1,275 @@
+"""MQTT JSON sink: the outbox's batches as a unified namespace, confirmed by PUBACK.
+
+Topics (ISA-95 style; a tag id's dots become topic levels):
+
+- `layout = "tag"`: `{root}/{site}/{unit}/{name…}`, one message per sample, e.g.
+  `plant/demo/fsf/matte_temp` with `{"value": 1231.5, "quality": "good",
+  "ts": "2026-11-27T04:00:00.000Z", "ts_ns": 1795…, "unit": "°C"}`.
+  A Bad sample has `"value": null` and a `"reason"`; `reason` also appears on Uncertain samples
+  that carry one. `unit` is the tag's engineering unit where the configuration gives one.
+- `layout = "batch"`: `{root}/{site}/_batch/{unit}`, one message per plant unit per outbox batch
+  (an acquisition cycle), for tag counts where one message per sample is too many:
+  `{"schema": "edge-agent/batch/1", "site": "demo", "unit": "fsf",
+  "samples": [{"tag": "fsf.matte_temp", "value": …, "quality": …, "ts": …, "ts_ns": …}, …]}`
+  (each element is the per-tag payload plus `tag`; docs/mqtt.md has the JSON Schema).
+- Agent status: `{root}/{site}/_agent/{instance_id}/status`, retained, `online` after every
+  connect and `offline` as the last will (and on a clean shutdown). The `_` prefix cannot clash
+  with a unit, whose ids start with a letter.
+
+Identity and duplicates: `ts` is the source timestamp, or the acquisition time where the
+instrument gives none; `(tag, ts_ns)` identifies a sample. Delivery is at least once (a batch is
+published again after a reconnect or restart until every message of it has a PUBACK), so a
+consumer that must not count twice drops a message whose `(topic, ts_ns)` it has already seen.
+
+Non-finite numbers (NaN, ±inf) are not JSON: such a sample is published as Bad with
+`"value": null` and reason `not_finite:nan` (or `inf`, `-inf`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import Awaitable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from edge_agent.config import AgentConfig, MqttSection
+from edge_agent.kpi.engine import kpi_units
+from edge_agent.outbox import Batch, Outbox
+from edge_agent.samples import Quality, Sample, iso_utc
+from edge_agent.sinks.mqtt_connection import MqttConnection, MqttError, Will
+from edge_agent.sinks.state import SinkState
+
+log = structlog.get_logger("edge_agent.sinks.mqtt")
+
+BATCH_SCHEMA = "edge-agent/batch/1"
+IDLE_WAKEUP_S = 5.0
+DISCONNECTED_CHECK_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    topic: str
+    payload: bytes
+    retain: bool = False
+
+
+def sample_payload(sample: Sample, unit: str | None) -> dict[str, Any]:
+    """The JSON object of one sample (without `tag`); see the module docstring."""
+    value, quality, reason = sample.value, sample.quality, sample.reason
+    if isinstance(value, float) and not math.isfinite(value):
+        reason = f"not_finite:{value}"
+        value, quality = None, Quality.BAD
+    body: dict[str, Any] = {
+        "value": value,
+        "quality": quality.value,
+        "ts": iso_utc(sample.ts_ns),
+        "ts_ns": sample.ts_ns,
+    }
+    if unit:
+        body["unit"] = unit
+    if reason is not None:
+        body["reason"] = reason
+    return body
+
+
+class JsonEncoder:
+    """Turns outbox batches into MQTT messages, applying report by exception if configured."""
+
+    def __init__(self, settings: MqttSection, site: str, units: dict[str, str]) -> None:
+        self.settings = settings
+        self.prefix = f"{settings.topic_root}/{site}"
+        self.site = site
+        self.units = units
+        self._topics: dict[str, str] = {}
+        self._last: dict[str, tuple[Any, Quality]] = {}
+        self.suppressed = 0
+
+    def topic(self, tag: str) -> str:
+        topic = self._topics.get(tag)
+        if topic is None:
+            topic = self._topics[tag] = f"{self.prefix}/{tag.replace('.', '/')}"
+        return topic
+
+    def status_topic(self, instance_id: str) -> str:
+        return f"{self.prefix}/_agent/{instance_id}/status"
+
+    def encode(self, batches: Iterable[Batch]) -> list[Message]:
+        out: list[Message] = []
+        for batch in batches:
+            samples = self._exceptions(batch.samples)
+            if self.settings.layout == "tag":
+                out.extend(self._per_tag(samples))
+            else:
+                out.extend(self._per_unit(samples))
+        return out
+
+    def _per_tag(self, samples: Sequence[Sample]) -> list[Message]:
+        retain = self.settings.retain
+        return [
+            Message(
+                self.topic(s.tag),
+                json.dumps(sample_payload(s, self.units.get(s.tag)), ensure_ascii=False).encode(),
+                retain,
+            )
+            for s in samples
+        ]
+
+    def _per_unit(self, samples: Sequence[Sample]) -> list[Message]:
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for s in samples:
+            body = {"tag": s.tag, **sample_payload(s, self.units.get(s.tag))}
+            groups.setdefault(s.tag.partition(".")[0], []).append(body)
+        return [
+            Message(
+                f"{self.prefix}/_batch/{unit}",
+                json.dumps(
+                    {"schema": BATCH_SCHEMA, "site": self.site, "unit": unit, "samples": body},
+                    ensure_ascii=False,
+                ).encode(),
+                self.settings.retain,
+            )
+            for unit, body in groups.items()
+        ]
+
+    def _exceptions(self, samples: Sequence[Sample]) -> Sequence[Sample]:
+        """Report by exception: keep a sample if its quality changed or it left the deadband."""
+        if not self.settings.report_by_exception:
+            return samples
+        kept: list[Sample] = []
+        for s in samples:
+            last = self._last.get(s.tag)
+            if last is None or last[1] is not s.quality or self._moved(s, last[0]):
+                self._last[s.tag] = (s.value, s.quality)
+                kept.append(s)
+            else:
+                self.suppressed += 1
+        return kept
+
+    def _moved(self, sample: Sample, last: Any) -> bool:
+        value = sample.value
+        if (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not isinstance(last, int | float)
+            or isinstance(last, bool)
+        ):
+            return bool(value != last)
+        band = self.settings.deadbands.get(sample.tag, self.settings.deadband)
+        delta = abs(float(value) - float(last))
+        return not delta <= band if band > 0 else bool(value != last)  # NaN always moves
+
+
+def client_id(cfg: AgentConfig) -> str:
+    assert cfg.mqtt is not None
+    return cfg.mqtt.client_id or f"edge-agent-{cfg.agent.site}-{cfg.agent.instance_id}"
+
+
+class MqttJsonSink:
+    """Service body: read the outbox, publish, wait for every PUBACK, then confirm the batch."""
+
+    name = "mqtt"
+
+    def __init__(self, cfg: AgentConfig, outbox: Outbox) -> None:
+        if cfg.mqtt is None:
+            raise ValueError("MqttJsonSink needs an [mqtt] section")
+        self.cfg = cfg
+        self.settings = cfg.mqtt
+        self.cursor = outbox.cursor(self.name)
+        self.state = SinkState(self.name, cursor=self.cursor)
+        units = {tag_id: tag.unit for tag_id, tag in cfg.tags().items() if tag.unit}
+        units.update({tag: unit for tag, unit in kpi_units(cfg).items() if unit})
+        self.encoder = JsonEncoder(self.settings, cfg.agent.site, units)
+        self.status_topic = self.encoder.status_topic(cfg.agent.instance_id)
+        self.connection: MqttConnection | None = None
+
+    async def run(self) -> None:
+        password = self.settings.password.resolve() if self.settings.password else None
+        conn = MqttConnection(
+            self.settings,
+            client_id=client_id(self.cfg),
+            will=lambda: Will(self.status_topic, b"offline", qos=1, retain=True),
+            password=password,
+        )
+        conn.on_connect(lambda: self._online(conn))
+        self.connection = conn
+        self.state.state = "connecting"
+        await conn.start()
+        try:
+            await self._deliver_forever(conn)
+        finally:
+            await self._offline(conn)
+
+    async def _deliver_forever(self, conn: MqttConnection) -> None:
+        backoff = self.settings.reconnect_min_s
+        while True:
+            self.state.progress += 1
+            batches = await self.cursor.read(self.settings.max_samples_per_read, IDLE_WAKEUP_S)
+            if not batches:
+                continue
+            messages = self.encoder.encode(batches)
+            self.state.samples_suppressed_total = self.encoder.suppressed
+            while True:
+                if not conn.connected.is_set():
+                    await self._while_connected(conn, conn.connected.wait())
+                try:
+                    await self._while_connected(conn, self._publish_all(conn, messages))
+                except MqttError as exc:
+                    self.state.fail("refused", str(exc))
+                    self.state.retries_total += 1
+                    log.error("mqtt_publish_failed", error=str(exc), retry_in_s=backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, self.settings.reconnect_max_s)
+                    continue
+                backoff = self.settings.reconnect_min_s
+                break
+            await self.cursor.ack(batches[-1].id)
+            self.state.confirmed(len(batches), sum(len(b.samples) for b in batches))
+
+    async def _while_connected(self, conn: MqttConnection, work: Awaitable[Any]) -> None:
+        """Await `work`; while the broker is unreachable, report it and count the wait as progress.
+
+        paho resends unconfirmed messages after a reconnect, so waiting is right; but /healthz
+        must show the outage, and the systemd watchdog must not take a broker outage for a hung
+        sink (it would restart the agent for nothing).
+        """
+        task = asyncio.ensure_future(work)
+        try:
+            while not (await asyncio.wait({task}, timeout=DISCONNECTED_CHECK_S))[0]:
+                if not conn.connected.is_set():
+                    self.state.state, self.state.healthy = "disconnected", False
+                    self.state.detail = conn.last_error or "broker unreachable"
+                    self.state.progress += 1
+            task.result()
+        finally:
+            task.cancel()
+
+    async def _publish_all(self, conn: MqttConnection, messages: Sequence[Message]) -> None:
+        """Publish everything (paho keeps up to max_inflight on the wire), then await PUBACKs."""
+        futures = [conn.publish(m.topic, m.payload, qos=1, retain=m.retain) for m in messages]
+        try:
+            await asyncio.gather(*futures)
+        finally:
+            for fut in futures:  # a refusal leaves the rest pending; retrieve, do not leak
+                if fut.done() and not fut.cancelled():
+                    fut.exception()
+
+    async def _online(self, conn: MqttConnection) -> None:
+        self.state.state = "connected"
+        await conn.publish(self.status_topic, b"online", qos=1, retain=True)
+
+    async def _offline(self, conn: MqttConnection) -> None:
+        """Clean shutdown: say so ourselves (a clean DISCONNECT suppresses the will)."""
+        try:
+            if conn.connected.is_set():
+                await asyncio.wait_for(
+                    conn.publish(self.status_topic, b"offline", qos=1, retain=True), 2.0
+                )
+        except (MqttError, TimeoutError):
+            log.warning("mqtt_offline_not_confirmed", topic=self.status_topic)
+        finally:
+            await conn.close()
+            self.state.state = "stopped"

@@ -1,0 +1,9 @@
+"""Sparkplug B 3.0 edge node: the agent as one edge node, one device per plant unit.
+
+`node.EdgeNode` is the protocol state machine (no I/O); `service` runs it on an MQTT connection,
+fed from the outbox. The payload schema is ours (`sparkplug_b.proto`, from the specification).
+"""
+
+from edge_agent.sparkplug.service import build_services
+
+__all__ = ["build_services"]

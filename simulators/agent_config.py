@@ -1,0 +1,60 @@
+"""Agent configurations (TOML-shaped dicts) that point at a running `Simulation`.
+
+Dicts, not `AgentConfig`s, so that the simulators never import the agent; callers validate
+them with `AgentConfig.model_validate(...)` (tests/plant.py does).
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from simulators.opcua_server import synthetic_tag_id
+from simulators.tags import NAMESPACE_URI
+
+DEMO_TOML = Path(__file__).resolve().parent.parent / "config" / "demo.toml"
+
+
+def demo_config(
+    opcua_endpoint: str, modbus_endpoint: str, path: Path = DEMO_TOML
+) -> dict[str, Any]:
+    """config/demo.toml with every source's endpoint replaced by the simulator's."""
+    with path.open("rb") as f:
+        doc = tomllib.load(f)
+    for source in doc.get("source", []):
+        if source["protocol"] == "opcua":
+            source["endpoint"] = opcua_endpoint
+        elif source["protocol"] == "modbus":
+            source["endpoint"] = modbus_endpoint
+    return doc
+
+
+def synthetic_config(
+    opcua_endpoint: str, modbus_endpoint: str, n: int, *, base: dict[str, Any] | None = None,
+    poll_interval_s: float = 1.0, opcua_sessions: int = 1,
+) -> dict[str, Any]:  # fmt: skip
+    """A configuration that reads the N synthetic tags over OPC UA and over Modbus (unit 4).
+
+    Sources `synth_opcua` and `synth_modbus` are added to `base` (default: no other sources), so
+    the acquisition benchmark can compare the two protocols on the same number of tags.
+    """
+    from simulators.modbus_server import SYNTHETIC_UNIT
+
+    doc: dict[str, Any] = copy.deepcopy(base) if base else {"agent": {"site": "bench"}}
+    sources: list[dict[str, Any]] = doc.setdefault("source", [])
+    sources.append({
+        "name": "synth_opcua", "protocol": "opcua", "endpoint": opcua_endpoint,
+        "poll_interval_s": poll_interval_s, "sessions": opcua_sessions,
+        "tag": [{"id": f"synth_opcua.{synthetic_tag_id(i).split('.')[1]}",
+                 "node": f"nsu={NAMESPACE_URI};s={synthetic_tag_id(i)}"} for i in range(n)],
+    })  # fmt: skip
+    sources.append({
+        "name": "synth_modbus", "protocol": "modbus", "endpoint": modbus_endpoint,
+        "poll_interval_s": poll_interval_s,
+        "tag": [{"id": f"synth_modbus.{synthetic_tag_id(i).split('.')[1]}",
+                 "unit_id": SYNTHETIC_UNIT, "table": "holding", "address": 2 * i,
+                 "type": "float32", "byte_order": "ABCD"} for i in range(n)],
+    })  # fmt: skip
+    return doc

@@ -1,0 +1,91 @@
+"""`edge-agent check-config`: summary and exit 0, or every problem on its own line and exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge_agent.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+BAD = """\
+[agent]
+colour = "red"
+shutdown_timeout_s = "soon"
+
+[[source]]
+name = "fsf"
+protocol = "opcua"
+endpoint = "opc.tcp://127.0.0.1:4840/"
+
+[[source.tag]]
+id = "fsf.matte_temp"
+node = "s=a"
+
+[[source.tag]]
+id = "fsf.matte_temp"
+node = "s=b"
+
+[mqtt]
+password = "hunter2"
+"""
+
+
+def test_check_config_demo_prints_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", str(ROOT / "config" / "demo.toml")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{ROOT / 'config' / 'demo.toml'}: valid\n")
+    assert "    fsf: opcua opc.tcp://127.0.0.1:4840/smelter/" in out
+    assert "sinks: mqtt (json) 127.0.0.1:1883" in out
+
+
+def test_check_config_reports_every_problem_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(BAD)
+    assert main(["check-config", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 4
+    assert all(line.startswith(f"{path}: ") for line in lines)
+    assert f'{path}: agent.colour: unknown key (got: "red")' in lines
+    assert any("agent.shutdown_timeout_s: Input should be a valid number" in x for x in lines)
+    assert any("source.fsf.tag.1.id: duplicate tag id" in x for x in lines)
+    assert any(
+        x.startswith(f"{path}: mqtt.password: secrets are not written inline") for x in lines
+    )
+    assert "hunter2" not in captured.err
+
+
+def test_check_config_applies_overrides(capsys: pytest.CaptureFixture[str]) -> None:
+    demo = str(ROOT / "config" / "demo.toml")
+    code = main(["check-config", demo, "--set", "mqtt.port=1884", "--set", "mqtt.host=broker"])
+    assert code == 0
+    assert "sinks: mqtt (json) broker:1884" in capsys.readouterr().out
+
+
+def test_check_config_bad_override_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    demo = str(ROOT / "config" / "demo.toml")
+    assert main(["check-config", demo, "--set", "source.nope.endpoint=x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("--set source.nope.endpoint: source has no entry 'nope' (entries: fsf, ")
+    assert err.count("\n") == 1
+
+
+def test_console_script_runs_check_config() -> None:
+    """The installed entry point, as a plant engineer calls it."""
+    result = subprocess.run(
+        [Path(sys.executable).parent / "edge-agent", "check-config", "config/demo.toml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.startswith("config/demo.toml: valid")
