@@ -157,6 +157,8 @@ class Simulation:
                 f.modbus_exception(tag, spec.kind)
             case "slow_modbus":
                 f.modbus_delay_s = spec.argument or 0.0
+            case "slow_opcua":
+                f.opcua_delay_s = spec.argument or 0.0
             case "analyser":
                 self.plant.set_analyser_status(int(spec.argument or 0))
             case "reset":
