@@ -9,8 +9,9 @@ refuses out-of-range setpoints per node with BadOutOfRange before asyncua stores
 
 from __future__ import annotations
 
+import asyncio
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,6 +66,7 @@ def eu_information(unit: str) -> Any:
 
 
 _ADMIN = User(role=UserRole.Admin)
+_ANONYMOUS = User(role=UserRole.Anonymous)
 
 
 class _Users(UserManager):
@@ -100,6 +102,8 @@ class OpcUaPlantServer:
         self.restarts = 0
         self._nodes: dict[str, Any] = {}
         self._kinds: dict[str, TagSpec] = {t.id: t for t in FSF_TAGS}
+        self._synthetic_nodes: list[Any] = []
+        self._synthetic_slots: list[tuple[Any, Any]] = []  # (node id, its Value attribute)
 
     @property
     def endpoint(self) -> str:
@@ -134,9 +138,29 @@ class OpcUaPlantServer:
             return await self._guarded_write(original, params, user)
 
         server.iserver.attribute_service.write = guarded_write  # type: ignore[method-assign]
+        self._delay_reads(server)
         self.server = server
         await server.start()
         await self.publish()
+
+    def _delay_reads(self, server: Server) -> None:
+        """Wrap each client session's Read so the `slow_opcua` fault can hold its answer."""
+        create = server.iserver.create_session
+        faults = self.faults
+
+        def create_session(name: str, user: Any = _ANONYMOUS, external: bool = False) -> Any:
+            session = create(name, user=user, external=external)
+            read = session.read
+
+            async def slow_read(params: Any) -> Any:
+                if faults.opcua_delay_s:
+                    await asyncio.sleep(faults.opcua_delay_s)
+                return await read(params)
+
+            session.read = slow_read  # type: ignore[method-assign]
+            return session
+
+        server.iserver.create_session = create_session  # type: ignore[method-assign]
 
     async def stop(self) -> None:
         if self.server is not None:
@@ -220,6 +244,8 @@ class OpcUaPlantServer:
         20 000 variables would take minutes to build; folders of 100 keep it linear.
         """
         items = []
+        self._synthetic_nodes.clear()
+        self._synthetic_slots.clear()
         for i in range(self.options.synthetic_tags):
             if i % SYNTHETIC_PER_FOLDER == 0:
                 group = f"G{i // SYNTHETIC_PER_FOLDER:03d}"
@@ -242,11 +268,11 @@ class OpcUaPlantServer:
             item.TypeDefinition = ua.NodeId(ua.ObjectIds.BaseDataVariableType)
             item.NodeAttributes = attrs
             items.append(item)
-            self._nodes[tag] = item.RequestedNewNodeId
+            self._synthetic_nodes.append(item.RequestedNewNodeId)
         for result in await server.iserver.isession.add_nodes(items):
             result.StatusCode.check()
 
-    async def publish(self, synthetic: Iterable[tuple[str, float]] = ()) -> None:
+    async def publish(self, synthetic: Sequence[float] = ()) -> None:
         """Store the plant's current values (with faults) and the synthetic values given."""
         server = self.server
         if server is None:
@@ -262,10 +288,19 @@ class OpcUaPlantServer:
             code = ua.StatusCode(_STATUS[status]) if status else ua.StatusCode()
             dv = ua.DataValue(variant, StatusCode=code, SourceTimestamp=now, ServerTimestamp=now)
             await self._store(server, self._nodes[spec.id], dv)
-        for tag, number in synthetic:
-            dv = ua.DataValue(ua.Variant(number, ua.VariantType.Double), SourceTimestamp=now,
-                              ServerTimestamp=now)  # fmt: skip
-            await self._store(server, self._nodes[tag], dv)
+        if synthetic and not self._synthetic_slots:
+            nodes: Any = server.iserver.aspace  # every synthetic node exists: we created it
+            self._synthetic_slots = [
+                (node_id, nodes[node_id].attributes[ua.AttributeIds.Value])
+                for node_id in self._synthetic_nodes
+            ]
+        double = ua.VariantType.Double
+        for (node_id, attribute), number in zip(self._synthetic_slots, synthetic, strict=False):
+            dv = ua.DataValue(ua.Variant(number, double), SourceTimestamp=now, ServerTimestamp=now)
+            if attribute.datachange_callbacks:
+                await server.write_attribute_value(node_id, dv)
+            else:
+                attribute.value = dv
 
     @staticmethod
     async def _store(server: Server, node_id: Any, dv: Any) -> None:

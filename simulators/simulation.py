@@ -114,12 +114,7 @@ class Simulation:
                 self._synthetic_at = now
                 synthetic = synthetic_values(self.options.synthetic_tags, now)
         self.modbus.publish(synthetic)
-        pairs: tuple[tuple[str, float], ...] = ()
-        if synthetic is not None:
-            from simulators.opcua_server import synthetic_tag_id
-
-            pairs = tuple((synthetic_tag_id(i), v) for i, v in enumerate(synthetic))
-        await self.opcua.publish(pairs)
+        await self.opcua.publish(synthetic or ())
 
     async def _run_clock(self) -> None:
         last = time.monotonic()
@@ -162,6 +157,8 @@ class Simulation:
                 f.modbus_exception(tag, spec.kind)
             case "slow_modbus":
                 f.modbus_delay_s = spec.argument or 0.0
+            case "slow_opcua":
+                f.opcua_delay_s = spec.argument or 0.0
             case "analyser":
                 self.plant.set_analyser_status(int(spec.argument or 0))
             case "reset":

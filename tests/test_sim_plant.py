@@ -74,6 +74,7 @@ def test_feeds_follow_setpoints_with_a_lag() -> None:
     settle(plant, 0.5)
     assert plant.values["fsf.escrap_feed_rate"] == pytest.approx(20.0, abs=0.1)
     assert plant.values["kiln.feed_rate"] > 20  # the kiln feeds more: it burns organics off
+    assert plant.write_log == [(0.0, "fsf.escrap_feed_sp", 20.0)]
 
 
 def test_totalisers_integrate_exactly_the_published_rates() -> None:

@@ -27,6 +27,7 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -55,7 +56,7 @@ from edge_agent.kpi.heat_balance import (
 )
 from edge_agent.kpi.recycled_ratio import RatioTracker, Stream, ratio_pct, target_pct
 from edge_agent.kpi.state import load_json, save_json
-from edge_agent.kpi.units import tonnes_factor, tph_factor
+from edge_agent.kpi.units import UnitError, tonnes_factor, tph_factor
 from edge_agent.kpi.windows import NS, WINDOWS, Calendar, WindowSet
 from edge_agent.pipeline import SampleBus
 from edge_agent.samples import Quality, Sample, Value, now_ns
@@ -258,15 +259,12 @@ class KpiEngine:
         self.state_path = Path(cfg.agent.state_dir) / STATE_FILE
         now = now_ns()
         rr = cfg.kpi.recycled_ratio
-        self.calendar = (
-            Calendar(
-                ZoneInfo(cfg.agent.timezone),
-                tuple(datetime.strptime(s, "%H:%M").time() for s in rr.shifts) if rr else (),
-                rr.fiscal_year_start_month if rr else 4,
-            )
-            if rr
-            else Calendar(ZoneInfo(cfg.agent.timezone))
-        )
+        zone = ZoneInfo(cfg.agent.timezone)
+        self.calendar = Calendar(zone)
+        if rr is not None:
+            shifts = tuple(datetime.strptime(s, "%H:%M").time() for s in rr.shifts)
+            self.calendar = Calendar(zone, shifts, rr.fiscal_year_start_month)
+        self._check_units()
         self.ratio: RatioTracker | None = None
         self.streams: list[Stream] = []
         if rr is not None and rr.enabled:
@@ -291,6 +289,31 @@ class KpiEngine:
         self._last_calibration: int | None = None
         self.unexplained_mw = 0.0  # learnt by on-site calibration, see _calibrate
         self._lock = threading.Lock()  # compute and save run in worker threads
+
+    def _check_units(self) -> None:
+        """Fail at start, naming the key, if a mass or flow tag has a unit we cannot convert."""
+        checks: list[tuple[str, str, Callable[[str], float], str]] = []
+        rr, hb = self.cfg.kpi.recycled_ratio, self.cfg.kpi.heat_balance
+        for i, st in enumerate(rr.stream if rr else []):
+            checks.append(
+                (f"kpi.recycled_ratio.stream.{i}.rate_tag", st.rate_tag, tph_factor, "t/h")
+            )
+            if st.total_tag:
+                checks.append(
+                    (f"kpi.recycled_ratio.stream.{i}.total_tag", st.total_tag, tonnes_factor, "t")
+                )
+        if hb is not None:
+            checks.append(("kpi.heat_balance.conc_feed_tag", hb.conc_feed_tag, tph_factor, "t/h"))
+            checks.append(("kpi.heat_balance.fuel_flow_tag", hb.fuel_flow_tag, tph_factor, "kg/h"))
+            for i, r in enumerate(hb.recycled):
+                checks.append(
+                    (f"kpi.heat_balance.recycled.{i}.rate_tag", r.rate_tag, tph_factor, "t/h")
+                )
+        for key, tag, convert, default in checks:
+            try:
+                convert(self.units.get(tag) or default)
+            except UnitError as exc:
+                raise UnitError(f"{key}: tag {tag}: {exc}") from None
 
     # -- state -------------------------------------------------------------------------------
 
