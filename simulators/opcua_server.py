@@ -9,6 +9,7 @@ refuses out-of-range setpoints per node with BadOutOfRange before asyncua stores
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -65,6 +66,7 @@ def eu_information(unit: str) -> Any:
 
 
 _ADMIN = User(role=UserRole.Admin)
+_ANONYMOUS = User(role=UserRole.Anonymous)
 
 
 class _Users(UserManager):
@@ -136,9 +138,29 @@ class OpcUaPlantServer:
             return await self._guarded_write(original, params, user)
 
         server.iserver.attribute_service.write = guarded_write  # type: ignore[method-assign]
+        self._delay_reads(server)
         self.server = server
         await server.start()
         await self.publish()
+
+    def _delay_reads(self, server: Server) -> None:
+        """Wrap each client session's Read so the `slow_opcua` fault can hold its answer."""
+        create = server.iserver.create_session
+        faults = self.faults
+
+        def create_session(name: str, user: Any = _ANONYMOUS, external: bool = False) -> Any:
+            session = create(name, user=user, external=external)
+            read = session.read
+
+            async def slow_read(params: Any) -> Any:
+                if faults.opcua_delay_s:
+                    await asyncio.sleep(faults.opcua_delay_s)
+                return await read(params)
+
+            session.read = slow_read  # type: ignore[method-assign]
+            return session
+
+        server.iserver.create_session = create_session  # type: ignore[method-assign]
 
     async def stop(self) -> None:
         if self.server is not None:

@@ -146,6 +146,8 @@ class Plant:
         elif tag == "fsf.advisor_permissive":
             self.advisor_permissive = bool(value)
         elif tag == "fsf.agent_heartbeat":
+            if isinstance(value, float) and not value.is_integer():  # also NaN and infinities
+                raise SetpointError(f"{tag}: {value!r} is not an integer", out_of_range=False)
             number = int(value)
             if not 0 <= number <= 2**31 - 1:
                 raise SetpointError(f"{tag}: {value!r} is outside int32", out_of_range=True)
@@ -170,8 +172,14 @@ class Plant:
         self._publish()
 
     def with_params(self, **changes: object) -> None:
-        """Change true parameters mid-run (tests: a different heat loss, a new ore)."""
+        """Change true parameters mid-run (tests: a different heat loss, a new ore).
+
+        A new concentrate or e-scrap moves the means its assay drifts around, from now on."""
         self.params = replace(self.params, **changes)  # type: ignore[arg-type]
+        conc, scrap = self.params.conc, self.params.escrap
+        for name, mean in (("conc_cu", conc.cu), ("conc_fe", conc.fe), ("conc_s", conc.s),
+                           ("escrap_cu", scrap.cu)):  # fmt: skip
+            self.drift[name].mean = self.drift[name].value = mean
 
     # --------------------------------------------------------------------------- the physics
 

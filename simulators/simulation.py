@@ -127,17 +127,24 @@ class Simulation:
 
     # -------------------------------------------------------------------------------- faults
 
+    def _serves(self, which: Which) -> tuple[bool, bool]:
+        o = self.options
+        return (o.serve_opcua and which in ("opcua", "all"),
+                o.serve_modbus and which in ("modbus", "all"))  # fmt: skip
+
     async def drop_connections(self, which: Which = "all") -> None:
-        if which in ("opcua", "all"):
+        opcua, modbus = self._serves(which)
+        if opcua:
             self.opcua.drop_connections()
-        if which in ("modbus", "all"):
+        if modbus:
             self.modbus.drop_connections()
 
     async def restart(self, which: Which = "all", *, renumber: bool = False) -> None:
         """Restart server(s) on the same ports; `renumber` also moves the OPC UA namespace index."""
-        if which in ("opcua", "all"):
+        opcua, modbus = self._serves(which)
+        if opcua:
             await self.opcua.restart(renumber=renumber)
-        if which in ("modbus", "all"):
+        if modbus:
             await self.modbus.restart()
 
     async def apply(self, fault: str | FaultSpec) -> None:
@@ -157,6 +164,8 @@ class Simulation:
                 f.modbus_exception(tag, spec.kind)
             case "slow_modbus":
                 f.modbus_delay_s = spec.argument or 0.0
+            case "slow_opcua":
+                f.opcua_delay_s = spec.argument or 0.0
             case "analyser":
                 self.plant.set_analyser_status(int(spec.argument or 0))
             case "reset":

@@ -160,3 +160,11 @@ async def test_dropped_connection_and_restart(sim: PlantSim) -> None:
         assert not (await c.read_input_registers(0, count=13, device_id=1)).isError()
     finally:
         c.close()
+
+
+async def test_unknown_unit_ids_answer_like_a_gateway_with_nobody_behind_it(
+    client: AsyncModbusTcpClient,
+) -> None:
+    rr = await client.read_holding_registers(0, count=2, device_id=9)
+    assert rr.isError()
+    assert rr.exception_code == 0x0B
