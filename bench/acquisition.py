@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import os
 import platform
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -72,6 +74,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: the simulator dies with the benchmark, however that ends."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 class SimProcess:
     def __init__(self, tags: int) -> None:
         self.opcua_port, self.modbus_port = free_port(), free_port()
@@ -92,6 +99,7 @@ class SimProcess:
              "--modbus-port", str(self.modbus_port), "--synthetic-tags", str(self.tags),
              "--synthetic-rate-hz", "1"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
+            preexec_fn=_die_with_parent,
         )  # fmt: skip
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:

@@ -205,7 +205,12 @@ class SourcePoller:
         interval = self.source.poll_interval_s
         deadline = loop.time()
         last_overrun_log = -OVERRUN_LOG_EVERY_S
+        me = asyncio.current_task()
         while True:
+            # Python 3.11's asyncio.wait_for (inside both protocol libraries) can swallow a
+            # cancellation that races a response; the request stays cancelled, so honour it.
+            if me is not None and me.cancelling():
+                raise asyncio.CancelledError
             started = time.perf_counter()
             samples = await driver.read()
             elapsed = time.perf_counter() - started

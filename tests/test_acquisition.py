@@ -166,3 +166,26 @@ def test_backoff_is_capped_with_jitter() -> None:
 
 def test_backoff_cap_fits_the_10_s_recovery_promise() -> None:
     assert Backoff().cap_s <= 6.0
+
+
+async def test_a_cancellation_swallowed_inside_a_read_still_stops_the_poller() -> None:
+    """Python 3.11's wait_for can lose a cancel that races a response; the loop must not."""
+    plant, store = FakePlant(), TagStore()
+
+    class Swallowing(FakeDriver):
+        async def read(self) -> list[Sample]:
+            try:
+                await asyncio.sleep(0.02)
+            except asyncio.CancelledError:
+                pass  # what a racing wait_for does
+            return await super().read()
+
+    # Reads overrun a 0.1 ms interval: the cancel nearly always lands inside a read.
+    source = modbus_source(poll_interval_s=0.0001)
+    poller = SourcePoller(source, SampleBus(store), lambda s: Swallowing(plant))
+    task = asyncio.create_task(poller.run())
+    await until(lambda: poller.stats.reads > 3)
+    task.cancel()
+    async with asyncio.timeout(5):
+        with pytest.raises(asyncio.CancelledError):
+            await task
