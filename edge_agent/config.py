@@ -162,6 +162,14 @@ class OpcUaTag(TagBase):
     node: str = Field(min_length=1, description="node id (ns=, nsu=, i=, s=, g=, b=) or path")
     group: str = "default"
 
+    @field_validator("node")
+    @classmethod
+    def _parsable_node(cls, value: str) -> str:
+        from drivers.opcua_nodes import parse_node_ref  # imports asyncua: only when needed
+
+        parse_node_ref(value)  # NodeRefError is a ValueError saying what is wrong
+        return value
+
 
 ModbusTable = Literal["coil", "discrete_input", "holding", "input"]
 ModbusType = Literal[

@@ -4,6 +4,7 @@ against the simulators in test_opcua_driver.py and test_modbus_driver.py)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
 import pytest
@@ -174,10 +175,8 @@ async def test_a_cancellation_swallowed_inside_a_read_still_stops_the_poller() -
 
     class Swallowing(FakeDriver):
         async def read(self) -> list[Sample]:
-            try:
+            with contextlib.suppress(asyncio.CancelledError):  # what a racing wait_for does
                 await asyncio.sleep(0.02)
-            except asyncio.CancelledError:
-                pass  # what a racing wait_for does
             return await super().read()
 
     # Reads overrun a 0.1 ms interval: the cancel nearly always lands inside a read.

@@ -108,3 +108,13 @@ def test_percent_deadband_is_requested_as_such() -> None:
     flt = item.RequestedParameters.Filter
     assert (flt.DeadbandType, flt.DeadbandValue) == (2, 2.5)
     assert item.RequestedParameters.QueueSize == 4
+
+
+def test_config_refuses_an_unparsable_node() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="neither a node id"):
+        OpcUaSource.model_validate(
+            {"name": "fsf", "protocol": "opcua", "endpoint": "opc.tcp://h:4840/",
+             "tag": [{"id": "fsf.x", "node": "ns=2;q=x"}]}
+        )  # fmt: skip
