@@ -6,6 +6,8 @@
 #   deploy/install.sh --find-links DIR     resolve dependencies from a local wheel directory
 #   deploy/install.sh --root DIR           place files under DIR instead of / (staging, tests);
 #                                          nothing is enabled or started then
+#   deploy/install.sh --no-compile         skip byte-compiling (tests, throw-away staging only:
+#                                          the service cannot write __pycache__ under /opt)
 #   deploy/install.sh --uninstall [--purge]
 #
 # Layout: /opt/edge-agent/venv (the program), /etc/edge-agent/agent.toml (the operator's config,
@@ -20,10 +22,11 @@ MODE=install
 PURGE=no
 WHEEL=
 FIND_LINKS=
+COMPILE=--compile
 PYTHON=${PYTHON:-python3}
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 die() { echo "install.sh: $*" >&2; exit 1; }
 
 while [ $# -gt 0 ]; do
@@ -34,6 +37,7 @@ while [ $# -gt 0 ]; do
         --python) PYTHON=${2:?--python needs an interpreter}; shift 2 ;;
         --uninstall) MODE=uninstall; shift ;;
         --purge) PURGE=yes; shift ;;
+        --no-compile) COMPILE=--no-compile; shift ;;
         -h|--help) usage 0 ;;
         *) echo "install.sh: unknown option $1" >&2; usage 2 ;;
     esac
@@ -95,9 +99,9 @@ do_install() {
     # Dependencies first (no-op when satisfied), then our own package forced: an upgrade with an
     # unchanged version number still replaces the code.
     # shellcheck disable=SC2086
-    "$OPT/venv/bin/python" -m pip install --quiet $PIP_OPTS "$WHEEL"
+    "$OPT/venv/bin/python" -m pip install --quiet $COMPILE $PIP_OPTS "$WHEEL"
     # shellcheck disable=SC2086
-    "$OPT/venv/bin/python" -m pip install --quiet --no-deps --force-reinstall $PIP_OPTS "$WHEEL"
+    "$OPT/venv/bin/python" -m pip install --quiet $COMPILE --no-deps --force-reinstall $PIP_OPTS "$WHEEL"
 
     example=$SRC/config/plant.example.toml
     [ -f "$example" ] || example=$SRC/config/demo.toml

@@ -7,8 +7,8 @@ counts (the component's own loop) and nothing here can fall out of step with it.
 feeds the systemd watchdog (`sdnotify`) and the demo view.
 
 Metric names follow from the snapshot: counter `samples_read_total` of source `fsf` becomes
-`edge_agent_source_samples_read_total{source="fsf"}`. The keys each kind is expected to report are
-listed in `WELL_KNOWN` (and documented in docs/operations.md); a component may report more.
+`edge_agent_source_samples_read_total{source="fsf"}`. The keys each kind reports are documented
+in docs/operations.md ("Health and metrics"); a component may report more.
 """
 
 from __future__ import annotations
@@ -45,16 +45,6 @@ log = structlog.get_logger(__name__)
 
 Kind = Literal["source", "sink", "outbox", "kpi", "control"]
 
-# What each kind reports (counters end in _total). Prometheus names: edge_agent_<kind>_<key>.
-WELL_KNOWN: dict[str, tuple[str, ...]] = {
-    "source": ("samples_read_total", "poll_overruns_total", "reconnects_total",
-               "read_latency_seconds"),
-    "sink": ("samples_published_total", "publish_errors_total"),
-    "outbox": ("depth_samples", "oldest_age_seconds", "dropped_samples_total",
-               "quarantined_samples_total"),
-    "kpi": ("computations_total",),
-    "control": ("writes_total", "writes_refused_total"),
-}  # fmt: skip
 
 # Read latencies of OPC UA and Modbus requests: milliseconds on a LAN, seconds when a device
 # struggles, the timeout at worst.

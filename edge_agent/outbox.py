@@ -1,7 +1,8 @@
 """The durable outbox: every accepted sample is on disk before any sink sees it.
 
 Layout: one SQLite database (WAL) in `agent.state_dir`, one row per appended batch holding a
-compact JSON payload (`[[tag, value, quality, acq_ns, source_ns, reason], ...]`), and one cursor
+compact payload (the rows `(tag, value, quality, acq_ns, source_ns, reason)`, see `encode`), and
+one cursor
 row per sink holding the id of the last batch that sink confirmed. A batch is forgotten when every
 sink has confirmed it, or when the size cap drops it (oldest first, counted and logged).
 
@@ -29,7 +30,9 @@ files in place, in one transaction, and a file newer than this code is refused w
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import pickle
 import queue
 import sqlite3
 import threading
@@ -47,12 +50,13 @@ log = structlog.get_logger("edge_agent.outbox")
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _ROW_OVERHEAD_BYTES = 48  # rough per-row cost beside the payload, so tiny batches count too
 
 # Version 1 was the first layout (batches and cursors). Version 2 records the sample count and
 # byte size of every batch (so that the cap and the drop counters need no decoding) and adds the
-# quarantine table for points a sink refuses for good.
+# quarantine table for points a sink refuses for good. Version 3 adds the payload encoding of each
+# row: rows written before it stay JSON (0) and are read as such, new rows are pickled (1).
 _SCHEMA_V1 = """
 CREATE TABLE batch (id INTEGER PRIMARY KEY AUTOINCREMENT, created_ns INTEGER NOT NULL,
                     payload BLOB NOT NULL);
@@ -67,7 +71,13 @@ UPDATE batch SET samples = json_array_length(payload), nbytes = length(payload);
 CREATE TABLE quarantine (id INTEGER PRIMARY KEY AUTOINCREMENT, sink TEXT NOT NULL,
                          created_ns INTEGER NOT NULL, reason TEXT NOT NULL, item TEXT NOT NULL);
 """,
+    # to version 3
+    3: """
+ALTER TABLE batch ADD COLUMN encoding INTEGER NOT NULL DEFAULT 0;
+""",
 }
+ENCODING_JSON = 0
+ENCODING_PICKLE = 1
 
 RECENT_CACHE_SAMPLES = 100_000  # decoded batches kept for sinks that keep up (~10 s at 10k/s)
 
@@ -119,17 +129,34 @@ class OutboxState:
 
 
 def encode(samples: Sequence[Sample]) -> bytes:
-    """Compact serialisation: one JSON array of rows; NaN and infinities survive as tokens."""
+    """Pickle (protocol 5) of a list of plain tuples: str, float, int, bool and None only.
+
+    Chosen over JSON because formatting floats as text costs about 2 µs per sample, most of the
+    outbox's CPU at 10 000 samples/s; pickle keeps exact values (NaN and infinities included) at
+    a third of that. `decode` refuses anything but those plain types, so a tampered file cannot
+    make the agent run code.
+    """
     rows = [
         (s.tag, s.value, _QUALITY_CODE[s.quality], s.acq_ns, s.source_ns, s.reason) for s in samples
     ]
-    return json.dumps(rows, separators=(",", ":"), ensure_ascii=False).encode()
+    return pickle.dumps(rows, protocol=5)
 
 
-def decode(payload: bytes) -> list[Sample]:
+class _PlainUnpickler(pickle.Unpickler):
+    """Loads lists, tuples, str, numbers, bool and None; refuses every class or function."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"outbox payload names {module}.{name}: refused")
+
+
+def decode(payload: bytes, encoding: int = ENCODING_PICKLE) -> list[Sample]:
+    if encoding == ENCODING_JSON:
+        rows = json.loads(payload)
+    else:
+        rows = _PlainUnpickler(io.BytesIO(payload)).load()
     return [
         Sample(tag, value, _QUALITIES[q], acq, src, reason)
-        for tag, value, q, acq, src, reason in json.loads(payload)
+        for tag, value, q, acq, src, reason in rows
     ]
 
 
@@ -406,8 +433,12 @@ class Outbox:
         try:
             db.execute("BEGIN IMMEDIATE")
             db.executemany(
-                "INSERT INTO batch (created_ns, payload, samples, nbytes) VALUES (?, ?, ?, ?)",
-                [(r.created_ns, r.payload, len(r.samples), len(r.payload)) for r in rows],
+                "INSERT INTO batch (created_ns, payload, samples, nbytes, encoding) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [
+                    (r.created_ns, r.payload, len(r.samples), len(r.payload), ENCODING_PICKLE)
+                    for r in rows
+                ],
             )
             head = db.execute("SELECT max(id) FROM batch").fetchone()[0] or 0
             if self._cursors_dirty:
@@ -537,12 +568,13 @@ class Outbox:
                 total += len(samples)
             return batches
         db = self._require_db()
-        for batch_id, payload, count in db.execute(
-            "SELECT id, payload, samples FROM batch WHERE id > ? ORDER BY id LIMIT 1000", (after,)
+        for batch_id, payload, count, encoding in db.execute(
+            "SELECT id, payload, samples, encoding FROM batch WHERE id > ? ORDER BY id LIMIT 1000",
+            (after,),
         ):
             if batches and total + count > max_samples:
                 break
-            batches.append(Batch(batch_id, decode(payload)))
+            batches.append(Batch(batch_id, decode(payload, encoding)))
             total += count
         return batches
 

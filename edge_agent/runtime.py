@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import os
 import signal
 import sys
@@ -122,9 +123,18 @@ async def run_agent(
     reloads = ReloadRequests(reload, notifier) if reload is not None else None
     if reloads is not None:
         reloads.install(loop)
+    previous: AgentConfig | None = None  # the configuration to fall back to after a reload
     try:
         while True:
-            agent = Agent(cfg, await open_writer(cfg))
+            try:
+                agent = Agent(cfg, await open_writer(cfg))
+            except Exception as exc:
+                if previous is None:
+                    raise
+                # Valid on paper, unusable in fact (say, an unwritable state_dir): go back.
+                log.error("config_reload_failed", error=repr(exc), keeping="previous configuration")
+                cfg, previous = previous, None
+                continue
             running = list(services) if services is not None else build_services(agent)
             running += notify_services(agent, notifier)
             supervisor = Supervisor(running, shutdown_timeout_s=cfg.agent.shutdown_timeout_s)
@@ -149,7 +159,7 @@ async def run_agent(
                 await agent.outbox.close()
             if new_cfg is None or not clean:
                 break
-            cfg = new_cfg
+            cfg, previous = new_cfg, cfg
     finally:
         notifier.close()
     log.info("agent_stopped", clean=clean)
@@ -216,4 +226,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def _run_command(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)  # ConfigError: cli prints it, exits 2
     configure_logging(args.log_level or cfg.agent.log_level, cfg.agent.log_format)
+    # systemd's watchdog aborts a hung agent with SIGABRT: print every thread's stack first.
+    faulthandler.enable()
     return run_blocking(cfg, reload=lambda: load_config(args.config, args.overrides))

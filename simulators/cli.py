@@ -95,9 +95,14 @@ async def run(args: argparse.Namespace) -> int:
 
 
 async def _control(sim: Simulation) -> None:
-    """Fault specifications from stdin, so a shell or a demo script can script the plant."""
-    while raw := await asyncio.to_thread(sys.stdin.readline):
-        if not (line := raw.strip()):
+    """Fault specifications from stdin, so a shell or a demo script can script the plant.
+
+    A pipe reader rather than a thread: a thread blocked in readline() would hold up exit."""
+    reader = asyncio.StreamReader()
+    loop = asyncio.get_running_loop()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while raw := await reader.readline():
+        if not (line := raw.decode().strip()):
             continue
         try:
             await sim.apply(line)

@@ -32,6 +32,7 @@ class Faults:
     # (unit id, table, register address) -> Modbus exception code
     modbus_exceptions: dict[tuple[int, str, int], int] = field(default_factory=dict)
     modbus_delay_s: float = 0.0
+    opcua_delay_s: float = 0.0  # before answering each OPC UA Read
 
     # ------------------------------------------------------------------------------ value faults
 
@@ -67,7 +68,7 @@ class Faults:
             self.frozen.clear()
             self.override.clear()
             self.modbus_exceptions.clear()
-            self.modbus_delay_s = 0.0
+            self.modbus_delay_s = self.opcua_delay_s = 0.0
             return
         for table in (self.status, self.frozen, self.override):
             table.pop(tag, None)
@@ -106,6 +107,7 @@ spike:TAG[=VALUE]            out-of-range value (default 2x the EURange high)
 nan:TAG                      NaN (float tags)
 illegal_address:TAG | device_busy:TAG   Modbus exception 2 / 6 on the tag's registers
 slow_modbus:SECONDS          delay every Modbus reply
+slow_opcua:SECONDS           delay every OPC UA Read response
 analyser:BITS                offgas.analyser_status bits (1 calibrating, 2 fault, 4 maintenance)
 reset:TAG                    totaliser restarts from 0
 drop:opcua|modbus|all        close every client connection
@@ -122,7 +124,8 @@ class FaultSpec:
 
 
 _KINDS = {"bad", "uncertain", "freeze", "spike", "nan", "illegal_address", "device_busy",
-          "slow_modbus", "analyser", "reset", "drop", "restart", "renumber", "clear"}  # fmt: skip
+          "slow_modbus", "slow_opcua", "analyser", "reset", "drop", "restart", "renumber",
+          "clear"}  # fmt: skip
 
 
 def parse(text: str) -> FaultSpec:
@@ -132,7 +135,7 @@ def parse(text: str) -> FaultSpec:
         raise FaultError(f"unknown fault {kind!r} in {text!r}; known:\n{FAULT_SYNTAX}")
     target, _, arg = rest.partition("=")
     argument: float | None = None
-    if kind in ("slow_modbus", "analyser"):
+    if kind in ("slow_modbus", "slow_opcua", "analyser"):
         target, arg = "", rest
     if arg:
         try:
@@ -143,8 +146,9 @@ def parse(text: str) -> FaultSpec:
         raise FaultError(f"{text!r}: say opcua, modbus or all")
     if kind == "renumber" and target != "opcua":
         raise FaultError(f"{text!r}: only opcua has namespaces")
-    if kind not in ("drop", "restart", "renumber", "clear", "slow_modbus", "analyser"):
+    if kind not in ("drop", "restart", "renumber", "clear", "slow_modbus", "slow_opcua",
+                    "analyser"):  # fmt: skip
         _known(target)
-    if kind in ("slow_modbus", "analyser") and argument is None:
+    if kind in ("slow_modbus", "slow_opcua", "analyser") and argument is None:
         raise FaultError(f"{text!r}: needs a number")
     return FaultSpec(kind, target, argument)

@@ -77,6 +77,11 @@ class ModbusPlantServer:
         units = sorted({unit for unit, _ in self.images})
         devices = [SimDevice(unit, simdata=self._blocks(unit), action=partial(self._answer, unit))
                    for unit in units]  # fmt: skip
+        # Unit 0 stands for every other unit id: answered like a gateway with nobody behind it.
+        everything = [SimData(0, count=65535, values=0, datatype=DataType.REGISTERS)]
+        bits = [SimData(0, values=[False] * 16, datatype=DataType.BITS)]
+        devices.append(SimDevice(0, simdata=(bits, list(bits), everything, list(everything)),
+                                 action=_no_such_unit))  # fmt: skip
         self.server = ModbusTcpServer(devices, address=(self.options.host, self.options.port))
         await self.server.serve_forever(background=True)
         listener: Any = self.server.transport  # an asyncio.Server once listening
@@ -137,3 +142,7 @@ class ModbusPlantServer:
         offset = address - start_address
         registers[offset : offset + count] = image[address : address + count]
         return None
+
+
+async def _no_such_unit(*_: object) -> ExcCodes:
+    return ExcCodes.GATEWAY_NO_RESPONSE

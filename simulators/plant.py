@@ -34,6 +34,11 @@ _CW_CIRCUITS = (("shaft", "fsf.shaft_temp"), ("settler", "fsf.settler_roof_temp"
                 ("uptake", "fsf.uptake_temp"))  # fmt: skip
 _CW_SENSITIVITY_K = 300.0  # cooling-water load rises by 1/300 per kelvin of furnace temperature
 _ASSAY_INTERVAL_S = 3600.0
+# Measurement noise (standard deviation) of the instruments that have it; feeds have none of
+# their own: their fluctuation is real flow, which the totalisers integrate.
+_NOISE = {"fsf.shaft_temp": 1.5, "fsf.uptake_temp": 1.0, "fsf.settler_roof_temp": 1.0,
+          "fsf.matte_temp": 0.8, "fsf.slag_temp": 0.8, "fsf.o2_flow": 40.0,
+          "offgas.so2_pct": 0.15, "offgas.o2_pct": 0.1, "offgas.flow": 300.0}  # fmt: skip
 _FEEDS = ("conc", "escrap", "cu_scrap", "flux", "reverts")
 
 
@@ -120,6 +125,10 @@ class Plant:
         self.cw_t_out = {n: 45.0 for n, _ in _CW_CIRCUITS}
         self.steam = 55.0
         self.values: dict[str, Value] = {}
+        # Accepted writes, (simulated time s, tag, value): what the DCS would log.
+        self.write_log: list[tuple[float, str, Value]] = []
+        # Measurement noise, drawn once per step so that reads between steps agree.
+        self.noise: dict[str, float] = {}
         self.step(0.0)
 
     # ------------------------------------------------------------------ what operators change
@@ -137,12 +146,15 @@ class Plant:
         elif tag == "fsf.advisor_permissive":
             self.advisor_permissive = bool(value)
         elif tag == "fsf.agent_heartbeat":
+            if isinstance(value, float) and not value.is_integer():  # also NaN and infinities
+                raise SetpointError(f"{tag}: {value!r} is not an integer", out_of_range=False)
             number = int(value)
             if not 0 <= number <= 2**31 - 1:
                 raise SetpointError(f"{tag}: {value!r} is outside int32", out_of_range=True)
             self.agent_heartbeat = number
         else:
             raise SetpointError(f"{tag} is not writable", out_of_range=False)
+        self.write_log.append((self.time_s, tag, value))
         self._publish()
 
     def set_analyser_status(self, bits: int) -> None:
@@ -160,8 +172,14 @@ class Plant:
         self._publish()
 
     def with_params(self, **changes: object) -> None:
-        """Change true parameters mid-run (tests: a different heat loss, a new ore)."""
+        """Change true parameters mid-run (tests: a different heat loss, a new ore).
+
+        A new concentrate or e-scrap moves the means its assay drifts around, from now on."""
         self.params = replace(self.params, **changes)  # type: ignore[arg-type]
+        conc, scrap = self.params.conc, self.params.escrap
+        for name, mean in (("conc_cu", conc.cu), ("conc_fe", conc.fe), ("conc_s", conc.s),
+                           ("escrap_cu", scrap.cu)):  # fmt: skip
+            self.drift[name].mean = self.drift[name].value = mean
 
     # --------------------------------------------------------------------------- the physics
 
@@ -207,7 +225,8 @@ class Plant:
         self._step_kiln(dt, d["burn_off"])
         for name in _FEEDS:
             self.totals[name] += self.feed[name] * dt / 3600
-        self._drift = d
+        if dt > 0:
+            self.noise = {tag: self.rng.gauss(0.0, sigma) for tag, sigma in _NOISE.items()}
         self._publish()
 
     def _step_feeds(self, dt: float, d: dict[str, float]) -> None:
@@ -265,11 +284,11 @@ class Plant:
         for name in _FEEDS:
             v[f"fsf.{name}_feed_rate"] = self.feed[name]
             v[f"fsf.{name}_feed_total"] = self.totals[name]
-        v["fsf.o2_flow"] = self.o2_flow
+        v["fsf.o2_flow"] = self.o2_flow + self.noise.get("fsf.o2_flow", 0.0)
         v["fsf.o2_purity"] = d["o2_purity"]
         v["fsf.air_flow"] = d["air"]
         v["fsf.fuel_flow"] = self.fuel_flow
-        v.update(self.temps)
+        v.update({tag: t + self.noise.get(tag, 0.0) for tag, t in self.temps.items()})
         v.update(self.assays)
         for name, _ in _CW_CIRCUITS:
             v[f"fsf.cw_{name}_flow"] = d[f"cw_{name}_flow"]
@@ -281,12 +300,15 @@ class Plant:
         v["fsf.agent_heartbeat"] = self.agent_heartbeat
         furnace_gas = b.gas_nm3h
         line_gas = furnace_gas + d["infiltration"]
-        v["offgas.so2_pct"] = 100 * b.gas_kmolh["SO2"] * 22.414 / line_gas
-        v["offgas.o2_pct"] = (
-            100 * (b.gas_kmolh["O2"] * 22.414 + 0.21 * d["infiltration"]) / line_gas
+        n = self.noise
+        v["offgas.so2_pct"] = 100 * b.gas_kmolh["SO2"] * 22.414 / line_gas + n.get(
+            "offgas.so2_pct", 0
         )
+        v["offgas.o2_pct"] = 100 * (
+            b.gas_kmolh["O2"] * 22.414 + 0.21 * d["infiltration"]
+        ) / line_gas + n.get("offgas.o2_pct", 0)
         v["offgas.analyser_status"] = self.analyser_status
-        v["offgas.flow"] = line_gas
+        v["offgas.flow"] = line_gas + n.get("offgas.flow", 0)
         v["offgas.temp"] = 350 + 0.25 * (self.temps["fsf.uptake_temp"] - 1310)
         v["offgas.whb_steam_flow"] = self.steam
         v["offgas.whb_steam_pressure"] = 6.5 + 0.015 * (self.steam - 55)

@@ -37,6 +37,9 @@ class SimulationOptions:
     users: dict[str, str] = field(default_factory=dict)
     synthetic_tags: int = 0
     synthetic_rate_hz: float = 1.0  # how often every synthetic value changes
+    # Either server can be left out (an asyncua server takes seconds to start).
+    serve_opcua: bool = True
+    serve_modbus: bool = True
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -77,8 +80,11 @@ class Simulation:
         return self.modbus.endpoint
 
     async def start(self) -> None:
-        await self.modbus.start()
-        await self.opcua.start()
+        if self.options.serve_modbus:
+            await self.modbus.start()
+        if self.options.serve_opcua:
+            await self.opcua.start()
+        await self.publish()
         self._clock = asyncio.create_task(self._run_clock(), name="plant-clock")
 
     async def stop(self) -> None:
@@ -108,12 +114,7 @@ class Simulation:
                 self._synthetic_at = now
                 synthetic = synthetic_values(self.options.synthetic_tags, now)
         self.modbus.publish(synthetic)
-        pairs: tuple[tuple[str, float], ...] = ()
-        if synthetic is not None:
-            from simulators.opcua_server import synthetic_tag_id
-
-            pairs = tuple((synthetic_tag_id(i), v) for i, v in enumerate(synthetic))
-        await self.opcua.publish(pairs)
+        await self.opcua.publish(synthetic or ())
 
     async def _run_clock(self) -> None:
         last = time.monotonic()
@@ -126,17 +127,24 @@ class Simulation:
 
     # -------------------------------------------------------------------------------- faults
 
+    def _serves(self, which: Which) -> tuple[bool, bool]:
+        o = self.options
+        return (o.serve_opcua and which in ("opcua", "all"),
+                o.serve_modbus and which in ("modbus", "all"))  # fmt: skip
+
     async def drop_connections(self, which: Which = "all") -> None:
-        if which in ("opcua", "all"):
+        opcua, modbus = self._serves(which)
+        if opcua:
             self.opcua.drop_connections()
-        if which in ("modbus", "all"):
+        if modbus:
             self.modbus.drop_connections()
 
     async def restart(self, which: Which = "all", *, renumber: bool = False) -> None:
         """Restart server(s) on the same ports; `renumber` also moves the OPC UA namespace index."""
-        if which in ("opcua", "all"):
+        opcua, modbus = self._serves(which)
+        if opcua:
             await self.opcua.restart(renumber=renumber)
-        if which in ("modbus", "all"):
+        if modbus:
             await self.modbus.restart()
 
     async def apply(self, fault: str | FaultSpec) -> None:
@@ -156,6 +164,8 @@ class Simulation:
                 f.modbus_exception(tag, spec.kind)
             case "slow_modbus":
                 f.modbus_delay_s = spec.argument or 0.0
+            case "slow_opcua":
+                f.opcua_delay_s = spec.argument or 0.0
             case "analyser":
                 self.plant.set_analyser_status(int(spec.argument or 0))
             case "reset":

@@ -26,6 +26,8 @@ class FaultyInflux:
         self.script = script
         self.stored: list[str] = []
         self.requests: list[tuple[str, int, int]] = []  # (path, lines, status)
+        self.headers: list[dict[str, str]] = []
+        self.params: list[dict[str, str]] = []
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -46,6 +48,8 @@ class FaultyInflux:
         await self._runner.cleanup()
 
     async def _write(self, request: web.Request) -> web.Response:
+        self.headers.append(dict(request.headers))
+        self.params.append(dict(request.query))
         body = await request.read()  # aiohttp undoes Content-Encoding: gzip itself
         if body[:2] == b"\x1f\x8b":
             body = gzip.decompress(body)

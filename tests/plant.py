@@ -85,7 +85,8 @@ async def _started(tmp_path: Path, started: list[PlantSim], **options: Any) -> P
 @pytest.fixture
 async def plant_sim_factory(tmp_path: Path) -> AsyncIterator[StartPlant]:
     """Start simulations with other options: `await plant_sim_factory(secure=True)`,
-    `users={"operator": "pw"}`, `synthetic_tags=2000`, `time_scale=0` (a still plant)."""
+    `users={"operator": "pw"}`, `synthetic_tags=2000`, `time_scale=0` (a still plant),
+    `serve_opcua=False` (Modbus only, starts in milliseconds)."""
     started: list[PlantSim] = []
 
     async def start(**options: Any) -> PlantSim:
@@ -99,8 +100,15 @@ async def plant_sim_factory(tmp_path: Path) -> AsyncIterator[StartPlant]:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def shared_plant_sim(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PlantSim]:
     """One demo plant for a whole test module (see the module docstring)."""
-    started: list[PlantSim] = []
-    sim = await _started(tmp_path_factory.mktemp("plant"), started)
+    sim = await _started(tmp_path_factory.mktemp("plant"), [])
+    yield sim
+    await sim.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_modbus_sim(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PlantSim]:
+    """Like `shared_plant_sim`, Modbus only: it starts in milliseconds, not seconds."""
+    sim = await _started(tmp_path_factory.mktemp("plant"), [], serve_opcua=False)
     yield sim
     await sim.stop()
 

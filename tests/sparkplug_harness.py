@@ -1,14 +1,11 @@
-"""Runs a Sparkplug edge node against a test broker: in-process (`running_edge`) for most
-tests, or as its own process (`python -m tests.sparkplug_harness PORT STATE_DIR`) for the ones
-that kill it."""
+"""Runs a Sparkplug edge node in-process against a test broker, fed through the real bus and
+outbox (the tests that kill the agent run `edge-agent run` itself)."""
 
 from __future__ import annotations
 
 import asyncio
-import sys
-import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,23 +86,3 @@ async def running_edge(
             running.task.cancel()
             await asyncio.gather(running.task, return_exceptions=True)
         await outbox.close()
-
-
-async def _main(port: int, state_dir: Path) -> None:
-    async with running_edge(port, state_dir) as running:
-        n = 0
-        while True:  # live data until killed
-            await running.publish({"fsf.matte_temp": 1200.0 + n % 50})
-            n += 1
-            await asyncio.sleep(0.05)
-
-
-if __name__ == "__main__":
-    import signal
-
-    loop = asyncio.new_event_loop()
-    main = loop.create_task(_main(int(sys.argv[1]), Path(sys.argv[2])))
-    loop.add_signal_handler(signal.SIGTERM, main.cancel)
-    with suppress(asyncio.CancelledError):
-        loop.run_until_complete(main)
-    print("stopped", time.time(), flush=True)

@@ -173,3 +173,28 @@ def test_parse_listen(listen: str, expected: tuple[str, int]) -> None:
 def test_parse_listen_names_the_bad_value() -> None:
     with pytest.raises(ValueError, match=r"health\.listen = 'localhost'"):
         parse_listen("localhost")
+
+
+def test_source_health_progress_follows_the_sources_newest_sample() -> None:
+    """Bad samples from failed reconnects count as progress too: only a hung loop stalls."""
+    from edge_agent.acquisition import SourceStats
+    from edge_agent.health import SourceHealth
+
+    store = TagStore()
+    stats = SourceStats("fsf", "opcua", 2)
+    health = SourceHealth(stats, ["fsf.a", "fsf.b"], store)
+    first = health.status()
+    assert (first.state, first.healthy, first.progress) == ("connecting", False, 0)
+
+    store.update([Sample.bad("fsf.a", "connection_lost", acq_ns=10)])
+    stats.connects, stats.connected = 1, True
+    stats.read_latency.observe(0.02)
+    status = health.status()
+    assert (status.state, status.healthy, status.progress) == ("connected", True, 10)
+    assert status.histograms["read_latency_seconds"].count == 1
+
+    store.update([Sample("fsf.b", 1.0, Quality.GOOD, 25), Sample("other.x", 1.0, Quality.GOOD, 99)])
+    stats.connected = False
+    status = health.status()
+    assert (status.state, status.progress) == ("disconnected", 25)
+    assert not SourceHealth(stats, [], store).status().watched

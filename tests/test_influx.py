@@ -281,3 +281,42 @@ async def test_503_is_retried_until_the_server_recovers(outbox: Outbox) -> None:
     assert [s for _, _, s in server.requests] == [503, 503, 503, 204]
     assert len(server.stored) == 4
     assert sink.state.healthy
+
+
+async def test_v1_sends_basic_auth_db_rp_and_gzip(
+    outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_INFLUX_PASSWORD", "pw")
+    async with FaultyInflux() as server:
+        cfg = config(
+            {"api": "v1", "url": server.url, "db": "plant", "rp": "raw", "username": "edge",
+             "password": {"env": "TEST_INFLUX_PASSWORD"}, "precision": "us"}
+        )  # fmt: skip
+        sink = InfluxSink(cfg, outbox)
+        async with Running(sink):
+            await outbox.append(numbered(3))
+            await until(lambda: sink.cursor.lag_batches == 0)
+    (headers,) = server.headers
+    assert headers["Authorization"] == "Basic ZWRnZTpwdw=="  # edge:pw
+    assert headers["Content-Encoding"] == "gzip"
+    assert server.params == [{"db": "plant", "rp": "raw", "precision": "u"}]
+    assert server.stored[0].endswith(f" {T0 // 1000}")
+
+
+async def test_v2_sends_the_token_org_bucket_and_precision(outbox: Outbox, tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("t0ken\n")
+    async with FaultyInflux() as server:
+        cfg = config(
+            {"api": "v2", "url": server.url, "org": "smelter", "bucket": "plant",
+             "token": {"file": str(token)}, "precision": "ms"}
+        )  # fmt: skip
+        sink = InfluxSink(cfg, outbox)
+        async with Running(sink):
+            await outbox.append(numbered(3))
+            await until(lambda: sink.cursor.lag_batches == 0)
+    (headers,) = server.headers
+    assert headers["Authorization"] == "Token t0ken"
+    assert server.params[0]["org"] == "smelter"
+    assert server.params[0]["bucket"] == "plant"
+    assert server.params[0]["precision"] == "ms"

@@ -11,7 +11,8 @@ import pytest
 from edge_agent.config import AgentConfig
 from edge_agent.config_loader import ConfigError, load_config
 from edge_agent.kpi import build_services
-from edge_agent.kpi.engine import KpiEngine
+from edge_agent.kpi.engine import KpiEngine, kpi_units
+from edge_agent.kpi.units import UnitError
 from edge_agent.pipeline import SampleBus
 from edge_agent.samples import Quality, Sample, now_ns
 from edge_agent.tagstore import TagStore
@@ -70,6 +71,7 @@ def test_demo_config_produces_the_reference_balance_and_all_kpi_tags(tmp_path: P
     assert out["kpi.advisor.escrap_feed_sp"].quality is Quality.UNCERTAIN
     assert out["kpi.advisor.escrap_feed_sp"].value == 0.0
     assert all(s.tag.startswith("kpi.") for s in out.values())
+    assert set(out) == set(kpi_units(cfg))  # every published tag is documented with its unit
     for window in ("hour", "shift", "day", "month", "fiscal_year"):
         assert f"kpi.recycled_ratio.{window}" in out
         assert f"kpi.recycled_ratio.cu.{window}" in out
@@ -135,3 +137,15 @@ async def test_service_publishes_and_persists_windows(tmp_path: Path) -> None:
 def test_unknown_kpi_tag_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"fsf\.no_such_tag"):
         load_config(DEMO, ['kpi.heat_balance.matte_temp_tag="fsf.no_such_tag"'])
+
+
+def test_a_unit_the_kpis_cannot_convert_fails_at_start(tmp_path: Path) -> None:
+    cfg = demo_config(tmp_path)
+    doc = cfg.model_dump()
+    for source in doc["source"]:
+        for tag in source["tag"]:
+            if tag["id"] == "fsf.escrap_feed_total":
+                tag["unit"] = "m³"
+    broken = AgentConfig.model_validate(doc)
+    with pytest.raises(UnitError, match=r"stream\.1\.total_tag: tag fsf\.escrap_feed_total"):
+        KpiEngine(broken, TagStore(), SampleBus(TagStore()))

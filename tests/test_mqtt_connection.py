@@ -131,3 +131,23 @@ async def test_close_with_will_makes_an_mqtt5_broker_publish_it(mosquitto: Mosqu
     got = await asyncio.to_thread(sub.wait_for, 1)
     assert got[0].payload == b"offline"
     sub.close()
+
+
+async def test_backup_server_is_tried_when_the_primary_is_down(mosquitto: Mosquitto) -> None:
+    from tests.services import free_port
+
+    settings = MqttSection.model_validate(
+        {
+            "host": "127.0.0.1",
+            "port": free_port(),  # nobody listens there
+            "backup_servers": [f"{mosquitto.host}:{mosquitto.port}"],
+        }
+    )
+    conn = MqttConnection(settings, client_id="backup")
+    await conn.start()
+    try:
+        await asyncio.wait_for(conn.connected.wait(), 15)
+        assert conn.server == f"{mosquitto.host}:{mosquitto.port}"
+        await asyncio.wait_for(conn.publish("b/x", b"1"), 10)
+    finally:
+        await conn.close()

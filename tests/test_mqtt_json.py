@@ -15,6 +15,7 @@ from edge_agent.config import AgentConfig, MqttSection
 from edge_agent.outbox import Batch, Outbox
 from edge_agent.samples import Quality, Sample
 from edge_agent.sinks.mqtt_json import BATCH_SCHEMA, JsonEncoder, MqttJsonSink
+from edge_agent.sinks.state import OutboxStatus
 from tests.mqtt_subscriber import Subscriber
 from tests.services import Mosquitto
 
@@ -175,3 +176,59 @@ async def _until(condition: Any, timeout_s: float = 10.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError("condition not met")
         await asyncio.sleep(0.01)
+
+
+@pytest.mark.services
+async def test_outbox_cap_drops_oldest_stays_healthy_and_delivers_the_newest(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    box = await Outbox.open(tmp_path / "capped.db", ["mqtt"], max_bytes=1 << 20)
+    sub = await asyncio.to_thread(Subscriber, mosquitto.host, mosquitto.port, "plant/demo/_batch/#")
+    try:
+        # The sink is not running yet (as during a long broker outage): the backlog hits the cap.
+        cycles = run_samples(300, 100)
+        for samples in cycles:
+            await box.append(samples)
+        status = OutboxStatus(box.state).status()
+        assert box.state.dropped_samples_cap > 0
+        assert status.healthy
+        assert status.counters["dropped_samples_total"] == box.state.dropped_samples_cap
+        kept = 300 * 100 - box.state.dropped_samples_cap
+        sink = MqttJsonSink(agent_config(mosquitto, layout="batch"), box)
+        task = asyncio.create_task(sink.run())
+        try:
+            got = await asyncio.to_thread(sub.wait_for, 1, 20)
+            await _until(lambda: sink.cursor.lag_batches == 0, 30)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        got = sub.snapshot()
+        values = [s["value"] for m in got for s in json.loads(m.payload)["samples"]]
+        newest = [s.value for c in cycles for s in c][-kept:]
+        assert values == newest  # exactly the newest, in order: oldest dropped, nothing else
+    finally:
+        sub.close()
+        await box.close()
+
+
+@pytest.mark.services
+async def test_retained_last_value_reaches_a_late_subscriber(
+    mosquitto: Mosquitto, outbox: Outbox
+) -> None:
+    sink = MqttJsonSink(agent_config(mosquitto, retain=True), outbox)
+    task = asyncio.create_task(sink.run())
+    try:
+        for samples in run_samples(3, 2):
+            await outbox.append(samples)
+        await _until(lambda: sink.cursor.lag_batches == 0)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    late = await asyncio.to_thread(Subscriber, mosquitto.host, mosquitto.port, "plant/demo/fsf/#")
+    try:
+        got = await asyncio.to_thread(late.wait_for, 2)
+        last = {m.topic: json.loads(m.payload)["value"] for m in got}
+        assert last == {"plant/demo/fsf/t0": 2000.0, "plant/demo/fsf/t1": 2001.0}
+        assert all(m.retain for m in got)
+    finally:
+        late.close()

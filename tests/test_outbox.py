@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
+import pickle
 import sqlite3
 from pathlib import Path
 
@@ -37,6 +39,12 @@ def test_encoding_keeps_types_quality_and_non_finite_values() -> None:
     assert type(back[2].value) is bool
     assert back[5].value == math.inf
     assert math.isnan(decode(encode([Sample("x.y", math.nan, Quality.GOOD, 1)]))[0].value)  # type: ignore[arg-type]
+
+
+def test_decoding_refuses_anything_but_plain_values() -> None:
+    evil = pickle.dumps([("fsf.a", Quality.GOOD, 0, 1, None, None)])  # names a class
+    with pytest.raises(pickle.UnpicklingError, match="refused"):
+        decode(evil)
 
 
 async def test_each_sink_reads_in_order_and_data_is_forgotten_after_all_ack(tmp_path: Path) -> None:
@@ -171,7 +179,8 @@ async def test_version_1_file_is_migrated_in_place(tmp_path: Path) -> None:
         PRAGMA user_version = 1;
         """
     )
-    db.execute("INSERT INTO batch (created_ns, payload) VALUES (1, ?)", (encode(numbered(0, 4)),))
+    rows = [[s.tag, s.value, 0, s.acq_ns, None, None] for s in numbered(0, 4)]
+    db.execute("INSERT INTO batch (created_ns, payload) VALUES (1, ?)", (json.dumps(rows),))
     db.execute("INSERT INTO cursor VALUES ('mqtt', 0)")
     db.commit()
     db.close()
@@ -180,6 +189,8 @@ async def test_version_1_file_is_migrated_in_place(tmp_path: Path) -> None:
     try:
         assert outbox.state.samples == 4
         assert values(await outbox.cursor("mqtt").read()) == [0.0, 1.0, 2.0, 3.0]
+        await outbox.append(numbered(4, 2))  # new rows in the new encoding, read in one go
+        assert values(await outbox.cursor("mqtt").read()) == [float(i) for i in range(6)]
     finally:
         await outbox.close()
     db = sqlite3.connect(path)

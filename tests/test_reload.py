@@ -42,6 +42,14 @@ def write(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+INFLUX = """
+[influx]
+api = "v1"
+url = "http://127.0.0.1:9"
+db = "x"
+"""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -104,8 +112,8 @@ def agent_run(tmp_path: Path) -> Iterator[Callable[[Path], Agent]]:
     notify.bind(notify_path)
 
     def start(config: Path) -> Agent:
-        env = dict(os.environ, NOTIFY_SOCKET=notify_path)
-        env.pop("WATCHDOG_USEC", None)
+        env = dict(os.environ, NOTIFY_SOCKET=notify_path, WATCHDOG_USEC="1000000")
+        env.pop("WATCHDOG_PID", None)
         proc = subprocess.Popen(
             [sys.executable, "-m", "edge_agent.cli", "run", "--config", str(config)],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -135,6 +143,9 @@ def test_reload_applies_a_good_file_and_keeps_running_on_a_bad_one(
 
     ready = agent.wait_message(lambda m: m.startswith("READY=1"))
     assert "STATUS=" in ready
+    # Nothing is stalled (no sources or sinks here), so the heartbeat flows at WATCHDOG_USEC / 2.
+    beat = agent.wait_message(lambda m: m.startswith("WATCHDOG=1"))
+    assert "STATUS=0/0 tags good" in beat
     agent.wait_metrics('edge_agent_info{instance="edge-reload",site="before"} 1.0')
 
     write(config, CONFIG.format(site="after", state=tmp_path / "state", port=port))
@@ -154,6 +165,15 @@ def test_reload_applies_a_good_file_and_keeps_running_on_a_bad_one(
     assert 'site="after"' in agent.metrics()
     assert agent.proc.poll() is None
 
+    # Valid on paper but unusable (the outbox cannot be created): back to the previous config.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    write(config, CONFIG.format(site="broken", state=blocker / "state", port=port) + INFLUX)
+    agent.proc.send_signal(signal.SIGHUP)
+    agent.wait_message(lambda m: m.startswith("RELOADING=1"))
+    agent.wait_message(lambda m: m.startswith("READY=1"))
+    assert 'site="after"' in agent.wait_metrics('site="after"')
+
     agent.proc.send_signal(signal.SIGTERM)
     agent.wait_message(lambda m: m.startswith("STOPPING=1"))
     out, _ = agent.proc.communicate(timeout=20)
@@ -165,8 +185,9 @@ def test_reload_applies_a_good_file_and_keeps_running_on_a_bad_one(
     assert len(rejected) == 2
     assert any("agent.site" in line for line in rejected[0]["errors"]), rejected[0]
     assert any("x" in line for line in rejected[1]["errors"]), rejected[1]
-    # Only the valid file caused a restart of the components.
-    assert names.count("agent_started") == 2
+    assert "config_reload_failed" in names
+    # The first start, the good reload, and the fallback after the unusable one.
+    assert names.count("agent_started") == 3
 
 
 def test_changed_sections_names_sources_individually() -> None:

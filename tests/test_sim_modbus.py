@@ -36,17 +36,17 @@ def decode(reg: Register, words: list[int]) -> float:
 
 
 @pytest.fixture
-def sim(shared_plant_sim: PlantSim) -> PlantSim:
-    return shared_plant_sim
+def sim(shared_modbus_sim: PlantSim) -> PlantSim:
+    return shared_modbus_sim
 
 
 @pytest_asyncio.fixture(loop_scope="module")
-async def client(shared_plant_sim: PlantSim) -> AsyncIterator[AsyncModbusTcpClient]:
-    c = AsyncModbusTcpClient("127.0.0.1", port=shared_plant_sim.modbus_port, timeout=1, retries=0)
+async def client(shared_modbus_sim: PlantSim) -> AsyncIterator[AsyncModbusTcpClient]:
+    c = AsyncModbusTcpClient("127.0.0.1", port=shared_modbus_sim.modbus_port, timeout=1, retries=0)
     assert await c.connect()
     yield c
     c.close()
-    await shared_plant_sim.reset()
+    await shared_modbus_sim.reset()
 
 
 async def read_tag(c: AsyncModbusTcpClient, reg: Register) -> float:
@@ -160,3 +160,11 @@ async def test_dropped_connection_and_restart(sim: PlantSim) -> None:
         assert not (await c.read_input_registers(0, count=13, device_id=1)).isError()
     finally:
         c.close()
+
+
+async def test_unknown_unit_ids_answer_like_a_gateway_with_nobody_behind_it(
+    client: AsyncModbusTcpClient,
+) -> None:
+    rr = await client.read_holding_registers(0, count=2, device_id=9)
+    assert rr.isError()
+    assert rr.exception_code == 0x0B

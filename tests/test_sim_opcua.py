@@ -204,3 +204,38 @@ async def test_restart_closes_sessions_and_serves_the_same_nodes(sim: PlantSim) 
         await asyncio.gather(client.disconnect(), return_exceptions=True)
     async with Client(sim.opcua_endpoint) as fresh:
         assert (await read(fresh, "fsf.matte_temp")).StatusCode.is_good()
+
+
+async def test_slow_replies_time_the_client_out(sim: PlantSim) -> None:
+    async with Client(sim.opcua_endpoint, timeout=0.5) as client:
+        await sim.apply("slow_opcua:2")
+        try:
+            with pytest.raises(asyncio.TimeoutError):
+                await read(client, "fsf.matte_temp")
+        finally:
+            await sim.apply("clear")
+
+
+class Changes:
+    def __init__(self) -> None:
+        self.values: list[tuple[float, datetime]] = []
+
+    def datachange_notification(self, node: Node, val: float, data: object) -> None:
+        dv = data.monitored_item.Value  # type: ignore[attr-defined]
+        self.values.append((val, dv.SourceTimestamp))
+
+
+async def test_subscriptions_report_changes_with_source_timestamps(sim: PlantSim) -> None:
+    async with Client(sim.opcua_endpoint) as client:
+        changes = Changes()
+        subscription = await client.create_subscription(100, changes)
+        await subscription.subscribe_data_change(await node(client, "fsf.matte_temp"))
+
+        async def three_changes() -> bool:
+            return len({v for v, _ in changes.values}) >= 3
+
+        await eventually(three_changes)
+        stamps = [ts for _, ts in changes.values]
+        assert stamps == sorted(stamps)
+        assert abs(stamps[-1] - datetime.now(UTC)) < timedelta(seconds=10)
+        await subscription.delete()

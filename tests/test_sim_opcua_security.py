@@ -31,48 +31,43 @@ POLICIES = [security_policies.SecurityPolicyBasic256Sha256,
             security_policies.SecurityPolicyAes256Sha256RsaPss]  # fmt: skip
 
 
-async def test_secure_endpoints_sign_and_encrypt_with_every_policy(
+async def test_secure_endpoints_and_users(
     plant_sim_factory: StartPlant, client_pki: tuple[Path, Path]
 ) -> None:
-    sim = await plant_sim_factory(secure=True)
+    """One server for both (each asyncua start costs seconds): every policy and mode is
+    offered and works; with users configured, only the right password gets a session."""
+    sim = await plant_sim_factory(secure=True, users={"operator": "s3cret"})
     assert sim.opcua.certificate_path is not None
     cert, key = client_pki
-    endpoints = await _endpoints(sim)
-    policies = {(e.SecurityPolicyUri.rsplit("#", 1)[1], e.SecurityMode.name) for e in endpoints}
+    endpoints = await Client(sim.opcua_endpoint).connect_and_get_server_endpoints()
+    offered = {(e.SecurityPolicyUri.rsplit("#", 1)[1], e.SecurityMode.name) for e in endpoints}
     sign, encrypt = ua.MessageSecurityMode.Sign, ua.MessageSecurityMode.SignAndEncrypt
     for policy in POLICIES:
         for mode in (sign, encrypt):
-            assert (policy.URI.rsplit("#", 1)[1], mode.name) in policies
+            assert (policy.URI.rsplit("#", 1)[1], mode.name) in offered
     # Every policy once, and both modes: each RSA handshake costs a second on a busy CI host.
     for policy, mode in zip(
         POLICIES + POLICIES[:1], (sign, encrypt, encrypt, encrypt), strict=True
     ):
-        client = Client(sim.opcua_endpoint)
+        client = user_client(sim, "s3cret")
         await client.set_security(policy, str(cert), str(key),
                                   server_certificate=str(sim.opcua.certificate_path),
                                   mode=mode)  # fmt: skip
         async with client:
             assert (await read(client, "fsf.matte_temp")).StatusCode.is_good()
 
-
-async def _endpoints(sim: PlantSim) -> list[ua.EndpointDescription]:
-    client = Client(sim.opcua_endpoint)
-    return list(await client.connect_and_get_server_endpoints())
-
-
-async def test_username_password_users(plant_sim_factory: StartPlant) -> None:
-    sim = await plant_sim_factory(users={"operator": "s3cret"})
     with pytest.raises(ua.UaError):
-        async with Client(sim.opcua_endpoint, timeout=2) as client:
-            await read(client, "fsf.matte_temp")
-    wrong = Client(sim.opcua_endpoint, timeout=2)
-    wrong.set_user("operator")
-    wrong.set_password("guess")
+        async with Client(sim.opcua_endpoint, timeout=2) as anonymous:
+            await read(anonymous, "fsf.matte_temp")
     with pytest.raises(ua.UaError):
-        async with wrong:
+        async with user_client(sim, "guess"):
             pass
-    right = Client(sim.opcua_endpoint)
-    right.set_user("operator")
-    right.set_password("s3cret")
-    async with right:
-        assert (await read(right, "fsf.matte_temp")).StatusCode.is_good()
+    async with user_client(sim, "s3cret") as plain:
+        assert (await read(plain, "fsf.matte_temp")).StatusCode.is_good()
+
+
+def user_client(sim: PlantSim, password: str) -> Client:
+    client = Client(sim.opcua_endpoint, timeout=4)
+    client.set_user("operator")
+    client.set_password(password)
+    return client

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from simulators.heat import Inputs, TrueParameters, evaluate
+from simulators.heat import Concentrate, Inputs, TrueParameters, evaluate
 from simulators.plant import Plant, SetpointError
 from simulators.tags import ALL_TAGS
 
@@ -74,6 +74,7 @@ def test_feeds_follow_setpoints_with_a_lag() -> None:
     settle(plant, 0.5)
     assert plant.values["fsf.escrap_feed_rate"] == pytest.approx(20.0, abs=0.1)
     assert plant.values["kiln.feed_rate"] > 20  # the kiln feeds more: it burns organics off
+    assert plant.write_log == [(0.0, "fsf.escrap_feed_sp", 20.0)]
 
 
 def test_totalisers_integrate_exactly_the_published_rates() -> None:
@@ -150,3 +151,26 @@ def test_a_day_without_faults_stays_in_the_documented_ranges(seed: int) -> None:
     # the plant moves: drifting feeds and temperatures, not constants
     for tag in ("fsf.conc_feed_rate", "fsf.matte_temp", "offgas.so2_pct", "fsf.cw_shaft_t_out"):
         assert high[tag] - low[tag] > 0.5, tag
+
+
+def test_true_parameters_can_change_mid_run() -> None:
+    plant = Plant(seed=2)
+    before, grade = plant.margin_mw, plant.balance.matte_grade_pct
+    plant.with_params(shell_loss_mw=plant.params.shell_loss_mw + 2.0)
+    plant.step(1)
+    assert plant.margin_mw == pytest.approx(before - 2.0, abs=0.3)
+    richer = Concentrate(cu=0.295, fe=0.25, s=0.31, sio2=0.065)
+    plant.with_params(conc=richer)
+    plant.step(1)
+    assert plant.params.conc.s == pytest.approx(0.31, abs=0.002)
+    # the same oxygen on a more sulfidic ore: more FeS stays in the matte, the grade drops
+    assert plant.balance.matte_grade_pct < grade - 1
+
+
+def test_heartbeat_takes_integers_only() -> None:
+    plant = Plant()
+    plant.write("fsf.agent_heartbeat", 7.0)
+    assert plant.values["fsf.agent_heartbeat"] == 7
+    for bad in (7.5, math.nan, math.inf):
+        with pytest.raises(SetpointError, match=r"fsf\.agent_heartbeat"):
+            plant.write("fsf.agent_heartbeat", bad)

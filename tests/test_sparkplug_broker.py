@@ -4,7 +4,6 @@ with our generated protobuf."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -290,18 +289,28 @@ async def test_dcmd_goes_to_the_control_guard_and_its_refusal_is_reported(
 def test_ndeath_when_the_agent_is_killed_and_on_clean_exit(
     mosquitto: Mosquitto, host: Host, tmp_path: Path
 ) -> None:
+    """The real `edge-agent run` (its sources unreachable: that does not matter here)."""
+
     def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "tests.sparkplug_harness", str(mosquitto.port), str(tmp_path)],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
+        settings = {
+            "mqtt.port": mosquitto.port,
+            "mqtt.format": "sparkplug_b",
+            "mqtt.sparkplug.group_id": GROUP,
+            "mqtt.sparkplug.edge_node_id": NODE,
+            "agent.state_dir": tmp_path,
+            "health.enabled": "false",
+            "source.fsf.endpoint": "opc.tcp://127.0.0.1:9/",
+            "source.offgas.endpoint": "tcp://127.0.0.1:9",
+            "source.kiln.endpoint": "tcp://127.0.0.1:9",
+        }
+        sets = [arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]
+        cli = Path(sys.executable).parent / "edge-agent"
+        return subprocess.Popen([cli, "run", "--config", ROOT / "config/demo.toml", *sets])
 
     agent = start()
     try:
         got = host.wait_until("NBIRTH", lambda g: count(g, "NBIRTH") == 1)
         bd = next(s for s in got if s.verb == "NBIRTH").bd_seq
-        host.wait_until("data", lambda g: count(g, "DDATA") > 0)
         agent.send_signal(signal.SIGKILL)
         agent.wait(10)
         got = host.wait_until("NDEATH", lambda g: count(g, "NDEATH") == 1)
@@ -313,10 +322,44 @@ def test_ndeath_when_the_agent_is_killed_and_on_clean_exit(
         got = host.wait_until("NBIRTH 2", lambda g: count(g, "NBIRTH") == 2)
         assert [s for s in got if s.verb == "NBIRTH"][-1].bd_seq == bd + 1
         agent.send_signal(signal.SIGTERM)  # clean exit: MQTT 5 disconnect with will
-        assert agent.wait(10) == 0
+        assert agent.wait(30) == 0
         got = host.wait_until("NDEATH 2", lambda g: count(g, "NDEATH") == 2)
         assert [s for s in got if s.verb == "NDEATH"][-1].bd_seq == bd + 1
     finally:
         if agent.poll() is None:
             agent.kill()
             agent.wait()
+
+
+async def test_mqtt_311_clean_exit_publishes_ndeath_before_disconnecting(
+    mosquitto: Mosquitto, host: Host, tmp_path: Path
+) -> None:
+    async with running_edge(mosquitto.port, tmp_path, protocol="3.1.1") as run:
+        births = await seen(host, "births", lambda g: count(g, "DBIRTH") >= 3)
+        assert run.task is not None
+        run.task.cancel()  # what the supervisor does on shutdown
+        await asyncio.gather(run.task, return_exceptions=True)
+    got = await seen(host, "NDEATH", lambda g: count(g, "NDEATH") == 1)
+    death = next(s for s in got if s.verb == "NDEATH")
+    assert death.bd_seq == births[0].bd_seq
+    assert death.qos == 1
+
+
+async def test_next_server_command_moves_the_node_to_the_backup_broker(
+    mosquitto: Mosquitto, host: Host, tmp_path: Path
+) -> None:
+    with Mosquitto(tmp_path / "backup") as backup:
+        backup_host = Host(backup.host, backup.port, GROUP, NODE)
+        try:
+            backup_host.wait_subscribed()
+            servers = [f"{backup.host}:{backup.port}"]
+            async with running_edge(mosquitto.port, tmp_path, backup_servers=servers):
+                births = await seen(host, "births", lambda g: count(g, "DBIRTH") >= 3)
+                host.ncmd("Node Control/Next Server")
+                got = await seen(host, "NDEATH", lambda g: count(g, "NDEATH") == 1)
+                assert next(s for s in got if s.verb == "NDEATH").bd_seq == births[0].bd_seq
+                moved = await seen(backup_host, "backup births", lambda g: count(g, "DBIRTH") >= 3)
+                assert moved[0].verb == "NBIRTH"
+                assert moved[0].bd_seq == births[0].bd_seq + 1
+        finally:
+            backup_host.close()

@@ -27,6 +27,7 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -55,7 +56,7 @@ from edge_agent.kpi.heat_balance import (
 )
 from edge_agent.kpi.recycled_ratio import RatioTracker, Stream, ratio_pct, target_pct
 from edge_agent.kpi.state import load_json, save_json
-from edge_agent.kpi.units import tonnes_factor, tph_factor
+from edge_agent.kpi.units import UnitError, tonnes_factor, tph_factor
 from edge_agent.kpi.windows import NS, WINDOWS, Calendar, WindowSet
 from edge_agent.pipeline import SampleBus
 from edge_agent.samples import Quality, Sample, Value, now_ns
@@ -258,15 +259,12 @@ class KpiEngine:
         self.state_path = Path(cfg.agent.state_dir) / STATE_FILE
         now = now_ns()
         rr = cfg.kpi.recycled_ratio
-        self.calendar = (
-            Calendar(
-                ZoneInfo(cfg.agent.timezone),
-                tuple(datetime.strptime(s, "%H:%M").time() for s in rr.shifts) if rr else (),
-                rr.fiscal_year_start_month if rr else 4,
-            )
-            if rr
-            else Calendar(ZoneInfo(cfg.agent.timezone))
-        )
+        zone = ZoneInfo(cfg.agent.timezone)
+        self.calendar = Calendar(zone)
+        if rr is not None:
+            shifts = tuple(datetime.strptime(s, "%H:%M").time() for s in rr.shifts)
+            self.calendar = Calendar(zone, shifts, rr.fiscal_year_start_month)
+        self._check_units()
         self.ratio: RatioTracker | None = None
         self.streams: list[Stream] = []
         if rr is not None and rr.enabled:
@@ -291,6 +289,31 @@ class KpiEngine:
         self._last_calibration: int | None = None
         self.unexplained_mw = 0.0  # learnt by on-site calibration, see _calibrate
         self._lock = threading.Lock()  # compute and save run in worker threads
+
+    def _check_units(self) -> None:
+        """Fail at start, naming the key, if a mass or flow tag has a unit we cannot convert."""
+        checks: list[tuple[str, str, Callable[[str], float], str]] = []
+        rr, hb = self.cfg.kpi.recycled_ratio, self.cfg.kpi.heat_balance
+        for i, st in enumerate(rr.stream if rr else []):
+            checks.append(
+                (f"kpi.recycled_ratio.stream.{i}.rate_tag", st.rate_tag, tph_factor, "t/h")
+            )
+            if st.total_tag:
+                checks.append(
+                    (f"kpi.recycled_ratio.stream.{i}.total_tag", st.total_tag, tonnes_factor, "t")
+                )
+        if hb is not None:
+            checks.append(("kpi.heat_balance.conc_feed_tag", hb.conc_feed_tag, tph_factor, "t/h"))
+            checks.append(("kpi.heat_balance.fuel_flow_tag", hb.fuel_flow_tag, tph_factor, "kg/h"))
+            for i, r in enumerate(hb.recycled):
+                checks.append(
+                    (f"kpi.heat_balance.recycled.{i}.rate_tag", r.rate_tag, tph_factor, "t/h")
+                )
+        for key, tag, convert, default in checks:
+            try:
+                convert(self.units.get(tag) or default)
+            except UnitError as exc:
+                raise UnitError(f"{key}: tag {tag}: {exc}") from None
 
     # -- state -------------------------------------------------------------------------------
 
@@ -532,8 +555,13 @@ class KpiEngine:
             why = "; ".join(reasons) or (judged.reason or "no balance")
             out.append(Sample("kpi.advisor.validity", "hold", Quality.GOOD, now, now, why))
             out.append(Sample("kpi.advisor.reason", why, Quality.GOOD, now, now))
-            for tag in sp_tags.values():
-                out.append(Sample(advisor_tag(tag), None, Quality.BAD, now, now, why))
+            for tag in sp_tags.values():  # hold: keep the present setpoint where it reads Good
+                sp = snap.get(tag)
+                if sp is not None and sp.good and isinstance(sp.value, (int, float)):
+                    held = float(sp.value)
+                    out.append(Sample(advisor_tag(tag), held, Quality.UNCERTAIN, now, now, why))
+                else:
+                    out.append(Sample(advisor_tag(tag), None, Quality.BAD, now, now, why))
             return
         current = current_setpoints(self.cfg, snap, op)
         advice = advise(
@@ -727,3 +755,49 @@ def build_services(cfg: AgentConfig, store: TagStore, bus: SampleBus) -> list[Se
         return []
     engine = KpiEngine(cfg, store, bus)
     return [Service("kpi", engine.run)]
+
+
+def kpi_units(cfg: AgentConfig) -> dict[str, str]:
+    """Every `kpi.*` tag this configuration produces, with its unit ("" for text and counts)."""
+    units: dict[str, str] = {}
+    rr = cfg.kpi.recycled_ratio
+    if rr is not None and rr.enabled:
+        units.update({
+            "kpi.recycled_ratio.now": "%", "kpi.recycled_ratio.basis": "",
+            "kpi.recycled_ratio.target": "%", "kpi.recycled_ratio.gap": "pp",
+        })  # fmt: skip
+        for w in WINDOWS:
+            units[f"kpi.recycled_ratio.{w}"] = "%"
+            units[f"kpi.recycled_ratio.{w}_coverage"] = ""
+            units[f"kpi.recycled_ratio.{w}_gaps"] = ""
+            units[f"kpi.recycled_ratio.{w}_resets"] = ""
+            if rr.cu_basis:
+                units[f"kpi.recycled_ratio.cu.{w}"] = "%"
+    hb = cfg.kpi.heat_balance
+    if hb is not None and hb.enabled:
+        by_suffix = {"mw": "MW", "nm3h": "Nm³/h", "tph": "t/h", "pct": "%"}
+        heat = [*balance_values(None), "kpi.heat.unexplained_mw", "kpi.heat_margin_calibrated_mw"]
+        units.update({tag: by_suffix[tag.rsplit("_", 1)[1]] for tag in heat})
+    adv = cfg.kpi.advisor
+    if adv is not None and adv.enabled and hb is not None:
+        units.update(dict.fromkeys(("kpi.advisor.validity", "kpi.advisor.reason"), ""))
+        units["kpi.advisor.policy"] = ""
+        tags = cfg.tags()
+        for tag in setpoint_tags(cfg).values():
+            units[advisor_tag(tag)] = tags[tag].unit if tag in tags else ""
+        for r in hb.recycled:
+            units[f"kpi.advisor.{r.name}_heat_demand_gj_t"] = "GJ/t"
+            units[f"kpi.advisor.{r.name}_absorbable_tph"] = "t/h"
+    co2 = cfg.kpi.co2
+    if co2 is not None and co2.enabled:
+        units["kpi.co2.tph"] = "t/h"
+        units.update(dict.fromkeys(("kpi.co2.per_t_input", "kpi.co2.per_t_cu"), "t/t"))
+        for f in co2.fuel:
+            units[f"kpi.co2.{f.name}_tph"] = "t/h"
+        if co2.kiln_feed_tag:
+            units["kpi.co2.kiln_burnoff_tph"] = "t/h"
+        for w in WINDOWS:
+            units[f"kpi.co2.{w}_t"] = "t"
+            units[f"kpi.co2.{w}_per_t_input"] = "t/t"
+            units[f"kpi.co2.{w}_per_t_cu"] = "t/t"
+    return units

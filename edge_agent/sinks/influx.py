@@ -31,6 +31,7 @@ mark the sink unhealthy and log an alert on every attempt; unreachable servers a
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
 import gzip
 import math
@@ -138,25 +139,22 @@ class V1Writer:
         if settings.rp:
             params["rp"] = settings.rp
         self._params = params
-        self._auth = (
-            aiohttp.BasicAuth(settings.username, password or "")
-            if settings.username is not None
-            else None
-        )
+        self._headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if settings.username is not None:
+            credentials = f"{settings.username}:{password or ''}".encode()
+            self._headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode()
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=settings.timeout_s), trust_env=False
         )
 
     async def write(self, lines: Sequence[str]) -> None:
         body = ("\n".join(lines) + "\n").encode()
-        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        headers = dict(self._headers)
         if self.settings.gzip:
             body = await asyncio.to_thread(gzip.compress, body, 1)
             headers["Content-Encoding"] = "gzip"
         url = self.settings.url.rstrip("/") + "/write"
-        async with self._session.post(
-            url, params=self._params, data=body, headers=headers, auth=self._auth
-        ) as resp:
+        async with self._session.post(url, params=self._params, data=body, headers=headers) as resp:
             if resp.status // 100 == 2:
                 return
             text = await resp.text(errors="replace")
@@ -268,6 +266,7 @@ class InfluxSink:
                 backoff = self.settings.retry_min_s
                 continue
             self.state.retries_total += 1
+            self.state.progress += 1  # a retry is the loop alive: not a hang for the watchdog
             await asyncio.sleep(delay)
             backoff = min(backoff * 2, self.settings.retry_max_s)
 

@@ -237,7 +237,10 @@ class MqttConnection:
     def _on_pre_connect(self, client: mqtt.Client, userdata: Any) -> None:
         if self._attempt_failed and len(self._servers) > 1:
             self._server_index = (self._server_index + 1) % len(self._servers)
-            client.host, client.port = self._servers[self._server_index]
+            # paho has no list of servers, and its `host` setter refuses while a connection
+            # attempt is under way (which is where this callback runs): set what the attempt
+            # is about to use, as connect_async() itself does.
+            client._host, client._port = self._servers[self._server_index]
         self._attempt_failed = True  # until a CONNACK says otherwise
         will = self._will() if self._will is not None else None
         if will is None:

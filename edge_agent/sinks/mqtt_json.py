@@ -30,13 +30,14 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
 from edge_agent.config import AgentConfig, MqttSection
+from edge_agent.kpi.engine import kpi_units
 from edge_agent.outbox import Batch, Outbox
 from edge_agent.samples import Quality, Sample, iso_utc
 from edge_agent.sinks.mqtt_connection import MqttConnection, MqttError, Will
@@ -46,6 +47,7 @@ log = structlog.get_logger("edge_agent.sinks.mqtt")
 
 BATCH_SCHEMA = "edge-agent/batch/1"
 IDLE_WAKEUP_S = 5.0
+DISCONNECTED_CHECK_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +181,7 @@ class MqttJsonSink:
         self.cursor = outbox.cursor(self.name)
         self.state = SinkState(self.name, cursor=self.cursor)
         units = {tag_id: tag.unit for tag_id, tag in cfg.tags().items() if tag.unit}
+        units.update({tag: unit for tag, unit in kpi_units(cfg).items() if unit})
         self.encoder = JsonEncoder(self.settings, cfg.agent.site, units)
         self.status_topic = self.encoder.status_topic(cfg.agent.instance_id)
         self.connection: MqttConnection | None = None
@@ -211,11 +214,9 @@ class MqttJsonSink:
             self.state.samples_suppressed_total = self.encoder.suppressed
             while True:
                 if not conn.connected.is_set():
-                    self.state.state = "disconnected"
-                    self.state.detail = conn.last_error
-                    await conn.connected.wait()
+                    await self._while_connected(conn, conn.connected.wait())
                 try:
-                    await self._publish_all(conn, messages)
+                    await self._while_connected(conn, self._publish_all(conn, messages))
                 except MqttError as exc:
                     self.state.fail("refused", str(exc))
                     self.state.retries_total += 1
@@ -227,6 +228,24 @@ class MqttJsonSink:
                 break
             await self.cursor.ack(batches[-1].id)
             self.state.confirmed(len(batches), sum(len(b.samples) for b in batches))
+
+    async def _while_connected(self, conn: MqttConnection, work: Awaitable[Any]) -> None:
+        """Await `work`; while the broker is unreachable, report it and count the wait as progress.
+
+        paho resends unconfirmed messages after a reconnect, so waiting is right; but /healthz
+        must show the outage, and the systemd watchdog must not take a broker outage for a hung
+        sink (it would restart the agent for nothing).
+        """
+        task = asyncio.ensure_future(work)
+        try:
+            while not (await asyncio.wait({task}, timeout=DISCONNECTED_CHECK_S))[0]:
+                if not conn.connected.is_set():
+                    self.state.state, self.state.healthy = "disconnected", False
+                    self.state.detail = conn.last_error or "broker unreachable"
+                    self.state.progress += 1
+            task.result()
+        finally:
+            task.cancel()
 
     async def _publish_all(self, conn: MqttConnection, messages: Sequence[Message]) -> None:
         """Publish everything (paho keeps up to max_inflight on the wire), then await PUBACKs."""

@@ -33,7 +33,7 @@ import structlog
 
 from edge_agent.config import AgentConfig, MqttSection
 from edge_agent.health import StatusBoard
-from edge_agent.outbox import Outbox
+from edge_agent.outbox import Batch, Cursor, Outbox
 from edge_agent.samples import Sample, now_ns
 from edge_agent.sinks.mqtt_connection import MqttConnection, Will
 from edge_agent.sinks.state import SinkState
@@ -60,20 +60,6 @@ SINK_NAME = "mqtt"
 
 
 # ------------------------------------------------------------------------- what we plug into
-
-
-class BatchLike(Protocol):
-    @property
-    def id(self) -> int: ...
-    @property
-    def samples(self) -> list[Sample]: ...
-
-
-class BatchCursor(Protocol):
-    """The outbox cursor (edge_agent.outbox.Cursor): oldest unacknowledged batches, then ack."""
-
-    async def read(self, max_samples: int = ...) -> Sequence[BatchLike]: ...
-    async def ack(self, batch_id: int) -> None: ...
 
 
 class DcmdOutcome(Protocol):
@@ -127,7 +113,7 @@ class SparkplugEdgeNode:
         edge_node_id: str,
         bdseq: BdSeqStore,
         catalogue: Catalogue,
-        cursor: BatchCursor,
+        cursor: Cursor,
         current: Callable[[], Mapping[str, Sample]],
         dcmd: DcmdHandler | None = None,
         password: str | None = None,
@@ -154,7 +140,7 @@ class SparkplugEdgeNode:
         self._connect_bd = 0  # bdSeq of the will of the latest CONNECT (set in paho's thread)
         self._session_bd: int | None = None
         self._served_generation = -1
-        self._read: asyncio.Task[Sequence[BatchLike]] | None = None
+        self._read: asyncio.Task[list[Batch]] | None = None
         self._dcmd_tasks: set[asyncio.Task[None]] = set()
         self.connection: MqttConnection | None = None  # the current one, for health and tests
         self.state = state or SinkState(SINK_NAME)
@@ -224,17 +210,29 @@ class SparkplugEdgeNode:
     async def _leave(self, conn: MqttConnection) -> None:
         """Intentional disconnect: hosts must see an NDEATH (spec: before the DISCONNECT)."""
         self.node.end_session()
+        with_will = False
         if conn.connected.is_set() and self._session_bd is not None:
             if conn.v5:
-                await conn.close(with_will=True)  # 0x04: the broker publishes our NDEATH will
+                with_will = True  # 0x04: the broker publishes our NDEATH will
                 self.log.info("sparkplug_ndeath_sent", bd_seq=self._session_bd, via="will")
-                return
-            death = self.node.death()
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(5.0):
-                    await conn.publish(death.topic, death.payload, qos=1)
-                self.log.info("sparkplug_ndeath_sent", bd_seq=self._session_bd, via="publish")
-        await conn.close()
+            else:
+                await self._publish_death(conn)
+        try:
+            await conn.close(with_will=with_will)
+        except Exception:  # paho can trip over its own thread ending first: nothing to undo
+            self.log.warning("sparkplug_close_failed", exc_info=True)
+
+    async def _publish_death(self, conn: MqttConnection) -> None:
+        """MQTT 3.1.1 has no disconnect-with-will: publish the NDEATH and wait for its PUBACK."""
+        death = self.node.death()
+        try:
+            async with asyncio.timeout(5.0):
+                await conn.publish(death.topic, death.payload, qos=1)
+        except Exception as exc:
+            # The DISCONNECT that follows cancels the will too: hosts miss this death.
+            self.log.warning("sparkplug_ndeath_failed", error=repr(exc))
+        else:
+            self.log.info("sparkplug_ndeath_sent", bd_seq=self._session_bd, via="publish")
 
     # ------------------------------------------------------------------------------- session
 
@@ -363,7 +361,11 @@ class SparkplugEdgeNode:
     async def _write(self, command: DeviceWrite) -> None:
         """Ask the control path; its answer becomes a log line and an NDATA for the host."""
         tag, value = command.tag, command.value
-        outcome = await self._dcmd(tag, value, command.timestamp_ns, None)
+        try:
+            outcome = await self._dcmd(tag, value, command.timestamp_ns, None)
+        except Exception as exc:  # a bug in the control path must not pass for a refusal
+            self.log.exception("sparkplug_dcmd_failed", tag=tag)
+            outcome = Refused("failed", "internal_error", repr(exc))
         emit = self.log.info if outcome.result == "written" else self.log.warning
         emit("sparkplug_dcmd", tag=tag, value=value, result=outcome.result,
              reason=outcome.reason, detail=outcome.detail)  # fmt: skip
@@ -386,7 +388,7 @@ class SparkplugEdgeNode:
             self._read = asyncio.create_task(self._cursor.read(self.settings.max_samples_per_read))
             self._read.add_done_callback(lambda _t: self._wake.set())
 
-    def _ready_batches(self) -> Sequence[BatchLike] | None:
+    def _ready_batches(self) -> list[Batch] | None:
         if self._read is None or not self._read.done():
             return None
         task, self._read = self._read, None
