@@ -6,8 +6,9 @@ requests for devices that need breathing room.
 
 The library's defaults (3 s timeout, 3 retries: 12 s per request) are sized for interactive use;
 a poller must notice a dead device within one poll interval, so the timeout is at most the poll
-interval and the retries come from the source config. The client's own reconnect loop is turned
-off: the acquisition layer supervises reconnects and throws the client away on each one.
+interval (but not below 250 ms) and the retries come from the source config. The client's own
+reconnect loop is turned off: the acquisition layer supervises reconnects and throws the client
+away on each one.
 
 Modbus has no source timestamp: samples carry `source_ns=None`, and the acquisition time (when
 the response arrived) stands in for it.
@@ -17,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import struct
 from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
@@ -31,6 +34,11 @@ from edge_agent.config import ModbusSource, ModbusTag
 from edge_agent.samples import Quality, Sample, Value, now_ns
 
 log = structlog.get_logger(__name__)
+
+MIN_TIMEOUT_S = 0.25
+
+# What a request came back with: the response, or a reason its tags are Bad ("timeout", ...).
+_Outcome = Any
 
 EXCEPTION_NAMES = {
     1: "illegal_function",
@@ -67,11 +75,13 @@ class ModbusDriver:
         self.plan = ReadPlan(source.tag, source.max_gap, source.max_registers)
         self._tags = {t.id: t for t in source.tag}
         self._client: AsyncModbusTcpClient | None = None
+        self._decoders: dict[ReadRequest, list[tuple[str, int, modbus_codec.BlockDecoder]]] = {}
         self._log = log.bind(source=source.name)
 
     @property
     def timeout_s(self) -> float:
-        return min(self.source.timeout_s, self.source.poll_interval_s)
+        """At most the poll interval (a dead device shows within one cycle), at least 250 ms."""
+        return min(self.source.timeout_s, max(self.source.poll_interval_s, MIN_TIMEOUT_S))
 
     async def connect(self) -> None:
         await self.close()
@@ -97,18 +107,24 @@ class ModbusDriver:
             self._client = None
 
     async def read(self) -> list[Sample]:
+        """Every request of the plan, in order, one in flight at a time.
+
+        A unit id that timed out is not asked again in the same cycle (its tags are Bad
+        "timeout"): a silent device behind a gateway costs one timeout per cycle, not one per
+        request.
+        """
         samples: list[Sample] = []
-        silent: set[int] = set()  # unit ids that timed out this cycle: don't wait on them again
+        silent: set[int] = set()
         for i, request in enumerate(list(self.plan.requests)):
             if request.unit_id in silent:
                 samples.extend(_bad(request, "timeout"))
                 continue
             if i and self.source.pacing_ms:
                 await asyncio.sleep(self.source.pacing_ms / 1000)
-            result = await self._read_request(request)
-            if result and result[0].reason == "timeout":
+            outcome = await self._fetch(request)
+            if outcome == "timeout":
                 silent.add(request.unit_id)
-            samples.extend(result)
+            samples.extend(self._interpret(request, outcome))
         return samples
 
     def _connected_client(self) -> AsyncModbusTcpClient:
@@ -116,7 +132,8 @@ class ModbusDriver:
             raise DriverConnectionError(f"Modbus connection to {self.host}:{self.port} is lost")
         return self._client
 
-    async def _read_request(self, request: ReadRequest) -> list[Sample]:
+    async def _fetch(self, request: ReadRequest) -> _Outcome:
+        """The response to one request, or why there is none; raises if the link is gone."""
         client = self._connected_client()
         read = {
             "coil": client.read_coils,
@@ -134,13 +151,19 @@ class ModbusDriver:
             # No answer within timeout and retries. A dead link shows as a closed client; a
             # silent unit id behind a gateway costs only its own tags.
             self._connected_client()
-            return _bad(request, "timeout")
+            return "timeout"
         except ModbusException as exc:
-            return _bad(request, f"modbus_error: {exc}")
+            return f"modbus_error: {exc}"
+        return response
+
+    def _interpret(self, request: ReadRequest, outcome: _Outcome) -> list[Sample]:
         acq = now_ns()
-        if response.isError():
-            reason = exception_reason(response.exception_code)
+        if isinstance(outcome, str):
+            return _bad(request, outcome, acq)
+        if outcome.isError():
+            reason = exception_reason(outcome.exception_code)
             split = self.plan.split(request)
+            self._decoders.pop(request, None)
             self._log.warning(
                 "modbus_exception_reply",
                 unit_id=request.unit_id,
@@ -151,7 +174,15 @@ class ModbusDriver:
                 splitting=split,
             )
             return _bad(request, reason, acq)
-        return _decode(request, response.bits if request.bits else response.registers, acq)
+        if request.bits:
+            return _decode_bits(request, outcome.bits, acq)
+        decoders = self._decoders.get(request)
+        if decoders is None:
+            decoders = self._decoders[request] = [
+                (t.id, 2 * (t.address - request.start), modbus_codec.block_decoder(t))
+                for t in request.tags
+            ]
+        return _decode_block(decoders, outcome.registers, request, acq)
 
     async def write(self, tag_id: str, value: Value) -> None:
         tag = self._tags.get(tag_id)
@@ -195,17 +226,29 @@ def _bad(request: ReadRequest, reason: str, acq: int | None = None) -> list[Samp
     return [Sample(t.id, None, Quality.BAD, acq, None, reason) for t in request.tags]
 
 
-def _decode(request: ReadRequest, words: Sequence[int] | Sequence[bool], acq: int) -> list[Sample]:
+def _decode_bits(request: ReadRequest, bits: Sequence[bool], acq: int) -> list[Sample]:
+    if len(bits) < request.count:
+        return _bad(request, "short_response", acq)
+    return [
+        Sample(t.id, bool(bits[t.address - request.start]), Quality.GOOD, acq) for t in request.tags
+    ]
+
+
+def _decode_block(
+    decoders: list[tuple[str, int, modbus_codec.BlockDecoder]],
+    registers: Sequence[int],
+    request: ReadRequest,
+    acq: int,
+) -> list[Sample]:
+    if len(registers) < request.count:
+        return _bad(request, "short_response", acq)
+    block = struct.pack(f">{len(registers)}H", *registers)
     samples = []
-    for tag in request.tags:
-        offset = tag.address - request.start
-        chunk = words[offset : offset + tag.registers]
-        if len(chunk) < tag.registers:
-            samples.append(Sample(tag.id, None, Quality.BAD, acq, None, "short_response"))
-            continue
-        value = bool(chunk[0]) if request.bits else modbus_codec.decode(tag, chunk)  # type: ignore[arg-type]
+    good = Quality.GOOD
+    for tag_id, at, decode in decoders:
+        value = decode(block, at)
         if isinstance(value, float) and not math.isfinite(value):
-            samples.append(Sample(tag.id, None, Quality.BAD, acq, None, "not_finite"))
-            continue
-        samples.append(Sample(tag.id, value, Quality.GOOD, acq))
+            samples.append(Sample(tag_id, None, Quality.BAD, acq, None, "not_finite"))
+        else:
+            samples.append(Sample(tag_id, value, good, acq))
     return samples

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from drivers.base import WriteRefused
 from edge_agent.config import ModbusTag
@@ -67,6 +67,40 @@ def decode(tag: ModbusTag, registers: Sequence[int]) -> Value:
     if tag.scale == 1.0 and tag.offset == 0.0:
         return raw  # type: ignore[no-any-return]
     return float(raw) * tag.scale + tag.offset
+
+
+BlockDecoder = Callable[[bytes, int], Value]
+
+
+def block_decoder(tag: ModbusTag) -> BlockDecoder:
+    """A decoder of the tag's value at a byte offset of a block of registers packed big-endian.
+
+    Built once per tag: a poller decodes thousands of values a second, and one precompiled
+    `struct` call per value (where the byte order allows it) costs a fraction of `decode`.
+    """
+    direct = _direct_struct(tag)
+    if direct is None:
+        words = struct.Struct(f">{tag.registers}H")
+        return lambda block, at: decode(tag, words.unpack_from(block, at))
+    unpack = direct.unpack_from
+    if tag.scale == 1.0 and tag.offset == 0.0:
+        return lambda block, at: unpack(block, at)[0]  # type: ignore[no-any-return]
+    scale, offset = tag.scale, tag.offset
+    return lambda block, at: float(unpack(block, at)[0]) * scale + offset
+
+
+def _direct_struct(tag: ModbusTag) -> struct.Struct | None:
+    """A struct that reads the value straight from the block: big- or little-endian layouts."""
+    code = _STRUCT.get(tag.type)
+    if code is None:
+        return None
+    if tag.registers == 1:
+        return struct.Struct((">" if tag.byte_order in ("ABCD", "CDAB") else "<") + code)
+    if tag.byte_order == "ABCD":
+        return struct.Struct(">" + code)
+    if tag.byte_order == "DCBA":
+        return struct.Struct("<" + code)
+    return None
 
 
 def encode(tag: ModbusTag, value: Value) -> list[int]:

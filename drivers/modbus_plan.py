@@ -23,9 +23,12 @@ from edge_agent.config import ModbusTable, ModbusTag
 MAX_BITS = 2000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class ReadRequest:
-    """One Modbus read: `count` registers (or bits) from `start`, serving `tags`."""
+    """One Modbus read: `count` registers (or bits) from `start`, serving `tags`.
+
+    Compared and hashed by identity: the driver keys its precompiled decoders by request.
+    """
 
     unit_id: int
     table: ModbusTable

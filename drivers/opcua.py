@@ -140,6 +140,7 @@ class _Session:
         self.max_read = DEFAULT_BATCH
         self.max_monitored = DEFAULT_BATCH
         self.max_translate = DEFAULT_BATCH
+        self.monitored_calls = 0  # CreateMonitoredItems requests made (batches)
 
     # ------------------------------------------------------------------------------- setup
 
@@ -211,6 +212,7 @@ class _Session:
             for start in range(0, len(indices), self.max_monitored):
                 chunk = indices[start : start + self.max_monitored]
                 results = await sub.create_monitored_items([self._item(i, group) for i in chunk])
+                self.monitored_calls += 1
                 for i, result in zip(chunk, results, strict=True):
                     if isinstance(result, ua.StatusCode):
                         self.failed[i] = result.name
@@ -412,9 +414,10 @@ class OpcUaDriver:
 
     async def _open_client(self) -> Client:
         src = self.source
-        client = Client(
-            src.endpoint, timeout=src.timeout_s, watchdog_intervall=min(1.0, src.poll_interval_s)
-        )
+        # The library's watchdog reads the server state every interval with that as timeout:
+        # shorter than a request may take on a busy server, it would report false losses.
+        watchdog_s = max(1.0, src.timeout_s)
+        client = Client(src.endpoint, timeout=src.timeout_s, watchdog_intervall=watchdog_s)
         client.name = client.description = f"edge-agent {src.name}"
         client.session_timeout = 60_000
         try:

@@ -37,6 +37,8 @@ log = structlog.get_logger(__name__)
 RECONNECT_INITIAL_S = 0.25
 # With jitter the longest wait is the cap; connect and first read must fit in the rest of 10 s.
 RECONNECT_CAP_S = 5.0
+# A source that overruns usually does so every cycle: log the first, then a count each minute.
+OVERRUN_LOG_EVERY_S = 60.0
 
 DriverFactory = Callable[[Source], Driver]
 
@@ -166,6 +168,7 @@ class SourcePoller:
                 await self._poll(driver)
             except DriverConnectionError as exc:
                 self.stats.connection_losses += 1
+                failures = 1  # logged loudly here; the reconnect attempts that follow, quietly
                 await self._lost(exc, loud=True)
             finally:
                 self._driver = None
@@ -201,6 +204,7 @@ class SourcePoller:
         loop = asyncio.get_running_loop()
         interval = self.source.poll_interval_s
         deadline = loop.time()
+        last_overrun_log = -OVERRUN_LOG_EVERY_S
         while True:
             started = time.perf_counter()
             samples = await driver.read()
@@ -217,12 +221,14 @@ class SourcePoller:
                 missed = int((now - deadline) // interval) + 1
                 deadline += missed * interval
                 self.stats.overruns += missed
-                self.log.warning(
-                    "source_overrun",
-                    read_s=round(elapsed, 3),
-                    interval_s=interval,
-                    overruns=self.stats.overruns,
-                )
+                if now - last_overrun_log >= OVERRUN_LOG_EVERY_S:
+                    last_overrun_log = now
+                    self.log.warning(
+                        "source_overrun",
+                        read_s=round(elapsed, 3),
+                        interval_s=interval,
+                        overruns=self.stats.overruns,
+                    )
             await asyncio.sleep(deadline - now)
 
 

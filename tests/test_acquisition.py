@@ -162,3 +162,7 @@ def test_backoff_is_capped_with_jitter() -> None:
     delays = [b.next_delay() for _ in range(10)]
     assert all(0 < d <= 5.0 for d in delays)
     assert delays[-1] >= 4.0
+
+
+def test_backoff_cap_fits_the_10_s_recovery_promise() -> None:
+    assert Backoff().cap_s <= 6.0

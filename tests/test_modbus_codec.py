@@ -9,7 +9,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from drivers.base import WriteRefused
-from drivers.modbus_codec import bytes_to_registers, decode, encode, registers_to_bytes
+from drivers.modbus_codec import (
+    block_decoder,
+    bytes_to_registers,
+    decode,
+    encode,
+    registers_to_bytes,
+)
 from edge_agent.config import ModbusTag
 
 
@@ -108,3 +114,20 @@ def test_writes_refuse_what_the_type_cannot_hold() -> None:
 @given(st.binary(min_size=8, max_size=8), st.sampled_from(["ABCD", "CDAB", "BADC", "DCBA"]))
 def test_reordering_round_trips(data: bytes, order: str) -> None:
     assert registers_to_bytes(bytes_to_registers(data, order), order) == data
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"type": t, "byte_order": o, **extra}
+        for t in ("int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64")
+        for o in ("ABCD", "CDAB", "BADC", "DCBA")
+        for extra in ({}, {"scale": 0.5, "offset": 3.0})
+    ]
+    + [{"type": "bit", "bit": 3}, {"type": "bool"}, {"type": "string", "length": 2}],
+)
+def test_block_decoder_agrees_with_decode(kw: dict[str, object]) -> None:
+    t = tag(**kw)
+    words = [0x4142, 0x8C01, 0x7F00, 0x0A0B][: t.registers]
+    block = struct.pack(">3H", 1, 2, 3) + struct.pack(f">{len(words)}H", *words)
+    assert block_decoder(t)(block, 6) == decode(t, words)

@@ -7,8 +7,9 @@ import uuid
 import pytest
 from asyncua import ua
 
-from drivers.opcua import datetime_ns, quality_of
+from drivers.opcua import OpcUaDriver, _Session, datetime_ns, quality_of
 from drivers.opcua_nodes import BrowsePathRef, NodeIdRef, NodeRefError, parse_node_ref
+from edge_agent.config import OpcUaSource, SubscriptionGroup
 from edge_agent.samples import Quality
 
 NAMESPACES = ["http://opcfoundation.org/UA/", "urn:other", "urn:smelter:sim"]
@@ -89,3 +90,21 @@ def test_datetimes_become_epoch_nanoseconds() -> None:
     assert datetime_ns(datetime(1970, 1, 1, 0, 0, 1)) == 1_000_000_000
     assert datetime_ns(None) is None
     assert datetime_ns(datetime(1601, 1, 1)) is None
+
+
+def test_percent_deadband_is_requested_as_such() -> None:
+    """asyncua's own server ignores percent deadbands (it logs "not implemented"), so the
+    simulator cannot show one working; what we can check is that we ask for it correctly."""
+    group = SubscriptionGroup.model_validate(
+        {"name": "pct", "deadband": "percent", "deadband_value": 2.5, "queue_size": 4}
+    )
+    src = OpcUaSource.model_validate(
+        {"name": "fsf", "protocol": "opcua", "endpoint": "opc.tcp://127.0.0.1:1/",
+         "tag": [{"id": "fsf.x", "node": "ns=2;s=x"}]}
+    )  # fmt: skip
+    session = _Session(OpcUaDriver(src), None, src.tag)  # type: ignore[arg-type]
+    session.node_ids[0] = ua.NodeId("x", 2)
+    item = session._item(0, group)
+    flt = item.RequestedParameters.Filter
+    assert (flt.DeadbandType, flt.DeadbandValue) == (2, 2.5)
+    assert item.RequestedParameters.QueueSize == 4

@@ -1,0 +1,313 @@
+"""Acquisition benchmark: tags per second through the agent's acquisition layer, against the raw
+library rate with the same batch plan, on the same simulator, in the same run.
+
+    python -m bench.acquisition [--sizes 100,1000,10000] [--seconds 4] [--no-write]
+
+The simulator (`python -m simulators.cli`) runs in its own process with N synthetic tags, so
+that the server does not share the client's event loop. For each N and protocol:
+
+- raw OPC UA: asyncua `Client.read_attributes` over the same batches the driver makes
+  (the server's MaxNodesPerRead), back to back;
+- raw Modbus: pymodbus block reads of the planner's requests (125 registers), back to back;
+- layer: a `SourcePoller` with a 1 µs interval (so it reads back to back, as raw does) that
+  decodes, builds Samples, applies quality rules and publishes them to a SampleBus/TagStore.
+
+Rates are tags delivered per wall second over the measured window, after one warm-up read.
+Raw and layer runs alternate, twice each, and the better of each pair is kept, which evens out
+what the other engineers' processes do to a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+from asyncua import ua
+from asyncua.client.client import Client
+from pymodbus.client import AsyncModbusTcpClient
+
+from drivers.modbus_plan import ReadPlan
+from drivers.opcua import OpcUaDriver
+from edge_agent.acquisition import SourcePoller
+from edge_agent.config import AgentConfig, ModbusSource, OpcUaSource
+from edge_agent.pipeline import SampleBus
+from edge_agent.tagstore import TagStore
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "performance.md"
+BEGIN, END = "<!-- bench.acquisition:begin -->", "<!-- bench.acquisition:end -->"
+
+
+@dataclass
+class Row:
+    protocol: str
+    tags: int
+    sessions: int
+    batches: int
+    raw_tps: float
+    layer_tps: float
+
+    @property
+    def ratio(self) -> float:
+        return self.layer_tps / self.raw_tps if self.raw_tps else 0.0
+
+
+# --------------------------------------------------------------------------------- simulator
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class SimProcess:
+    def __init__(self, tags: int) -> None:
+        self.opcua_port, self.modbus_port = free_port(), free_port()
+        self.tags = tags
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def opcua(self) -> str:
+        return f"opc.tcp://127.0.0.1:{self.opcua_port}/smelter/"
+
+    @property
+    def modbus(self) -> str:
+        return f"tcp://127.0.0.1:{self.modbus_port}"
+
+    async def __aenter__(self) -> SimProcess:
+        self.proc = subprocess.Popen(  # noqa: ASYNC220 (started once, before measuring)
+            [sys.executable, "-m", "simulators.cli", "--opcua-port", str(self.opcua_port),
+             "--modbus-port", str(self.modbus_port), "--synthetic-tags", str(self.tags),
+             "--synthetic-rate-hz", "1"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"simulator exited with {self.proc.returncode}")
+            try:
+                client = Client(self.opcua, timeout=2)
+                await client.connect()
+                await client.disconnect()
+                _, writer = await asyncio.open_connection("127.0.0.1", self.modbus_port)
+                writer.close()
+                return self
+            except (OSError, TimeoutError, ua.UaError):
+                await asyncio.sleep(0.5)
+        raise RuntimeError("simulator did not come up within 120 s")
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+# ------------------------------------------------------------------------------------- cases
+
+
+async def rate(read_once: Callable[[], Awaitable[int]], seconds: float) -> float:
+    await read_once()  # warm-up
+    tags, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        tags += await read_once()
+    return tags / elapsed
+
+
+async def raw_opcua(src: OpcUaSource, seconds: float) -> tuple[float, int]:
+    """asyncua read_attributes over the batches the driver would make on this server."""
+    probe = OpcUaDriver(src)
+    await probe.connect()
+    session = probe._sessions[0]  # the batch plan the agent uses, from the server's limit
+    batch = session.max_read
+    node_ids = list(session.node_ids)
+    await probe.close()
+    client = Client(src.endpoint, timeout=src.timeout_s)
+    await client.connect()
+    try:
+        nodes = [client.get_node(n) for n in node_ids]
+        batches = [nodes[i : i + batch] for i in range(0, len(nodes), batch)]
+
+        async def read_once() -> int:
+            n = 0
+            for b in batches:
+                n += len(await client.read_attributes(b))
+            return n
+
+        return await rate(read_once, seconds), len(batches)
+    finally:
+        await client.disconnect()
+
+
+async def raw_modbus(src: ModbusSource, seconds: float) -> tuple[float, int]:
+    """pymodbus block reads of the planner's requests."""
+    plan = ReadPlan(src.tag, src.max_gap, src.max_registers)
+    host, port = src.endpoint.removeprefix("tcp://").split(":")
+    client = AsyncModbusTcpClient(host, port=int(port), timeout=src.timeout_s, retries=src.retries)
+    await client.connect()
+    try:
+
+        async def read_once() -> int:
+            n = 0
+            for r in plan.requests:
+                response = await client.read_holding_registers(
+                    r.start, count=r.count, device_id=r.unit_id
+                )
+                assert not response.isError()
+                n += len(r.tags)
+            return n
+
+        return await rate(read_once, seconds), len(plan.requests)
+    finally:
+        client.close()
+
+
+async def layer(src: OpcUaSource | ModbusSource, seconds: float) -> float:
+    """The acquisition layer, back to back: driver, Samples, quality gate, bus, TagStore."""
+    store = TagStore()
+    poller = SourcePoller(src.model_copy(update={"poll_interval_s": 1e-6}), SampleBus(store))
+    task = asyncio.create_task(poller.run())
+    try:
+        async with asyncio.timeout(120):
+            while poller.stats.reads < 2:  # noqa: ASYNC110 (connected and warmed up)
+                await asyncio.sleep(0.01)
+        samples, start = poller.stats.samples, time.perf_counter()
+        await asyncio.sleep(seconds)
+        delivered, elapsed = poller.stats.samples - samples, time.perf_counter() - start
+        if poller.stats.connection_losses:
+            raise RuntimeError(f"{src.name}: connection lost during the benchmark")
+        return delivered / elapsed
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def measure(n: int, seconds: float, sharded: int) -> list[Row]:
+    rows = []
+    async with SimProcess(n) as sim:
+        cfg = _synthetic(sim, n)
+        opcua = next(s for s in cfg.source if isinstance(s, OpcUaSource))
+        modbus = next(s for s in cfg.source if isinstance(s, ModbusSource))
+        for sessions in sorted({1, sharded if n >= 10000 else 1}):
+            src = opcua.model_copy(update={"sessions": sessions})
+            raws, layers, batches = [], [], 0
+            for _ in range(2):
+                r, batches = await raw_opcua(opcua, seconds)
+                raws.append(r)
+                layers.append(await layer(src, seconds))
+            rows.append(Row("OPC UA", n, sessions, batches, max(raws), max(layers)))
+        raws, layers, batches = [], [], 0
+        for _ in range(2):
+            r, batches = await raw_modbus(modbus, seconds)
+            raws.append(r)
+            layers.append(await layer(modbus, seconds))
+        rows.append(Row("Modbus TCP", n, 1, batches, max(raws), max(layers)))
+    return rows
+
+
+def _synthetic(sim: SimProcess, n: int) -> AgentConfig:
+    from simulators.agent_config import synthetic_config
+
+    return AgentConfig.model_validate(synthetic_config(sim.opcua, sim.modbus, n))
+
+
+# ------------------------------------------------------------------------------------ report
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        if m := re.search(r"^model name\s*:\s*(.+)$", text, re.M):
+            cpu = m.group(1).strip()
+    except OSError:
+        pass
+    from importlib.metadata import version
+
+    return (
+        f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {cpu}; "
+        f"Python {platform.python_version()}, asyncua {version('asyncua')}, "
+        f"pymodbus {version('pymodbus')}; {platform.system()} {platform.release()}"
+    )
+
+
+def render(rows: list[Row], seconds: float) -> str:
+    lines = [
+        "## Acquisition (issue 4)",
+        "",
+        "`python -m bench.acquisition`: tags per second through the acquisition layer (driver,",
+        "Samples, quality rules, SampleBus, TagStore) against the raw library rate (asyncua",
+        "`read_attributes`, pymodbus block reads) with the same batch plan, same simulator",
+        f"(a separate process), same run; back-to-back reads, {seconds:g} s windows, best of two.",
+        "",
+        f"Machine: {machine()}. Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        "",
+        "| protocol | tags | sessions | requests/read | raw tags/s | layer tags/s | layer/raw |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.protocol} | {r.tags:,} | {r.sessions} | {r.batches} | {r.raw_tps:,.0f} "
+            f"| {r.layer_tps:,.0f} | {r.ratio:.0%} |"
+        )
+    return "\n".join(lines)
+
+
+def write_section(text: str, path: Path = DOC) -> None:
+    """Replace this benchmark's section of docs/performance.md, leaving the others alone."""
+    doc = path.read_text() if path.exists() else "# Performance\n"
+    block = f"{BEGIN}\n{text}\n{END}"
+    if BEGIN in doc and END in doc:
+        doc = doc[: doc.index(BEGIN)] + block + doc[doc.index(END) + len(END) :]
+    else:
+        doc = doc.rstrip() + "\n\n" + block + "\n"
+    path.write_text(doc)
+
+
+async def main_async(args: argparse.Namespace) -> list[Row]:
+    rows = []
+    for n in args.sizes:
+        rows.extend(await measure(n, args.seconds, args.sessions))
+        for r in rows:
+            if r.tags == n:
+                print(
+                    f"{r.protocol:10} {r.tags:>6} tags {r.sessions} sess: "
+                    f"raw {r.raw_tps:>9,.0f}/s layer {r.layer_tps:>9,.0f}/s {r.ratio:.0%}",
+                    flush=True,
+                )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.acquisition")
+    parser.add_argument(
+        "--sizes", default="100,1000,10000", type=lambda s: [int(x) for x in s.split(",")]
+    )
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--sessions", type=int, default=2, help="also shard 10 000 tags this way")
+    parser.add_argument("--no-write", action="store_true", help="do not touch docs/performance.md")
+    args = parser.parse_args()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
+    rows = asyncio.run(main_async(args))
+    if not args.no_write:
+        write_section(render(rows, args.seconds))
+        print(f"wrote {DOC.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

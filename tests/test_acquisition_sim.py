@@ -1,0 +1,119 @@
+"""Acquisition against the simulators over real sockets: the demo plant, server restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+import pytest_asyncio
+
+from edge_agent.acquisition import SourcePoller
+from edge_agent.config import AgentConfig, Source
+from edge_agent.pipeline import SampleBus
+from edge_agent.probe import probe_source
+from edge_agent.samples import Quality
+from edge_agent.tagstore import TagStore
+from tests.plant import PlantSim
+from tests.plant_shared import shared_plant
+
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def module_plant() -> AsyncIterator[PlantSim]:
+    async for sim in shared_plant():
+        yield sim
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def plant_sim(module_plant: PlantSim) -> AsyncIterator[PlantSim]:
+    yield module_plant
+    await module_plant.apply("clear")
+
+
+async def until(condition: Callable[[], bool], timeout_s: float) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not condition():  # noqa: ASYNC110 (polling a condition, with a deadline)
+            await asyncio.sleep(0.02)
+
+
+def source(cfg: AgentConfig, name: str) -> Source:
+    return next(s for s in cfg.source if s.name == name)
+
+
+async def test_every_demo_tag_reads_good_with_the_right_value_and_type(plant_sim: PlantSim) -> None:
+    cfg = plant_sim.agent_config()
+    rows = [row for s in cfg.source for row in await probe_source(s, [])]
+    values = plant_sim.plant.values
+    assert {r.sample.tag for r in rows} == set(cfg.tags())
+    for row in rows:
+        s = row.sample
+        assert s.quality is Quality.GOOD, (s.tag, s.reason)
+        expected = values[s.tag]
+        if isinstance(expected, bool):
+            assert s.value is expected, s.tag
+        elif s.tag == "fsf.agent_heartbeat" or s.tag.endswith("_status"):
+            assert s.value == expected, s.tag
+            assert type(s.value) is int, s.tag
+        else:
+            assert isinstance(s.value, int | float), s.tag
+            # The plant moves on between our read and this look at it (time scale 60).
+            assert s.value == pytest.approx(expected, rel=0.05, abs=0.2), s.tag
+        opcua = s.tag.startswith("fsf.")
+        assert (s.source_ns is not None) is opcua, s.tag  # Modbus has no source timestamp
+
+
+async def test_analyser_status_vetoes_so2_and_o2(plant_sim: PlantSim) -> None:
+    src = source(plant_sim.agent_config(), "offgas").model_copy(update={"poll_interval_s": 0.1})
+    store = TagStore()
+    task = asyncio.create_task(SourcePoller(src, SampleBus(store)).run())
+    try:
+        await plant_sim.apply("analyser:1")
+        await until(lambda: (s := store.get("offgas.so2_pct")) is not None and not s.good, 5)
+        assert store.get("offgas.o2_pct").quality is Quality.BAD  # type: ignore[union-attr]
+        assert store.get("offgas.flow").quality is Quality.GOOD  # type: ignore[union-attr]
+        await plant_sim.apply("clear")
+        await until(lambda: store.get("offgas.so2_pct").good, 5)  # type: ignore[union-attr]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+# Last: they stop and start the module's servers.
+@pytest.mark.parametrize(("name", "which"), [("fsf", "opcua"), ("offgas", "modbus")])
+async def test_server_restart_is_good_again_within_10_s(
+    plant_sim: PlantSim, name: str, which: str
+) -> None:
+    cfg = plant_sim.agent_config()
+    src = source(cfg, name).model_copy(update={"poll_interval_s": 0.2})
+    store = TagStore()
+    poller = SourcePoller(src, SampleBus(store))
+    task = asyncio.create_task(poller.run())
+    tags = [t.id for t in src.tag]
+
+    def all_quality(q: Quality) -> bool:
+        return all((s := store.get(t)) is not None and s.quality is q for t in tags)
+
+    try:
+        await until(lambda: all_quality(Quality.GOOD), 10)
+        await plant_sim.drop_connections(which)  # type: ignore[arg-type]
+        await plant_sim.opcua.stop() if which == "opcua" else await plant_sim.modbus.stop()
+        await until(lambda: all_quality(Quality.BAD), 2 * src.poll_interval_s + src.timeout_s)
+        assert store.get(tags[0]).reason == "connection_lost"  # type: ignore[union-attr]
+        await asyncio.sleep(2)  # stay down long enough for the backoff to grow
+        if which == "opcua":
+            plant_sim.opcua.restarts += 1  # the namespace index moves, as on a real restart
+            await plant_sim.opcua.start()
+        else:
+            await plant_sim.modbus.start()
+        back = time.monotonic()
+        await until(lambda: all_quality(Quality.GOOD), 10)
+        recovered_s = time.monotonic() - back
+        print(f"{which} recovered in {recovered_s:.2f} s")
+        assert recovered_s < 10
+        assert poller.stats.connection_losses >= 1
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
