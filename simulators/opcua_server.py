@@ -93,7 +93,7 @@ class OpcUaOptions:
 
 
 class OpcUaPlantServer:
-    """One asyncua server publishing the plant; `restart()` rebuilds it on the same port."""
+    """One asyncua server publishing the plant; restartable on the same port (`restart`)."""
 
     def __init__(self, plant: Plant, faults: Faults, options: OpcUaOptions) -> None:
         self.plant, self.faults, self.options = plant, faults, options

@@ -166,6 +166,8 @@ class Simulation:
                 f.modbus_delay_s = spec.argument or 0.0
             case "slow_opcua":
                 f.opcua_delay_s = spec.argument or 0.0
+            case "running":
+                self.plant.set_running(bool(spec.argument))
             case "analyser":
                 self.plant.set_analyser_status(int(spec.argument or 0))
             case "reset":
@@ -180,4 +182,5 @@ class Simulation:
                 f.clear(tag or None)
                 if not tag:
                     self.plant.set_analyser_status(0)
+                    self.plant.set_running(True)
         await self.publish()
