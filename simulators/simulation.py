@@ -80,10 +80,15 @@ class Simulation:
         return self.modbus.endpoint
 
     async def start(self) -> None:
-        if self.options.serve_modbus:
-            await self.modbus.start()
-        if self.options.serve_opcua:
-            await self.opcua.start()
+        """Start both servers and the clock; if either server cannot start, stop the other."""
+        try:
+            if self.options.serve_modbus:
+                await self.modbus.start()
+            if self.options.serve_opcua:
+                await self.opcua.start()
+        except BaseException:
+            await self.stop()
+            raise
         await self.publish()
         self._clock = asyncio.create_task(self._run_clock(), name="plant-clock")
 
