@@ -85,12 +85,25 @@ class Simulation:
             if self.options.serve_modbus:
                 await self.modbus.start()
             if self.options.serve_opcua:
-                await self.opcua.start()
+                await self._start_opcua()
         except BaseException:
             await self.stop()
             raise
         await self.publish()
         self._clock = asyncio.create_task(self._run_clock(), name="plant-clock")
+
+    async def _start_opcua(self) -> None:
+        """asyncua must know its port before it binds (the endpoint URLs carry it), so port 0
+        means "a port that was free a moment ago": if another process took it since, retry."""
+        for attempt in range(3):
+            try:
+                await self.opcua.start()
+                return
+            except OSError:
+                if self.options.opcua_port != 0 or attempt == 2:
+                    raise
+                await self.opcua.stop()
+                self.opcua.options.port = free_port(self.options.host)
 
     async def stop(self) -> None:
         if self._clock is not None:
