@@ -139,8 +139,8 @@ class OpcUaPlantServer:
 
         server.iserver.attribute_service.write = guarded_write  # type: ignore[method-assign]
         self._delay_reads(server)
-        self.server = server
         await server.start()
+        self.server = server
         await self.publish()
 
     def _delay_reads(self, server: Server) -> None:

@@ -80,12 +80,30 @@ class Simulation:
         return self.modbus.endpoint
 
     async def start(self) -> None:
-        if self.options.serve_modbus:
-            await self.modbus.start()
-        if self.options.serve_opcua:
-            await self.opcua.start()
+        """Start both servers and the clock; if either server cannot start, stop the other."""
+        try:
+            if self.options.serve_modbus:
+                await self.modbus.start()
+            if self.options.serve_opcua:
+                await self._start_opcua()
+        except BaseException:
+            await self.stop()
+            raise
         await self.publish()
         self._clock = asyncio.create_task(self._run_clock(), name="plant-clock")
+
+    async def _start_opcua(self) -> None:
+        """asyncua must know its port before it binds (the endpoint URLs carry it), so port 0
+        means "a port that was free a moment ago": if another process took it since, retry."""
+        for attempt in range(3):
+            try:
+                await self.opcua.start()
+                return
+            except OSError:
+                if self.options.opcua_port != 0 or attempt == 2:
+                    raise
+                await self.opcua.stop()
+                self.opcua.options.port = free_port(self.options.host)
 
     async def stop(self) -> None:
         if self._clock is not None:
