@@ -79,7 +79,15 @@ async def run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with Simulation(options) as sim:
+    sim = Simulation(options)
+    try:
+        await sim.start()
+    except (OSError, RuntimeError) as exc:
+        print(f"cannot start the simulators on {args.host} (OPC UA port {args.opcua_port}, "
+              f"Modbus port {args.modbus_port}): {exc}; is another instance running? "
+              "Choose other ports with --opcua-port/--modbus-port.", file=sys.stderr)  # fmt: skip
+        return 1
+    try:
         for fault in faults:
             await sim.apply(fault)
         print(f"opcua  {sim.opcua_endpoint}", flush=True)
@@ -90,6 +98,8 @@ async def run(args: argparse.Namespace) -> int:
             control.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await control
+    finally:
+        await sim.stop()
     print("stopped", flush=True)
     return 0
 

@@ -109,6 +109,7 @@ illegal_address:TAG | device_busy:TAG   Modbus exception 2 / 6 on the tag's regi
 slow_modbus:SECONDS          delay every Modbus reply
 slow_opcua:SECONDS           delay every OPC UA Read response
 analyser:BITS                offgas.analyser_status bits (1 calibrating, 2 fault, 4 maintenance)
+running:0|1                  stop the furnace (feeds and oxygen to zero, bath cools) or restart it
 reset:TAG                    totaliser restarts from 0
 drop:opcua|modbus|all        close every client connection
 restart:opcua|modbus|all     restart the server(s), same address space, new sessions
@@ -125,7 +126,7 @@ class FaultSpec:
 
 _KINDS = {"bad", "uncertain", "freeze", "spike", "nan", "illegal_address", "device_busy",
           "slow_modbus", "slow_opcua", "analyser", "reset", "drop", "restart", "renumber",
-          "clear"}  # fmt: skip
+          "clear", "running"}  # fmt: skip
 
 
 def parse(text: str) -> FaultSpec:
@@ -135,7 +136,7 @@ def parse(text: str) -> FaultSpec:
         raise FaultError(f"unknown fault {kind!r} in {text!r}; known:\n{FAULT_SYNTAX}")
     target, _, arg = rest.partition("=")
     argument: float | None = None
-    if kind in ("slow_modbus", "slow_opcua", "analyser"):
+    if kind in ("slow_modbus", "slow_opcua", "analyser", "running"):
         target, arg = "", rest
     if arg:
         try:
@@ -147,8 +148,8 @@ def parse(text: str) -> FaultSpec:
     if kind == "renumber" and target != "opcua":
         raise FaultError(f"{text!r}: only opcua has namespaces")
     if kind not in ("drop", "restart", "renumber", "clear", "slow_modbus", "slow_opcua",
-                    "analyser"):  # fmt: skip
+                    "analyser", "running"):  # fmt: skip
         _known(target)
-    if kind in ("slow_modbus", "slow_opcua", "analyser") and argument is None:
+    if kind in ("slow_modbus", "slow_opcua", "analyser", "running") and argument is None:
         raise FaultError(f"{text!r}: needs a number")
     return FaultSpec(kind, target, argument)

@@ -93,7 +93,7 @@ class OpcUaOptions:
 
 
 class OpcUaPlantServer:
-    """One asyncua server publishing the plant; `restart()` rebuilds it on the same port."""
+    """One asyncua server publishing the plant; restartable on the same port (`restart`)."""
 
     def __init__(self, plant: Plant, faults: Faults, options: OpcUaOptions) -> None:
         self.plant, self.faults, self.options = plant, faults, options
@@ -139,8 +139,8 @@ class OpcUaPlantServer:
 
         server.iserver.attribute_service.write = guarded_write  # type: ignore[method-assign]
         self._delay_reads(server)
-        self.server = server
         await server.start()
+        self.server = server
         await self.publish()
 
     def _delay_reads(self, server: Server) -> None:

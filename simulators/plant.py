@@ -34,6 +34,7 @@ _CW_CIRCUITS = (("shaft", "fsf.shaft_temp"), ("settler", "fsf.settler_roof_temp"
                 ("uptake", "fsf.uptake_temp"))  # fmt: skip
 _CW_SENSITIVITY_K = 300.0  # cooling-water load rises by 1/300 per kelvin of furnace temperature
 _ASSAY_INTERVAL_S = 3600.0
+_HOLDING_K = 60.0  # below the zero-margin temperatures while the furnace is stopped
 # Measurement noise (standard deviation) of the instruments that have it; feeds have none of
 # their own: their fluctuation is real flow, which the totalisers integrate.
 _NOISE = {"fsf.shaft_temp": 1.5, "fsf.uptake_temp": 1.0, "fsf.settler_roof_temp": 1.0,
@@ -157,6 +158,11 @@ class Plant:
         self.write_log.append((self.time_s, tag, value))
         self._publish()
 
+    def set_running(self, running: bool) -> None:
+        """Stop (feeds and oxygen ramp to zero, the bath cools) or restart the furnace."""
+        self.running = running
+        self._publish()
+
     def set_analyser_status(self, bits: int) -> None:
         """Bit 0 calibrating, bit 1 fault, bit 2 maintenance: SO2 and O2 are then not Good."""
         self.analyser_status = bits & 0xFFFF
@@ -200,11 +206,15 @@ class Plant:
             escrap=replace(self.params.escrap, cu=d["escrap_cu"]),
         )
         self.balance = evaluate(self._inputs(), self.params)
-        rise = self._steady_rise()
-        for tag, (t0, gain, tau) in _TEMPS.items():
-            self.temps[tag] = _lag(self.temps[tag], t0 + gain * rise, dt, tau)
-        self.grade = _lag(self.grade, self.balance.matte_grade_pct, dt, 1800.0)
-        self.fe_sio2 = _lag(self.fe_sio2, self.balance.slag_fe_sio2, dt, 1800.0)
+        if self.running:
+            rise = self._steady_rise()
+            for tag, (t0, gain, tau) in _TEMPS.items():
+                self.temps[tag] = _lag(self.temps[tag], t0 + gain * rise, dt, tau)
+            self.grade = _lag(self.grade, self.balance.matte_grade_pct, dt, 1800.0)
+            self.fe_sio2 = _lag(self.fe_sio2, self.balance.slag_fe_sio2, dt, 1800.0)
+        else:  # on hold: the bath cools slowly towards the burners' holding temperature
+            for tag, (t0, _, tau) in _TEMPS.items():
+                self.temps[tag] = _lag(self.temps[tag], t0 - _HOLDING_K, dt, 3 * tau)
         while self.time_s >= self.next_assay_s:
             self.assays = {
                 "fsf.matte_grade": self.grade + self.rng.gauss(0, 0.2),
@@ -239,9 +249,12 @@ class Plant:
             "reverts": d["reverts"],
         }
         taus = {"conc": 60.0, "escrap": 120.0, "cu_scrap": 120.0, "flux": 600.0, "reverts": 300.0}
+        if not self.running:  # feeders and oxygen stop; the burners keep the furnace warm
+            targets = dict.fromkeys(targets, 0.0)
         for name in _FEEDS:
             self.feed[name] = max(_lag(self.feed[name], targets[name], dt, taus[name]), 0.0)
-        self.o2_flow = _lag(self.o2_flow, sp["fsf.o2_flow_sp"], dt, 30.0)
+        o2_target = sp["fsf.o2_flow_sp"] if self.running else 0.0
+        self.o2_flow = _lag(self.o2_flow, o2_target, dt, 30.0)
         self.fuel_flow = max(_lag(self.fuel_flow, sp["fsf.fuel_flow_sp"], dt, 60.0), 0.0)
 
     def _step_kiln(self, dt: float, burn_off: float) -> None:

@@ -80,12 +80,30 @@ class Simulation:
         return self.modbus.endpoint
 
     async def start(self) -> None:
-        if self.options.serve_modbus:
-            await self.modbus.start()
-        if self.options.serve_opcua:
-            await self.opcua.start()
+        """Start both servers and the clock; if either server cannot start, stop the other."""
+        try:
+            if self.options.serve_modbus:
+                await self.modbus.start()
+            if self.options.serve_opcua:
+                await self._start_opcua()
+        except BaseException:
+            await self.stop()
+            raise
         await self.publish()
         self._clock = asyncio.create_task(self._run_clock(), name="plant-clock")
+
+    async def _start_opcua(self) -> None:
+        """asyncua must know its port before it binds (the endpoint URLs carry it), so port 0
+        means "a port that was free a moment ago": if another process took it since, retry."""
+        for attempt in range(3):
+            try:
+                await self.opcua.start()
+                return
+            except OSError:
+                if self.options.opcua_port != 0 or attempt == 2:
+                    raise
+                await self.opcua.stop()
+                self.opcua.options.port = free_port(self.options.host)
 
     async def stop(self) -> None:
         if self._clock is not None:
@@ -166,6 +184,8 @@ class Simulation:
                 f.modbus_delay_s = spec.argument or 0.0
             case "slow_opcua":
                 f.opcua_delay_s = spec.argument or 0.0
+            case "running":
+                self.plant.set_running(bool(spec.argument))
             case "analyser":
                 self.plant.set_analyser_status(int(spec.argument or 0))
             case "reset":
@@ -180,4 +200,5 @@ class Simulation:
                 f.clear(tag or None)
                 if not tag:
                     self.plant.set_analyser_status(0)
+                    self.plant.set_running(True)
         await self.publish()

@@ -113,6 +113,19 @@ def plant_store(permissive: Value = True) -> TagStore:
     return store
 
 
+async def stop_tasks(*tasks: asyncio.Task[Any], within_s: float = 10.0) -> None:
+    """Cancel until done, as the supervisor does (3.11's wait_for can swallow one cancellation),
+    so a teardown can never hang on a task that missed its cancel."""
+    pending = {t for t in tasks if not t.done()}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while pending and loop.time() < deadline:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.1)
+    assert not pending, f"tasks ignored cancellation: {pending}"
+
+
 @dataclass
 class RecordingDriver:
     """Records writes; echoes each into the store as acquisition would after the next poll.
@@ -159,4 +172,5 @@ __all__ = [
     "config",
     "good",
     "plant_store",
+    "stop_tasks",
 ]

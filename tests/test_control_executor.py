@@ -21,6 +21,7 @@ from tests.fake_plant import (
     WriteRefused,
     config,
     plant_store,
+    stop_tasks,
 )
 
 
@@ -170,11 +171,9 @@ async def test_a_write_cut_short_by_shutdown_is_still_audited(cfg: AgentConfig) 
     audited = asyncio.Event()
     path.audit.add_listener(lambda record: audited.set())
     task = asyncio.create_task(path.command("fsf.o2_flow_sp", 30100.0, now_ns(), "stop-1"))
-    await driver.wrote.wait()
-    while not task.done():  # as the supervisor does: 3.11's wait_for can swallow one cancel
-        task.cancel()
-        await asyncio.wait([task], timeout=0.1)
+    await asyncio.wait_for(driver.wrote.wait(), 10)
+    await stop_tasks(task)
     assert task.cancelled()
-    await audited.wait()
+    await asyncio.wait_for(audited.wait(), 10)
     line = path.audit.read()[-1]
     assert (line["request_id"], line["result"], line["reason"]) == ("stop-1", "failed", "cancelled")

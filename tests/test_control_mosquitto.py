@@ -21,7 +21,7 @@ from edge_agent.config import AgentConfig
 from edge_agent.control import ControlPath
 from edge_agent.samples import iso_utc, now_ns
 from tests.conftest import ROOT
-from tests.fake_plant import CONFIG, RecordingDriver, config, plant_store
+from tests.fake_plant import CONFIG, RecordingDriver, config, plant_store, stop_tasks
 from tests.services import Mosquitto, free_port
 
 pytestmark = pytest.mark.services
@@ -148,9 +148,7 @@ async def test_only_scada_may_command_through_the_documented_acl(
             async with client(broker, None):
                 pass
     finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await stop_tasks(task)
 
 
 async def test_command_service_moves_to_a_backup_broker(
@@ -172,6 +170,4 @@ async def test_command_service_moves_to_a_backup_broker(
     try:
         await asyncio.wait_for(service.subscribed.wait(), 10)
     finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await stop_tasks(task)

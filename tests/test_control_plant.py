@@ -30,6 +30,7 @@ from edge_agent.control.commands import CommandTopics
 from edge_agent.pipeline import SampleBus
 from edge_agent.samples import Quality, Sample, Value, iso_utc, now_ns
 from edge_agent.tagstore import TagStore
+from tests.fake_plant import stop_tasks
 from tests.plant import PlantSim
 from tests.services import Mosquitto
 
@@ -124,10 +125,7 @@ class Agent:
 
     async def stop_sources(self, *names: str) -> None:
         """Acquisition of these sources dies (the tasks end; their tags go stale)."""
-        tasks = [self.sources[name] for name in names]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop_tasks(*(self.sources[name] for name in names))
 
 
 @asynccontextmanager
@@ -149,9 +147,7 @@ async def running_agent(
         await until(lambda: control.acquisition_health() is None, "every source read Good")
         yield Agent(store, acquisition, control, sources)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop_tasks(*tasks)
 
 
 async def until(condition: Callable[[], object], what: str, timeout_s: float = 15.0) -> None:

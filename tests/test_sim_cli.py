@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 
 import pytest
@@ -77,3 +78,18 @@ def test_fault_syntax_errors_say_what_is_wrong(text: str, message: str) -> None:
 def test_defaults_are_the_documented_ports() -> None:
     args = build_parser().parse_args([])
     assert (args.opcua_port, args.modbus_port, args.time_scale) == (4840, 5020, 1.0)
+
+
+async def test_a_busy_port_is_reported_with_what_to_do() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = await asyncio.create_subprocess_exec(
+            *SIM, "--opcua-port", "0", "--modbus-port", str(port),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1
+    assert f"Modbus port {port}".encode() in err
+    assert b"--modbus-port" in err

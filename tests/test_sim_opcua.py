@@ -159,7 +159,10 @@ async def test_value_faults_are_seen_by_a_client(sim: PlantSim) -> None:
         still = await read(client, "fsf.conc_feed_total")
         assert still.Value.Value == frozen
         assert still.StatusCode.is_good()
+        await sim.apply("running:0")
+        assert (await read(client, "fsf.running")).Value.Value is False
         await sim.apply("clear")
+        assert (await read(client, "fsf.running")).Value.Value is True
         assert (await read(client, "fsf.matte_temp")).StatusCode.is_good()
         assert (await read(client, "fsf.conc_feed_total")).Value.Value > frozen
         await sim.apply("reset:fsf.conc_feed_total")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,21 @@ def user_client(sim: PlantSim, password: str) -> Client:
     client.set_user("operator")
     client.set_password(password)
     return client
+
+
+async def test_a_free_port_taken_meanwhile_is_replaced() -> None:
+    """Port 0 means "free a moment ago" for asyncua; a race with another process retries."""
+    from simulators.simulation import Simulation, SimulationOptions
+
+    sim = Simulation(SimulationOptions(opcua_port=0, serve_modbus=False, time_scale=0))
+    with socket.socket() as thief:
+        thief.bind(("127.0.0.1", sim.opcua.options.port))
+        thief.listen()
+        taken = sim.opcua.options.port
+        await sim.start()
+    try:
+        assert sim.opcua.options.port != taken
+        async with Client(sim.opcua_endpoint) as client:
+            assert (await read(client, "fsf.matte_temp")).StatusCode.is_good()
+    finally:
+        await sim.stop()

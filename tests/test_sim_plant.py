@@ -174,3 +174,20 @@ def test_heartbeat_takes_integers_only() -> None:
     for bad in (7.5, math.nan, math.inf):
         with pytest.raises(SetpointError, match=r"fsf\.agent_heartbeat"):
             plant.write("fsf.agent_heartbeat", bad)
+
+
+def test_a_stopped_furnace_stops_feeding_and_cools() -> None:
+    plant = Plant(seed=4)
+    settle(plant, 0.5)
+    total, matte = plant.values["fsf.conc_feed_total"], plant.values["fsf.matte_temp"]
+    plant.set_running(False)
+    settle(plant, 1)
+    assert plant.values["fsf.running"] is False
+    assert plant.values["fsf.conc_feed_rate"] < 1
+    assert plant.values["fsf.o2_flow"] < 1000
+    assert plant.values["fsf.matte_temp"] < matte - 10  # type: ignore[operator]
+    stopped_total = float(plant.values["fsf.conc_feed_total"])
+    assert stopped_total - float(total) < 10  # what the feeder delivered while ramping down
+    plant.set_running(True)
+    settle(plant, 1)
+    assert plant.values["fsf.conc_feed_rate"] > 200
