@@ -262,6 +262,7 @@ def render(rows: list[Row], seconds: float) -> str:
         "Samples, quality rules, SampleBus, TagStore) against the raw library rate (asyncua",
         "`read_attributes`, pymodbus block reads) with the same batch plan, same simulator",
         f"(a separate process), same run; back-to-back reads, {seconds:g} s windows, best of two.",
+        "The raw column is always one session; with `sessions` = 2 the layer shards the tags.",
         "",
         f"Machine: {machine()}. Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
         "",

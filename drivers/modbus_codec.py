@@ -89,6 +89,53 @@ def block_decoder(tag: ModbusTag) -> BlockDecoder:
     return lambda block, at: float(unpack(block, at)[0]) * scale + offset
 
 
+# Tags decoded together: their ids, the byte offset of the first in the block, a function from
+# (block, offset) to their values, and whether those values can be non-finite floats.
+Segment = tuple[tuple[str, ...], int, Callable[[bytes, int], Sequence[Value]], bool]
+
+
+def block_segments(tags: Sequence[ModbusTag], start: int) -> list[Segment]:
+    """How to decode the tags of one response block, with one `struct` call per run of
+    adjacent tags of the same layout (a block of 60 float32 is one call, not 60)."""
+    segments: list[Segment] = []
+    run: list[ModbusTag] = []
+    for tag in sorted(tags, key=lambda t: t.address):
+        if run and _same_run(run[-1], tag):
+            run.append(tag)
+            continue
+        if run:
+            segments.append(_segment(run, start))
+        run = [tag]
+    if run:
+        segments.append(_segment(run, start))
+    return segments
+
+
+def _same_run(prev: ModbusTag, tag: ModbusTag) -> bool:
+    return (
+        _direct_struct(tag) is not None
+        and tag.address == prev.address + prev.registers
+        and (tag.type, tag.byte_order, tag.scale, tag.offset)
+        == (prev.type, prev.byte_order, prev.scale, prev.offset)
+    )
+
+
+def _segment(run: list[ModbusTag], start: int) -> Segment:
+    first = run[0]
+    ids = tuple(t.id for t in run)
+    at = 2 * (first.address - start)
+    floats = first.type in ("float32", "float64") or first.scale != 1.0 or first.offset != 0.0
+    direct = _direct_struct(first)
+    if direct is None:
+        decode = block_decoder(first)
+        return ids, at, lambda block, at: (decode(block, at),), floats
+    unpack = struct.Struct(direct.format[0] + direct.format[1:] * len(run)).unpack_from
+    if first.scale == 1.0 and first.offset == 0.0:
+        return ids, at, unpack, floats
+    scale, offset = first.scale, first.offset
+    return ids, at, lambda block, at: [float(v) * scale + offset for v in unpack(block, at)], floats
+
+
 def _direct_struct(tag: ModbusTag) -> struct.Struct | None:
     """A struct that reads the value straight from the block: big- or little-endian layouts."""
     code = _STRUCT.get(tag.type)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from drivers.base import WriteRefused
 from drivers.modbus_codec import (
     block_decoder,
+    block_segments,
     bytes_to_registers,
     decode,
     encode,
@@ -131,3 +132,32 @@ def test_block_decoder_agrees_with_decode(kw: dict[str, object]) -> None:
     words = [0x4142, 0x8C01, 0x7F00, 0x0A0B][: t.registers]
     block = struct.pack(">3H", 1, 2, 3) + struct.pack(f">{len(words)}H", *words)
     assert block_decoder(t)(block, 6) == decode(t, words)
+
+
+def test_block_segments_decode_runs_in_one_call_and_agree_with_decode() -> None:
+    from drivers.modbus import _decode_block
+    from drivers.modbus_plan import merge
+
+    tags = [
+        ModbusTag.model_validate({"id": f"t.f{i}", "address": 2 * i, "type": "float32"})
+        for i in range(3)
+    ] + [
+        tag(id="t.scaled", address=6, type="int16", scale=0.1),
+        tag(id="t.b0", address=7, type="bit", bit=0),
+        tag(id="t.b1", address=7, type="bit", bit=1),
+        tag(id="t.s", address=8, type="string", length=2),
+        tag(id="t.l", address=10, type="float32", byte_order="CDAB"),
+    ]
+    (request,) = merge(tags, max_gap=0, max_registers=125)
+    segments = block_segments(request.tags, 0)
+    assert [len(ids) for ids, *_ in segments] == [3, 1, 1, 1, 1, 1]
+    words = [*bytes_to_registers(struct.pack(">fff", 1.5, float("nan"), -2.0), "ABCD")]
+    words += [123, 0b10, 0x4142, 0x4300, *bytes_to_registers(struct.pack(">f", 7.0), "CDAB")]
+    samples = {s.tag: s for s in _decode_block(segments, words, request, 1)}
+    assert samples["t.f0"].value == 1.5
+    assert (samples["t.f1"].value, samples["t.f1"].reason) == (None, "not_finite")
+    assert samples["t.f2"].value == -2.0
+    for t in tags:
+        if t.id != "t.f1":
+            own = words[t.address : t.address + t.registers]
+            assert samples[t.id].value == decode(t, own), t.id
