@@ -82,12 +82,18 @@ async def test_analyser_status_vetoes_so2_and_o2(plant_sim: PlantSim) -> None:
 
 
 # Last: they stop and start the module's servers.
-@pytest.mark.parametrize(("name", "which"), [("fsf", "opcua"), ("offgas", "modbus")])
+@pytest.mark.parametrize(
+    ("name", "which", "mode"),
+    [("fsf", "opcua", "poll"), ("fsf", "opcua", "subscribe"), ("offgas", "modbus", "poll")],
+)
 async def test_server_restart_is_good_again_within_10_s(
-    plant_sim: PlantSim, name: str, which: str
+    plant_sim: PlantSim, name: str, which: str, mode: str
 ) -> None:
     cfg = plant_sim.agent_config()
-    src = source(cfg, name).model_copy(update={"poll_interval_s": 0.2})
+    update: dict[str, object] = {"poll_interval_s": 0.2}
+    if which == "opcua":
+        update["mode"] = mode  # subscriptions: the loss must show although nobody polls
+    src = source(cfg, name).model_copy(update=update)
     store = TagStore()
     poller = SourcePoller(src, SampleBus(store))
     task = asyncio.create_task(poller.run())
