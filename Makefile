@@ -10,7 +10,9 @@ PYTEST_ARGS ?= -n auto
 .PHONY: demo test lint bench proto clean
 
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+		echo "cannot create $(VENV): on Debian, install the venv module first: apt-get install python3-venv" >&2; \
+		exit 1; }
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
