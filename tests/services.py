@@ -457,15 +457,6 @@ def victoria_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Victo
     yield from _serve(lambda: VictoriaMetrics(tmp_path_factory.mktemp("victoria")))
 
 
-def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0, what: str = "") -> None:
-    """Poll a condition with a deadline (for tests that cannot await an event)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what or condition}")
-        time.sleep(0.02)
-
-
 __all__ = [
     "InfluxDB1",
     "Mosquitto",
@@ -475,5 +466,4 @@ __all__ = [
     "influxdb1",
     "mosquitto",
     "victoria_metrics",
-    "wait_until",
 ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 
 import pytest
 
@@ -16,6 +15,7 @@ from edge_agent.config import AgentConfig, ModbusSource, Source
 from edge_agent.pipeline import SampleBus
 from edge_agent.samples import Quality, Sample, Value, now_ns
 from edge_agent.tagstore import TagStore
+from tests.waiting import eventually
 
 
 def modbus_source(**kw: object) -> ModbusSource:
@@ -76,19 +76,13 @@ class FakePlant:
         return FakeDriver(self)
 
 
-async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not condition():  # noqa: ASYNC110 (polling a condition, with a deadline)
-            await asyncio.sleep(0.005)
-
-
 @pytest.fixture
 async def running() -> tuple[FakePlant, TagStore, SourcePoller]:  # type: ignore[misc]
     plant, store = FakePlant(), TagStore()
     poller = SourcePoller(modbus_source(), SampleBus(store), plant.factory)
     poller.backoff = Backoff(initial_s=0.01, cap_s=0.02)
     task = asyncio.create_task(poller.run())
-    await until(lambda: poller.stats.reads > 0)
+    await eventually(lambda: poller.stats.reads > 0, 5.0, "a first read")
     yield plant, store, poller
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -104,15 +98,25 @@ async def test_lost_connection_turns_every_tag_bad_then_recovers(running: tuple)
     plant, store, poller = running
     assert quality(store, "offgas.status") is Quality.GOOD
     plant.down = True
-    await until(lambda: quality(store, "offgas.status") is Quality.BAD)
+    await eventually(
+        lambda: quality(store, "offgas.status") is Quality.BAD,
+        5.0,
+        "offgas.status Bad",
+    )
     bad = store.get("offgas.so2_pct")
     assert bad is not None
     assert (bad.quality, bad.value, bad.reason) == (Quality.BAD, None, "connection_lost")
     assert not poller.stats.connected
     connects = plant.connects
-    await until(lambda: plant.connects > connects + 1)  # keeps retrying with fresh drivers
+    await eventually(
+        lambda: plant.connects > connects + 1, 5.0, "a reconnect with a fresh driver"
+    )  # keeps retrying with fresh drivers
     plant.down = False
-    await until(lambda: quality(store, "offgas.so2_pct") is Quality.GOOD)
+    await eventually(
+        lambda: quality(store, "offgas.so2_pct") is Quality.GOOD,
+        5.0,
+        "offgas.so2_pct Good",
+    )
     assert poller.stats.connected
     assert poller.stats.connection_losses == 1
 
@@ -120,19 +124,27 @@ async def test_lost_connection_turns_every_tag_bad_then_recovers(running: tuple)
 async def test_status_tag_vetoes_dependent_quality(running: tuple) -> None:  # type: ignore[type-arg]
     plant, store, _ = running
     plant.status = 1  # calibrating
-    await until(lambda: quality(store, "offgas.so2_pct") is Quality.BAD)
+    await eventually(
+        lambda: quality(store, "offgas.so2_pct") is Quality.BAD,
+        5.0,
+        "offgas.so2_pct Bad",
+    )
     s = store.get("offgas.so2_pct")
     assert s is not None
     assert s.reason == "device_status offgas.status=1"
     assert quality(store, "offgas.status") is Quality.GOOD
     plant.status = 8  # outside the mask
-    await until(lambda: quality(store, "offgas.so2_pct") is Quality.GOOD)
+    await eventually(
+        lambda: quality(store, "offgas.so2_pct") is Quality.GOOD,
+        5.0,
+        "offgas.so2_pct Good",
+    )
 
 
 async def test_overruns_are_counted(running: tuple) -> None:  # type: ignore[type-arg]
     plant, _, poller = running
     plant.slow_s = 0.035  # 3.5 intervals of 10 ms
-    await until(lambda: poller.stats.overruns >= 6)
+    await eventually(lambda: poller.stats.overruns >= 6, 5.0, "six overruns")
     plant.slow_s = 0.0
 
 
@@ -144,7 +156,7 @@ async def test_writes_go_through_the_live_driver() -> None:
     (service,) = acq.services()
     assert service.name == "source.offgas"
     task = asyncio.create_task(service.run())
-    await until(lambda: acq.pollers[0].stats.connected)
+    await eventually(lambda: acq.pollers[0].stats.connected, 5.0, "the poller to connect")
     await acq.write("offgas.status", 3)
     assert plant.written == {"offgas.status": 3}
     task.cancel()
@@ -183,7 +195,7 @@ async def test_a_cancellation_swallowed_inside_a_read_still_stops_the_poller() -
     source = modbus_source(poll_interval_s=0.0001)
     poller = SourcePoller(source, SampleBus(store), lambda s: Swallowing(plant))
     task = asyncio.create_task(poller.run())
-    await until(lambda: poller.stats.reads > 3)
+    await eventually(lambda: poller.stats.reads > 3, 5.0, "four reads")
     task.cancel()
     async with asyncio.timeout(5):
         with pytest.raises(asyncio.CancelledError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
@@ -17,6 +17,7 @@ from edge_agent.samples import Quality
 from edge_agent.tagstore import TagStore
 from tests.plant import PlantSim
 from tests.plant_shared import shared_plant
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
@@ -31,12 +32,6 @@ async def module_plant() -> AsyncIterator[PlantSim]:
 async def plant_sim(module_plant: PlantSim) -> AsyncIterator[PlantSim]:
     yield module_plant
     await module_plant.apply("clear")
-
-
-async def until(condition: Callable[[], bool], timeout_s: float) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not condition():  # noqa: ASYNC110 (polling a condition, with a deadline)
-            await asyncio.sleep(0.02)
 
 
 def source(cfg: AgentConfig, name: str) -> Source:
@@ -71,11 +66,15 @@ async def test_analyser_status_vetoes_so2_and_o2(plant_sim: PlantSim) -> None:
     task = asyncio.create_task(SourcePoller(src, SampleBus(store)).run())
     try:
         await plant_sim.apply("analyser:1")
-        await until(lambda: (s := store.get("offgas.so2_pct")) is not None and not s.good, 5)
+        await eventually(
+            lambda: (s := store.get("offgas.so2_pct")) is not None and not s.good,
+            5,
+            "offgas.so2_pct not Good",
+        )
         assert store.get("offgas.o2_pct").quality is Quality.BAD  # type: ignore[union-attr]
         assert store.get("offgas.flow").quality is Quality.GOOD  # type: ignore[union-attr]
         await plant_sim.apply("clear")
-        await until(lambda: store.get("offgas.so2_pct").good, 5)  # type: ignore[union-attr]
+        await eventually(lambda: store.get("offgas.so2_pct").good, 5, "offgas.so2_pct Good again")  # type: ignore[union-attr]
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -103,10 +102,14 @@ async def test_server_restart_is_good_again_within_10_s(
         return all((s := store.get(t)) is not None and s.quality is q for t in tags)
 
     try:
-        await until(lambda: all_quality(Quality.GOOD), 10)
+        await eventually(lambda: all_quality(Quality.GOOD), 10, "every tag Good")
         await plant_sim.drop_connections(which)  # type: ignore[arg-type]
         await plant_sim.opcua.stop() if which == "opcua" else await plant_sim.modbus.stop()
-        await until(lambda: all_quality(Quality.BAD), 2 * src.poll_interval_s + src.timeout_s)
+        await eventually(
+            lambda: all_quality(Quality.BAD),
+            2 * src.poll_interval_s + src.timeout_s,
+            "every tag Bad",
+        )
         assert store.get(tags[0]).reason == "connection_lost"  # type: ignore[union-attr]
         await asyncio.sleep(2)  # stay down long enough for the backoff to grow
         if which == "opcua":
@@ -115,7 +118,7 @@ async def test_server_restart_is_good_again_within_10_s(
         else:
             await plant_sim.modbus.start()
         back = time.monotonic()
-        await until(lambda: all_quality(Quality.GOOD), 10)
+        await eventually(lambda: all_quality(Quality.GOOD), 10, "every tag Good")
         recovered_s = time.monotonic() - back
         print(f"{which} recovered in {recovered_s:.2f} s")
         assert recovered_s < 10

@@ -33,6 +33,7 @@ from edge_agent.tagstore import TagStore
 from tests.fake_plant import stop_tasks
 from tests.plant import PlantSim
 from tests.services import Mosquitto
+from tests.waiting import eventually
 
 FUEL = "fsf.fuel_flow_sp"
 O2 = "fsf.o2_flow_sp"
@@ -144,20 +145,12 @@ async def running_agent(
         services += kpi.build_services(cfg, store, bus)
     tasks = [*sources.values(), *(asyncio.create_task(s.run()) for s in services)]
     try:
-        await until(lambda: control.acquisition_health() is None, "every source read Good")
+        await eventually(
+            lambda: control.acquisition_health() is None, 15.0, "every source read Good"
+        )
         yield Agent(store, acquisition, control, sources)
     finally:
         await stop_tasks(*tasks)
-
-
-async def until(condition: Callable[[], object], what: str, timeout_s: float = 15.0) -> None:
-    """Poll a condition with a deadline (the plant moves on its own clock; nothing to await)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        await asyncio.sleep(0.02)
 
 
 def store_value(store: TagStore, tag: str) -> Value | None:
@@ -187,17 +180,20 @@ async def test_advisor_writes_move_the_plant_within_bounds_and_ramp(
     cfg = agent_config(plant_sim, tmp_path)
     start = plant_sim.plant.setpoints[FUEL]
     async with running_agent(cfg) as agent:
-        await until(lambda: store_value(agent.store, "fsf.advisor_permissive") is True, "permit")
+        await eventually(
+            lambda: store_value(agent.store, "fsf.advisor_permissive") is True, 15.0, "permit"
+        )
         fuel_before = store_value(agent.store, "fsf.fuel_flow")
         assert isinstance(fuel_before, float)
 
         recommend(agent.store, 1000.0)  # far beyond one minute's ramp of 400 kg/h
-        await until(lambda: tap.setpoint_writes(), "the follower's first write")
+        await eventually(lambda: tap.setpoint_writes(), 15.0, "the follower's first write")
         assert tap.setpoint_writes()[0] == (FUEL, start + 400.0)  # clamped to the ramp
 
         # the plant's burners follow their setpoint: the measured fuel flow rises
-        await until(
+        await eventually(
             lambda: (store_value(agent.store, "fsf.fuel_flow") or 0.0) > fuel_before + 200.0,
+            15.0,
             "the measured fuel flow to follow the setpoint",
         )
         recommend(agent.store, 1500.0)  # outside the allowlist's max of 1200
@@ -233,7 +229,7 @@ async def test_kpi_advisor_closes_the_loop_on_the_simulated_furnace(
     async with running_agent(cfg, with_kpi=True) as agent:
         measured_before = store_value(agent.store, "fsf.o2_flow")
         assert isinstance(measured_before, float)
-        await until(lambda: len(tap.setpoint_writes()) >= 2, "two advisor writes", 30)
+        await eventually(lambda: len(tap.setpoint_writes()) >= 2, 30, "two advisor writes")
         target = float(tap.setpoint_writes()[-1][1])
         assert target != start
 
@@ -242,7 +238,7 @@ async def test_kpi_advisor_closes_the_loop_on_the_simulated_furnace(
             assert isinstance(measured, float)
             return abs(target - measured) < abs(target - measured_before) / 2
 
-        await until(followed, "the measured oxygen flow to follow the setpoint")
+        await eventually(followed, 15.0, "the measured oxygen flow to follow the setpoint")
     writes = tap.setpoint_writes()
     assert all(tag == O2 and 25000.0 <= float(value) <= 42000.0 for tag, value in writes)
     assert_within_ramp(writes, start, 3000.0)
@@ -254,13 +250,17 @@ async def test_dropping_the_permissive_stops_writes_at_once(tap: PlantTap, tmp_p
     await tap.operator("fsf.advisor_permissive", True)
     cfg = agent_config(plant_sim, tmp_path)
     async with running_agent(cfg, with_control=False) as agent:
-        await until(lambda: store_value(agent.store, "fsf.advisor_permissive") is True, "permit")
+        await eventually(
+            lambda: store_value(agent.store, "fsf.advisor_permissive") is True, 15.0, "permit"
+        )
         o2 = plant_sim.plant.setpoints[O2]
         first = await agent.control.command(O2, o2 + 100.0, now_ns(), "c-1")
         assert first.result == "written", first
 
         await tap.operator("fsf.advisor_permissive", False)
-        await until(lambda: store_value(agent.store, "fsf.advisor_permissive") is False, "drop")
+        await eventually(
+            lambda: store_value(agent.store, "fsf.advisor_permissive") is False, 15.0, "drop"
+        )
         written_before = list(tap.writes)
         refused = await agent.control.command(O2, o2 + 200.0, now_ns(), "c-2")
         assert (refused.result, refused.reason) == ("refused", "permissive_off")
@@ -280,12 +280,14 @@ async def test_heartbeat_beats_and_stops_when_acquisition_is_dead(
     async with running_agent(cfg) as agent:
         heartbeat = agent.control.heartbeat
         assert heartbeat is not None
-        await until(lambda: plant_sim.plant.agent_heartbeat >= 3, "three beats at the DCS")
+        await eventually(
+            lambda: plant_sim.plant.agent_heartbeat >= 3, 15.0, "three beats at the DCS"
+        )
 
         # Modbus acquisition dies; the OPC UA connection that carries the heartbeat is still
         # there, so only the health check can stop it.
         await agent.stop_sources("offgas", "kiln")
-        await until(lambda: not heartbeat.beating, "the heartbeat to stop")
+        await eventually(lambda: not heartbeat.beating, 15.0, "the heartbeat to stop")
         problem = agent.control.acquisition_health()
         assert problem is not None
         assert "offgas" in problem
@@ -373,7 +375,9 @@ async def test_hostile_commands_never_reach_the_simulator(tap: PlantTap, tmp_pat
     cfg = agent_config(plant_sim, tmp_path)
     before = dict(plant_sim.plant.setpoints)
     async with running_agent(cfg, with_control=False) as agent:
-        await until(lambda: store_value(agent.store, "fsf.advisor_permissive") is True, "permit")
+        await eventually(
+            lambda: store_value(agent.store, "fsf.advisor_permissive") is True, 15.0, "permit"
+        )
         for topic, payload, retained in hostile_messages(agent.control.topics):
             outcome = await agent.control.commands.handle(topic, payload, retained=retained)
             assert outcome.result == "refused", (topic, payload, outcome)
@@ -393,7 +397,9 @@ async def test_advisory_mode_with_heartbeat_off_writes_nothing(
     heartbeat = plant_sim.plant.agent_heartbeat
     async with running_agent(cfg) as agent:
         assert agent.control.heartbeat is None
-        await until(lambda: store_value(agent.store, "fsf.advisor_permissive") is True, "permit")
+        await eventually(
+            lambda: store_value(agent.store, "fsf.advisor_permissive") is True, 15.0, "permit"
+        )
         recommend(agent.store, 300.0)
         await agent.control.follower.cycle()
         valid = [(FUEL, 10.0), (O2, plant_sim.plant.setpoints[O2] + 10.0)]

@@ -18,19 +18,11 @@ from edge_agent.supervisor import STOP_SINKS
 from tests.mqtt_subscriber import Subscriber
 from tests.plant import PlantSim
 from tests.services import InfluxDB1, Mosquitto
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 RUN_S = 4.0
-
-
-async def until(condition: Any, timeout_s: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not condition():
-        if loop.time() > deadline:
-            raise TimeoutError(what)
-        await asyncio.sleep(0.05)
 
 
 def comparable(value: Any) -> Any:
@@ -64,7 +56,7 @@ async def test_every_sample_of_a_run_reaches_broker_and_database_alike(
             task.cancel()
         await asyncio.gather(*producers, return_exceptions=True)
         head = outbox.state.head_id
-        await until(
+        await eventually(
             lambda: all(acked >= head for acked in outbox.state.acked.values()),
             30,
             "both sinks confirmed every batch",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -15,21 +14,13 @@ from edge_agent.samples import Quality, Sample, now_ns
 from edge_agent.sinks import build_services, open_outbox
 from tests.mqtt_subscriber import Subscriber
 from tests.services import InfluxDB1, Mosquitto
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 OUTAGE_S = 30.0
 TAGS = 10
 PERIOD_S = 0.1
-
-
-async def until(condition: Any, timeout_s: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not condition():
-        if loop.time() > deadline:
-            raise TimeoutError(what)
-        await asyncio.sleep(0.05)
 
 
 @pytest.mark.timeout(150)
@@ -64,7 +55,7 @@ async def test_broker_and_database_outage_loses_nothing(
         stop = asyncio.Event()
         producer = asyncio.create_task(produce(stop))
         try:
-            await until(lambda: len(sub.snapshot()) > 2 * TAGS, 10, "data flowing before")
+            await eventually(lambda: len(sub.snapshot()) > 2 * TAGS, 10, "data flowing before")
             await asyncio.gather(asyncio.to_thread(broker.stop), asyncio.to_thread(influxdb1.stop))
             during = len(produced)
             await asyncio.sleep(OUTAGE_S)  # the outage itself: the run goes on meanwhile
@@ -76,7 +67,7 @@ async def test_broker_and_database_outage_loses_nothing(
             stop.set()
             await producer
             assert len(produced) - during > OUTAGE_S / PERIOD_S * TAGS * 0.5
-            await until(lambda: outbox.state.samples == 0, 60, "outbox drained to both sinks")
+            await eventually(lambda: outbox.state.samples == 0, 60, "outbox drained to both sinks")
         finally:
             stop.set()
             for task in [producer, *tasks]:

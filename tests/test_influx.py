@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from edge_agent.samples import Quality, Sample
 from edge_agent.sinks.influx import InfluxSink, LineEncoder
 from tests.influx_faults import FaultyInflux, Reply
 from tests.services import InfluxDB1, VictoriaMetrics
+from tests.waiting import eventually
 
 T0 = 1_795_000_000_123_456_789
 
@@ -85,15 +86,6 @@ class Running:
         await asyncio.gather(self.task, return_exceptions=True)
 
 
-async def until(condition: Callable[[], bool], timeout_s: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not condition():
-        if loop.time() > deadline:
-            raise TimeoutError("condition not met in time")
-        await asyncio.sleep(0.02)
-
-
 def mixed_run(cycles: int) -> list[list[Sample]]:
     out = []
     for c in range(cycles):
@@ -118,7 +110,9 @@ async def test_v1_every_sample_comes_back_with_value_tags_timestamp_and_quality(
     async with Running(sink):
         for samples in mixed_run(20):
             await outbox.append(samples)
-        await until(lambda: sink.cursor.lag_batches == 0)
+        await eventually(
+            lambda: sink.cursor.lag_batches == 0, 15.0, "the sink to deliver every batch"
+        )
     temps = influxdb1.points("SELECT value, quality, site FROM fsf WHERE tag_id = 'fsf.matte_temp'")
     assert [(p["time"], p["value"], p["quality"], p["site"]) for p in temps] == [
         (T0 + c * 1_000_000_000, 1200.25 + c, "good", "demo") for c in range(20)
@@ -150,7 +144,9 @@ async def test_v1_nan_and_a_type_conflict_do_not_poison_the_batch(
     with capture_logs() as logs:
         async with Running(sink):
             await outbox.append(batch)
-            await until(lambda: sink.cursor.lag_batches == 0)
+            await eventually(
+                lambda: sink.cursor.lag_batches == 0, 15.0, "the sink to deliver every batch"
+            )
     rows = influxdb1.points(
         "SELECT value, quality, reason, tag_id FROM fsf WHERE tag_id =~ /^fsf.t/"
     )
@@ -177,7 +173,9 @@ async def test_v2_numbers_arrive_in_victoria_metrics_at_ms_and_replays_are_idemp
     async with Running(sink):
         for samples in run:
             await outbox.append(samples)
-        await until(lambda: sink.cursor.lag_batches == 0)
+        await eventually(
+            lambda: sink.cursor.lag_batches == 0, 15.0, "the sink to deliver every batch"
+        )
         # A replay (as after a crash between write and ack) must not double any point.
         await sink.deliver(sink._writer or _v2(cfg), sink.encoder.lines([Batch(0, run[0])]))
     series = await asyncio.to_thread(victoria_metrics.export, '{__name__="fsf_value"}', 15)
@@ -216,7 +214,9 @@ async def test_400_isolates_and_quarantines_the_one_bad_point(outbox: Outbox, ap
         sink = InfluxSink(cfg, outbox)
         async with Running(sink):
             await outbox.append(numbered(16))
-            await until(lambda: sink.cursor.lag_batches == 0)
+            await eventually(
+                lambda: sink.cursor.lag_batches == 0, 15.0, "the sink to deliver every batch"
+            )
     assert sorted(server.stored) == sorted(
         line
         for line in LineEncoder("demo").lines([Batch(1, numbered(16))])
@@ -236,10 +236,12 @@ async def test_429_is_retried_after_retry_after(outbox: Outbox) -> None:
         sink = InfluxSink(config({"api": "v1", "url": server.url, "db": "x"}), outbox)
         async with Running(sink):
             await outbox.append(numbered(4))
-            await until(lambda: sink.state.retries_total == 1)
+            await eventually(lambda: sink.state.retries_total == 1, 15.0, "one retry")
             assert sink.state.state == "throttled"
             start = asyncio.get_running_loop().time()
-            await until(lambda: sink.cursor.lag_batches == 0)
+            await eventually(
+                lambda: sink.cursor.lag_batches == 0, 15.0, "the sink to deliver every batch"
+            )
             waited = asyncio.get_running_loop().time() - start
     assert len(server.stored) == 4
     assert [status for _, _, status in server.requests] == [429, 204]
@@ -260,12 +262,14 @@ async def test_unauthorized_keeps_the_data_and_marks_the_sink_unhealthy(
         with capture_logs() as logs:
             async with Running(sink):
                 await outbox.append(numbered(4))
-                await until(lambda: sink.state.retries_total >= 2)
+                await eventually(lambda: sink.state.retries_total >= 2, 15.0, "two retries")
                 assert not sink.state.healthy
                 assert sink.state.state == "unauthorized"
                 assert sink.cursor.lag_batches == 1  # kept in the outbox
                 allowed = True  # the operator fixes the token
-                await until(lambda: sink.cursor.lag_batches == 0)
+                await eventually(
+                    lambda: sink.cursor.lag_batches == 0, 15.0, "the sink to deliver every batch"
+                )
     assert sink.state.healthy
     assert len(server.stored) == 4
     assert any(e["event"] == "influx_unauthorized" and e["log_level"] == "error" for e in logs)
@@ -277,7 +281,9 @@ async def test_503_is_retried_until_the_server_recovers(outbox: Outbox) -> None:
         sink = InfluxSink(config({"api": "v2", "url": server.url, "bucket": "b"}), outbox)
         async with Running(sink):
             await outbox.append(numbered(4))
-            await until(lambda: sink.cursor.lag_batches == 0)
+            await eventually(
+                lambda: sink.cursor.lag_batches == 0, 15.0, "the sink to deliver every batch"
+            )
     assert [s for _, _, s in server.requests] == [503, 503, 503, 204]
     assert len(server.stored) == 4
     assert sink.state.healthy
@@ -295,7 +301,9 @@ async def test_v1_sends_basic_auth_db_rp_and_gzip(
         sink = InfluxSink(cfg, outbox)
         async with Running(sink):
             await outbox.append(numbered(3))
-            await until(lambda: sink.cursor.lag_batches == 0)
+            await eventually(
+                lambda: sink.cursor.lag_batches == 0, 15.0, "the sink to deliver every batch"
+            )
     (headers,) = server.headers
     assert headers["Authorization"] == "Basic ZWRnZTpwdw=="  # edge:pw
     assert headers["Content-Encoding"] == "gzip"
@@ -314,7 +322,9 @@ async def test_v2_sends_the_token_org_bucket_and_precision(outbox: Outbox, tmp_p
         sink = InfluxSink(cfg, outbox)
         async with Running(sink):
             await outbox.append(numbered(3))
-            await until(lambda: sink.cursor.lag_batches == 0)
+            await eventually(
+                lambda: sink.cursor.lag_batches == 0, 15.0, "the sink to deliver every batch"
+            )
     (headers,) = server.headers
     assert headers["Authorization"] == "Token t0ken"
     assert server.params[0]["org"] == "smelter"

@@ -4,7 +4,6 @@ config/demo.toml pointed at them. What `edge-agent run` does, minus the sinks.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
 
 from edge_agent import kpi
@@ -15,6 +14,7 @@ from edge_agent.pipeline import SampleBus
 from edge_agent.samples import Quality
 from edge_agent.tagstore import TagStore
 from tests.plant import PlantSim
+from tests.waiting import eventually
 
 
 def config(sim: PlantSim, tmp_path: Path) -> AgentConfig:
@@ -27,14 +27,6 @@ def config(sim: PlantSim, tmp_path: Path) -> AgentConfig:
     doc["kpi"]["interval_s"] = 0.2
     doc["kpi"]["advisor"]["steady_window_s"] = 1.0
     return AgentConfig.model_validate(doc)
-
-
-async def until(condition: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not condition():
-        assert loop.time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 async def test_demo_plant_produces_kpi_tags_and_bad_inputs_hold_the_advice(
@@ -51,9 +43,14 @@ async def test_demo_plant_produces_kpi_tags_and_bad_inputs_hold_the_advice(
         return s is not None and s.quality is Quality.GOOD
 
     try:
-        await until(lambda: good("kpi.heat_margin_mw") and good("kpi.co2.tph"), "KPIs Good")
-        await until(lambda: getattr(store.get("kpi.advisor.validity"), "value", None) == "valid",
-                    "valid advice")  # fmt: skip
+        await eventually(
+            lambda: good("kpi.heat_margin_mw") and good("kpi.co2.tph"), 20.0, "KPIs Good"
+        )
+        await eventually(
+            lambda: getattr(store.get("kpi.advisor.validity"), "value", None) == "valid",
+            20.0,
+            "valid advice",
+        )
         margin = store.get("kpi.heat_margin_mw")
         assert margin is not None
         assert isinstance(margin.value, float)
@@ -64,8 +61,11 @@ async def test_demo_plant_produces_kpi_tags_and_bad_inputs_hold_the_advice(
         assert good("kpi.advisor.o2_flow_sp")
 
         await plant_sim.apply("bad:fsf.matte_temp")
-        await until(lambda: getattr(store.get("kpi.advisor.validity"), "value", None) == "hold",
-                    "hold on a Bad input")  # fmt: skip
+        await eventually(
+            lambda: getattr(store.get("kpi.advisor.validity"), "value", None) == "hold",
+            20.0,
+            "hold on a Bad input",
+        )
         reason = store.get("kpi.advisor.reason")
         assert reason is not None
         assert "fsf.matte_temp" in str(reason.value)

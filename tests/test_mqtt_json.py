@@ -18,6 +18,7 @@ from edge_agent.sinks.mqtt_json import BATCH_SCHEMA, JsonEncoder, MqttJsonSink
 from edge_agent.sinks.state import OutboxStatus
 from tests.mqtt_subscriber import Subscriber
 from tests.services import Mosquitto
+from tests.waiting import eventually
 
 T0 = 1_795_000_000_000_000_000
 
@@ -143,7 +144,9 @@ async def test_a_subscriber_receives_every_sample_in_order(
             mine = [json.loads(m.payload) for m in data if m.topic == f"plant/demo/fsf/t{t}"]
             assert [b["value"] for b in mine] == [float(c * 1000 + t) for c in range(40)]
             assert [b["ts_ns"] for b in mine] == sorted(b["ts_ns"] for b in mine)
-        await _until(lambda: sink.cursor.lag_batches == 0)
+        await eventually(
+            lambda: sink.cursor.lag_batches == 0, 10.0, "the sink to deliver every batch"
+        )
         assert sink.state.samples_published_total == 1000
     finally:
         task.cancel()
@@ -170,14 +173,6 @@ async def test_batch_layout_delivers_every_sample(mosquitto: Mosquitto, outbox: 
         sub.close()
 
 
-async def _until(condition: Any, timeout_s: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0.01)
-
-
 @pytest.mark.services
 async def test_outbox_cap_drops_oldest_stays_healthy_and_delivers_the_newest(
     mosquitto: Mosquitto, tmp_path: Path
@@ -198,7 +193,9 @@ async def test_outbox_cap_drops_oldest_stays_healthy_and_delivers_the_newest(
         task = asyncio.create_task(sink.run())
         try:
             got = await asyncio.to_thread(sub.wait_for, 1, 20)
-            await _until(lambda: sink.cursor.lag_batches == 0, 30)
+            await eventually(
+                lambda: sink.cursor.lag_batches == 0, 30, "the sink to deliver every batch"
+            )
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
@@ -220,7 +217,9 @@ async def test_retained_last_value_reaches_a_late_subscriber(
     try:
         for samples in run_samples(3, 2):
             await outbox.append(samples)
-        await _until(lambda: sink.cursor.lag_batches == 0)
+        await eventually(
+            lambda: sink.cursor.lag_batches == 0, 10.0, "the sink to deliver every batch"
+        )
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,6 +11,7 @@ from asyncua import Client, Node, ua
 
 from simulators.tags import FSF_TAGS, NAMESPACE_URI
 from tests.plant import PlantSim
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -23,15 +22,6 @@ VARIANT = {"double": ua.VariantType.Double, "bool": ua.VariantType.Boolean,
 @pytest.fixture
 def sim(shared_plant_sim: PlantSim) -> PlantSim:
     return shared_plant_sim
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 15.0) -> None:
-    """Poll `check` until it holds; the plant runs at 60x, so minutes take seconds."""
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached before the deadline")
-        await asyncio.sleep(0.1)
 
 
 async def node(client: Client, tag: str) -> Node:
@@ -98,7 +88,7 @@ async def test_setpoint_writes_move_the_process(sim: PlantSim) -> None:
                 and now["fsf.matte_temp"] > before["fsf.matte_temp"] + 5
             )
 
-        await eventually(moved)
+        await eventually(moved, 15.0, "the setpoint writes to move the process", interval_s=0.1)
         assert sim.plant.margin_mw > 5
     await sim.reset()
 
@@ -155,7 +145,9 @@ async def test_value_faults_are_seen_by_a_client(sim: PlantSim) -> None:
         async def plant_moved_on() -> bool:
             return float(sim.plant.values["fsf.conc_feed_total"]) > frozen + 0.5
 
-        await eventually(plant_moved_on)
+        await eventually(
+            plant_moved_on, 15.0, "the plant to move past the frozen value", interval_s=0.1
+        )
         still = await read(client, "fsf.conc_feed_total")
         assert still.Value.Value == frozen
         assert still.StatusCode.is_good()
@@ -237,7 +229,7 @@ async def test_subscriptions_report_changes_with_source_timestamps(sim: PlantSim
         async def three_changes() -> bool:
             return len({v for v, _ in changes.values}) >= 3
 
-        await eventually(three_changes)
+        await eventually(three_changes, 15.0, "three value changes", interval_s=0.1)
         stamps = [ts for _, ts in changes.values]
         assert stamps == sorted(stamps)
         assert abs(stamps[-1] - datetime.now(UTC)) < timedelta(seconds=10)

@@ -7,7 +7,6 @@ import asyncio
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from edge_agent.sparkplug.service import SparkplugEdgeNode
 from tests.services import Mosquitto
 from tests.sparkplug_harness import GROUP, NODE, ROOT, make_config, running_edge
 from tests.sparkplug_host import Host, Seen
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.services
 
@@ -33,14 +33,6 @@ def host(mosquitto: Mosquitto) -> Iterator[Host]:
     h.wait_subscribed()
     yield h
     h.close()
-
-
-async def until(what: str, condition: Callable[[], bool], timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def seen(host: Host, what: str, predicate: Callable[[list[Seen]], bool]) -> list[Seen]:
@@ -182,10 +174,10 @@ async def test_primary_host_state_gates_births_and_offline_makes_the_node_leave(
 ) -> None:
     async with running_edge(mosquitto.port, tmp_path, primary_host_id="scada") as run:
         edge = run.edge
-        await until("connected", lambda: connected(edge))
+        await eventually(lambda: connected(edge), 15.0, "connected")
         assert edge.host is not None
         host.publish_state(False, 1000)
-        await until("STATE seen", lambda: state_seen(edge) == 1000)
+        await eventually(lambda: state_seen(edge) == 1000, 15.0, "STATE seen")
         assert host.messages() == []  # connected, subscribed, told offline: no births
         host.publish_state(True, 2000)
         births = await seen(host, "births", lambda g: len(g) >= 4)
@@ -193,7 +185,7 @@ async def test_primary_host_state_gates_births_and_offline_makes_the_node_leave(
         bd = births[0].bd_seq
 
         host.publish_state(False, 1500)  # older than the online STATE: a stale will, ignored
-        await until("stale STATE ignored", lambda: edge.host.last_problem is not None)  # type: ignore[union-attr]
+        await eventually(lambda: edge.host.last_problem is not None, 15.0, "stale STATE ignored")  # type: ignore[union-attr]
         assert edge.node.born
 
         host.publish_state(False, 3000)
@@ -201,7 +193,9 @@ async def test_primary_host_state_gates_births_and_offline_makes_the_node_leave(
         death = next(s for s in got if s.verb == "NDEATH")
         assert death.bd_seq == bd
         assert not death.payload.HasField("seq")
-        await until("back, told offline", lambda: connected(edge) and edge.node.bd_seq == bd + 1)
+        await eventually(
+            lambda: connected(edge) and edge.node.bd_seq == bd + 1, 15.0, "back, told offline"
+        )
         assert state_seen(edge) == 3000
         assert [s.verb for s in host.messages()].count("NBIRTH") == 1  # still waiting
         host.publish_state(True, 4000)
@@ -220,7 +214,7 @@ async def test_history_replayed_after_a_broker_outage(
         alias = next(s for s in births if s.device == "fsf").metric("matte_temp").alias
 
         await asyncio.to_thread(mosquitto.stop)
-        await until("disconnected", lambda: not connected(run.edge))
+        await eventually(lambda: not connected(run.edge), 15.0, "disconnected")
         for v in (1210.0, 1220.0, 1230.0):
             await run.publish({"fsf.matte_temp": v})
         await asyncio.to_thread(mosquitto.start)

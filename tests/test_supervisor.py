@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable
 
 import pytest
 from structlog.testing import capture_logs
 
 from edge_agent.supervisor import Backoff, Service, Supervisor
+from tests.waiting import eventually
 
 FAST = Backoff(initial_s=0.001, max_s=0.004, jitter=0.0)
-
-
-async def eventually(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    """Poll a condition with a deadline (for states no event announces)."""
-    async with asyncio.timeout(timeout_s):
-        for _ in itertools.count():
-            if condition():
-                return
-            await asyncio.sleep(0.001)
 
 
 def test_backoff_doubles_up_to_its_cap() -> None:
@@ -122,7 +113,7 @@ async def test_service_that_returns_is_not_restarted() -> None:
     supervisor = Supervisor([Service("oneshot", once)], backoff=FAST)
     with capture_logs() as logs:
         supervisor.start()
-        await eventually(lambda: not supervisor.running())
+        await eventually(lambda: not supervisor.running(), 5.0, "not supervisor.running()")
     assert calls == 1
     assert [e["event"] for e in logs if e["log_level"] == "info"] == ["service_finished"]
     assert await supervisor.stop()
