@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import pytest
-import pytest_asyncio
 
 from edge_agent.acquisition import SourcePoller
 from edge_agent.config import AgentConfig, Source
@@ -16,22 +14,13 @@ from edge_agent.probe import probe_source
 from edge_agent.samples import Quality
 from edge_agent.tagstore import TagStore
 from tests.plant import PlantSim
-from tests.plant_shared import shared_plant
+from tests.plant_shared import module_plant_fixtures
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def module_plant() -> AsyncIterator[PlantSim]:
-    async for sim in shared_plant():
-        yield sim
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def plant_sim(module_plant: PlantSim) -> AsyncIterator[PlantSim]:
-    yield module_plant
-    await module_plant.apply("clear")
+module_plant, plant_sim = module_plant_fixtures()
 
 
 def source(cfg: AgentConfig, name: str) -> Source:

@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
-import pytest_asyncio
 
 from drivers.base import WriteRefused
 from drivers.modbus import ModbusDriver
 from edge_agent.config import ModbusSource
 from edge_agent.samples import Quality
 from tests.plant import PlantSim
-from tests.plant_shared import shared_plant
+from tests.plant_shared import module_plant_fixtures
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def module_plant() -> AsyncIterator[PlantSim]:
-    async for sim in shared_plant():
-        yield sim
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def plant_sim(module_plant: PlantSim) -> AsyncIterator[PlantSim]:
-    yield module_plant
-    await module_plant.apply("clear")
+module_plant, plant_sim = module_plant_fixtures()
 
 
 def kiln(sim: PlantSim, **kw: object) -> ModbusSource:

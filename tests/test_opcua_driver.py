@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from asyncua import ua
 
 from drivers.base import WriteRefused
@@ -15,22 +14,13 @@ from drivers.opcua import OpcUaDriver
 from edge_agent.config import OpcUaSource
 from edge_agent.samples import Quality, Sample
 from tests.plant import PlantSim
-from tests.plant_shared import shared_plant
+from tests.plant_shared import module_plant_fixtures
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 SYNTHETIC = 2000
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def module_plant() -> AsyncIterator[PlantSim]:
-    async for sim in shared_plant(synthetic_tags=SYNTHETIC, synthetic_rate_hz=5):
-        yield sim
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def plant_sim(module_plant: PlantSim) -> AsyncIterator[PlantSim]:
-    yield module_plant
-    await module_plant.apply("clear")
+module_plant, plant_sim = module_plant_fixtures(synthetic_tags=SYNTHETIC, synthetic_rate_hz=5)
 
 
 URI = "urn:smelter:sim"
