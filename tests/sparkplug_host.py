@@ -136,3 +136,24 @@ class Host:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+SEQUENCED = {"NBIRTH", "DBIRTH", "NDATA", "DDATA", "DDEATH"}
+
+
+def assert_seq_continuous(messages: list[Seen]) -> None:
+    """Every message after an NBIRTH carries the previous seq + 1, wrapping 255 -> 0."""
+    previous = None
+    for m in messages:
+        if m.verb not in SEQUENCED:
+            continue
+        if m.verb == "NBIRTH":
+            assert m.payload.seq == 0
+        else:
+            assert previous is not None, f"{m.verb} before any NBIRTH"
+            assert m.payload.seq == (previous + 1) % 256, f"{m.verb} seq {m.payload.seq}"
+        previous = m.payload.seq
+
+
+def count(got: list[Seen], verb: str, device: str | None = None) -> int:
+    return len([s for s in got if s.verb == verb and (device is None or s.device == device)])

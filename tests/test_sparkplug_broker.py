@@ -19,12 +19,10 @@ from edge_agent.sparkplug.payload import QUALITY_PROPERTY, property_map
 from edge_agent.sparkplug.service import SparkplugEdgeNode
 from tests.services import Mosquitto
 from tests.sparkplug_harness import GROUP, NODE, ROOT, make_config, running_edge
-from tests.sparkplug_host import Host, Seen
+from tests.sparkplug_host import Host, Seen, assert_seq_continuous, count
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.services
-
-SEQUENCED = {"NBIRTH", "DBIRTH", "NDATA", "DDATA", "DDEATH"}
 
 
 @pytest.fixture
@@ -37,24 +35,6 @@ def host(mosquitto: Mosquitto) -> Iterator[Host]:
 
 async def seen(host: Host, what: str, predicate: Callable[[list[Seen]], bool]) -> list[Seen]:
     return await asyncio.to_thread(host.wait_until, what, predicate)
-
-
-def assert_seq_continuous(messages: list[Seen]) -> None:
-    """Every message after an NBIRTH carries the previous seq + 1, wrapping 255 -> 0."""
-    previous = None
-    for m in messages:
-        if m.verb not in SEQUENCED:
-            continue
-        if m.verb == "NBIRTH":
-            assert m.payload.seq == 0
-        else:
-            assert previous is not None, f"{m.verb} before any NBIRTH"
-            assert m.payload.seq == (previous + 1) % 256, f"{m.verb} seq {m.payload.seq}"
-        previous = m.payload.seq
-
-
-def count(got: list[Seen], verb: str, device: str | None = None) -> int:
-    return len([s for s in got if s.verb == verb and (device is None or s.device == device)])
 
 
 def data_metrics(got: list[Seen], device: str | None = None) -> list[pb.Payload.Metric]:

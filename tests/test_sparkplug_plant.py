@@ -17,8 +17,7 @@ from edge_agent.sparkplug.payload import QUALITY_PROPERTY, property_map
 from tests.plant import PlantSim
 from tests.services import Mosquitto
 from tests.sparkplug_harness import GROUP, NODE
-from tests.sparkplug_host import Host, Seen
-from tests.test_sparkplug_broker import assert_seq_continuous, count
+from tests.sparkplug_host import Host, Seen, assert_seq_continuous, count
 
 pytestmark = pytest.mark.services
 
