@@ -21,7 +21,7 @@ import asyncio
 import socket
 import sys
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,8 @@ log = structlog.get_logger(__name__)
 
 DEMO_TOML = Path(__file__).resolve().parent.parent / "config" / "demo.toml"
 QUALITY_STYLE = {Quality.GOOD: "green", Quality.UNCERTAIN: "yellow", Quality.BAD: "red"}
+# How long each demo part (embedded broker, simulators) may take to stop before it is abandoned.
+STOP_PART_TIMEOUT_S = 5.0
 
 
 def free_port() -> int:
@@ -278,10 +280,24 @@ async def run_demo(args: argparse.Namespace, state_dir: Path, interactive: bool)
         if view is not None:
             view.cancel()
         if broker is not None:
-            await broker.stop()
-        await sim.stop()
+            await _stop_within(broker.stop(), "broker", STOP_PART_TIMEOUT_S)
+        await _stop_within(sim.stop(), "simulators", STOP_PART_TIMEOUT_S)
     print("demo stopped", flush=True)
     return code
+
+
+async def _stop_within(stopping: Coroutine[Any, Any, None], part: str, timeout_s: float) -> None:
+    """Stop one demo part, but never let it hold Ctrl-C up.
+
+    amqtt's shutdown can wait indefinitely for a subscriber that stays connected; the demo is
+    leaving anyway, so after `timeout_s` the part is abandoned (its task is cancelled, not awaited,
+    since a swallowed cancellation must not hang the exit either).
+    """
+    task = asyncio.ensure_future(stopping)
+    done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    if not done:
+        task.cancel()
+        log.warning("demo_part_stop_timeout", part=part, timeout_s=timeout_s)
 
 
 async def _headless(agent: Agent, header: str) -> None:
