@@ -19,7 +19,7 @@ import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 import structlog
 from aiohttp import web
@@ -321,32 +321,20 @@ class BoardCollector(Collector):
             yield self._tag_quality()
 
     def _families(self, statuses: Iterable[ComponentStatus]) -> Iterator[Metric]:
+        """One metric family per (component kind, key), with one labelled sample per component."""
         counters: dict[tuple[str, str], CounterMetricFamily] = {}
         gauges: dict[tuple[str, str], GaugeMetricFamily] = {}
         histograms: dict[tuple[str, str], HistogramMetricFamily] = {}
         for s in statuses:
             for key, value in s.counters.items():
                 base = key.removesuffix("_total")
-                fam = counters.get((s.kind, base))
-                if fam is None:
-                    fam = counters[(s.kind, base)] = CounterMetricFamily(
-                        f"edge_agent_{s.kind}_{base}", f"{s.kind} {base}", labels=[s.kind]
-                    )
-                fam.add_metric([s.name], value)
+                _family(counters, CounterMetricFamily, s.kind, base).add_metric([s.name], value)
             for key, value in s.gauges.items():
-                gfam = gauges.get((s.kind, key))
-                if gfam is None:
-                    gfam = gauges[(s.kind, key)] = GaugeMetricFamily(
-                        f"edge_agent_{s.kind}_{key}", f"{s.kind} {key}", labels=[s.kind]
-                    )
-                gfam.add_metric([s.name], value)
+                _family(gauges, GaugeMetricFamily, s.kind, key).add_metric([s.name], value)
             for key, hist in s.histograms.items():
-                hfam = histograms.get((s.kind, key))
-                if hfam is None:
-                    hfam = histograms[(s.kind, key)] = HistogramMetricFamily(
-                        f"edge_agent_{s.kind}_{key}", f"{s.kind} {key}", labels=[s.kind]
-                    )
-                hfam.add_metric([s.name], hist.cumulative(), sum_value=hist.sum)
+                _family(histograms, HistogramMetricFamily, s.kind, key).add_metric(
+                    [s.name], hist.cumulative(), sum_value=hist.sum
+                )
         yield from counters.values()
         yield from gauges.values()
         yield from histograms.values()
@@ -456,3 +444,16 @@ def build_services(cfg: AgentConfig, board: StatusBoard) -> list[Service]:
         return []
     server = HealthServer(board, cfg.health.listen, cfg.agent.site, cfg.agent.instance_id)
     return [Service("health", server.serve, STOP_HEALTH)]
+
+
+_Family = TypeVar("_Family", CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily)
+
+
+def _family(
+    cache: dict[tuple[str, str], _Family], cls: type[_Family], kind: str, key: str
+) -> _Family:
+    """The family `edge_agent_{kind}_{key}`, created on first use, labelled by component name."""
+    fam = cache.get((kind, key))
+    if fam is None:
+        fam = cache[(kind, key)] = cls(f"edge_agent_{kind}_{key}", f"{kind} {key}", labels=[kind])
+    return fam
