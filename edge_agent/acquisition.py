@@ -22,6 +22,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
@@ -43,15 +44,27 @@ OVERRUN_LOG_EVERY_S = 60.0
 DriverFactory = Callable[[Source], Driver]
 
 
-def make_driver(source: Source) -> Driver:
-    """The protocol driver for a source (imported lazily: each pulls in a protocol library)."""
+def make_driver(source: Source, shared: dict[str, Any] | None = None) -> Driver:
+    """The protocol driver for a source (imported lazily: each pulls in a protocol library).
+
+    `shared` holds what the drivers of one agent share (the Modbus buses: sources on one serial
+    port or gateway use one connection); without it a driver has its link to itself.
+    """
     if isinstance(source, OpcUaSource):
         from drivers.opcua import OpcUaDriver
 
         return OpcUaDriver(source)
     from drivers.modbus import ModbusDriver
+    from drivers.modbus_bus import ModbusBuses
 
-    return ModbusDriver(source)
+    buses = None if shared is None else shared.setdefault("modbus_buses", ModbusBuses())
+    return ModbusDriver(source, buses)
+
+
+def shared_driver_factory() -> DriverFactory:
+    """A factory whose drivers share links: one per agent."""
+    shared: dict[str, Any] = {}
+    return lambda source: make_driver(source, shared)
 
 
 @dataclass
@@ -241,8 +254,9 @@ class Acquisition:
     """All sources of a config: their services, counters and write path."""
 
     def __init__(
-        self, cfg: AgentConfig, bus: SampleBus, factory: DriverFactory = make_driver
+        self, cfg: AgentConfig, bus: SampleBus, factory: DriverFactory | None = None
     ) -> None:
+        factory = factory or shared_driver_factory()
         self.pollers = [SourcePoller(s, bus, factory) for s in cfg.source if s.enabled]
         self._by_tag = {t: p for p in self.pollers for t in p.tag_ids}
         for p in self.pollers:
@@ -271,5 +285,6 @@ __all__ = [
     "SourceStats",
     "build_services",
     "make_driver",
+    "shared_driver_factory",
     "source_stats",
 ]

@@ -273,13 +273,71 @@ class OpcUaSource(SourceBase):
         return self
 
 
+ModbusTransport = Literal["tcp", "rtu_over_tcp", "rtu", "ascii"]
+SERIAL_TRANSPORTS = ("rtu", "ascii")
+
+
 class ModbusSource(SourceBase):
+    """A Modbus device (or several unit ids) on one link: a TCP server, a gateway or a serial port.
+
+    Sources naming the same serial port or the same gateway share one bus (one connection, one
+    request at a time); the link settings of all of them must then agree. Serial words are
+    pymodbus's own (`baudrate`, `bytesize`, `parity`, `stopbits`); the default 8E1 at 19200 baud
+    is the Modbus serial line specification's.
+    """
+
     protocol: Literal["modbus"]
-    retries: int = Field(1, ge=0, le=5)
-    pacing_ms: float = Field(0.0, ge=0)
+    transport: ModbusTransport = "tcp"
+    endpoint: str = Field("", description="tcp://host[:port], for tcp and rtu_over_tcp")
+    serial_port: str | None = Field(None, description="for rtu and ascii: /dev/ttyUSB0")
+    baudrate: int = Field(19200, ge=300, le=4_000_000)
+    bytesize: Literal[7, 8] = 8
+    parity: Literal["N", "E", "O"] = "E"
+    stopbits: Literal[1, 2] = 1
+    # Silence before each frame; None: 3.5 character times (1.75 ms above 19200 baud).
+    inter_frame_ms: float | None = Field(None, ge=0, le=1000)
+    pause_between_requests_ms: float = Field(0.0, ge=0, le=10_000)
+    pause_after_connect_ms: float = Field(0.0, ge=0, le=60_000)
+    retries: int = Field(1, ge=0, le=5, description="after a timeout")
+    busy_retries: int = Field(0, ge=0, le=10, description="after exception 6, device busy")
+    busy_retry_wait_ms: float = Field(100.0, ge=0, le=10_000)
+    # Device back-off: after this many timeouts in a row a unit id is asked only every
+    # `unreachable_retry_s` until it answers; its tags are Bad "device_unreachable" meanwhile.
+    unreachable_after: int = Field(3, ge=1, le=100)
+    unreachable_retry_s: float = Field(10.0, gt=0, le=3600)
     max_gap: int = Field(8, ge=0, le=124)
     max_registers: int = Field(125, ge=1, le=125)
+    one_request_per_tag: bool = False
+    address_base: Literal[0, 1] = Field(0, description="1: tag addresses are 1-based (40001..)")
     tag: list[ModbusTag] = []
+
+    @model_validator(mode="after")
+    def _link(self) -> ModbusSource:
+        if self.transport in SERIAL_TRANSPORTS:
+            if not self.serial_port:
+                raise ValueError(f"transport {self.transport!r} needs serial_port")
+            if self.endpoint:
+                raise ValueError(f"transport {self.transport!r} uses serial_port, not endpoint")
+        else:
+            if not self.endpoint.startswith("tcp://"):
+                raise ValueError(
+                    f"transport {self.transport!r} needs endpoint = 'tcp://host[:port]' "
+                    f"(got: {self.endpoint!r})"
+                )
+            if self.serial_port:
+                raise ValueError(f"transport {self.transport!r} uses endpoint, not serial_port")
+        if self.address_base == 1:
+            for tag in self.tag:
+                if tag.address < 1:
+                    raise ValueError(f"tag {tag.id}: address 0 with address_base = 1")
+        return self
+
+    @property
+    def link(self) -> str:
+        """What sources share a bus by: the serial port (symlinks resolved) or the endpoint."""
+        if self.transport in SERIAL_TRANSPORTS:
+            return os.path.realpath(self.serial_port or "")
+        return self.endpoint.rstrip("/")
 
 
 Source = Annotated[OpcUaSource | ModbusSource, Field(discriminator="protocol")]
@@ -860,7 +918,26 @@ class AgentConfig(Section):
         violations = _check_rules(sources, self.kpi.sections(), self.control)
         if violations:
             raise RuleViolations(violations)
+        _one_setting_per_bus([s for s in self.source if isinstance(s, ModbusSource)])
         return self
+
+
+# The settings a bus has once, whichever of the sources sharing it names them.
+BUS_SETTINGS = ("transport", "baudrate", "bytesize", "parity", "stopbits", "inter_frame_ms",
+                "pause_between_requests_ms", "pause_after_connect_ms")  # fmt: skip
+
+
+def _one_setting_per_bus(sources: list[ModbusSource]) -> None:
+    first: dict[str, ModbusSource] = {}
+    for src in sources:
+        other = first.setdefault(src.link, src)
+        for key in BUS_SETTINGS:
+            if getattr(src, key) != getattr(other, key):
+                raise ValueError(
+                    f"sources {other.name} and {src.name} share a bus "
+                    f"({src.serial_port or src.endpoint}) but disagree on {key} "
+                    f"({getattr(other, key)!r} vs {getattr(src, key)!r}): set it alike on both"
+                )
 
 
 # ------------------------------------------------------------------------------ cross-field rules
