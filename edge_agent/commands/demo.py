@@ -43,7 +43,7 @@ from edge_agent.tagstore import TagStore
 
 log = structlog.get_logger(__name__)
 
-DEMO_TOML = Path(__file__).resolve().parent.parent / "config" / "demo.toml"
+DEMO_TOML = Path(__file__).resolve().parents[2] / "config" / "demo.toml"
 QUALITY_STYLE = {Quality.GOOD: "green", Quality.UNCERTAIN: "yellow", Quality.BAD: "red"}
 # How long each demo part (embedded broker, simulators) may take to stop before it is abandoned.
 STOP_PART_TIMEOUT_S = 5.0
