@@ -25,8 +25,15 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from drivers.base import Driver, DriverConnectionError, WriteRefused
-from edge_agent.config import AgentConfig, OpcUaSource, QualityFrom, Source
+from drivers.base import Driver, DriverConnectionError, HistoryDriver, WriteRefused
+from edge_agent.config import (
+    AgentConfig,
+    MqttSource,
+    OpcUaSource,
+    QualityFrom,
+    Source,
+    SparkplugSource,
+)
 from edge_agent.health import LatencyHistogram
 from edge_agent.pipeline import SampleBus
 from edge_agent.samples import Quality, Sample, Value, now_ns
@@ -49,6 +56,11 @@ def make_driver(source: Source) -> Driver:
         from drivers.opcua import OpcUaDriver
 
         return OpcUaDriver(source)
+    if isinstance(source, MqttSource | SparkplugSource):
+        from drivers.mqtt_source import make_source
+        from edge_agent.mqtt_source_client import client_for
+
+        return make_source(source, client_for)
     from drivers.modbus import ModbusDriver
 
     return ModbusDriver(source)
@@ -220,6 +232,8 @@ class SourcePoller:
             self.stats.read_seconds_total += elapsed
             self.stats.read_latency.observe(elapsed)
             await self.bus.publish(self.gate.apply(samples))
+            if isinstance(driver, HistoryDriver):
+                await self.bus.record(driver.drain_history())
             deadline += interval
             now = loop.time()
             if now > deadline:

@@ -17,9 +17,12 @@ import contextlib
 import itertools
 import math
 import os
+import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -280,9 +283,6 @@ class ModbusSource(SourceBase):
     max_gap: int = Field(8, ge=0, le=124)
     max_registers: int = Field(125, ge=1, le=125)
     tag: list[ModbusTag] = []
-
-
-Source = Annotated[OpcUaSource | ModbusSource, Field(discriminator="protocol")]
 
 
 # ------------------------------------------------------------------------------------------ KPIs
@@ -660,6 +660,174 @@ class TlsConfig(Section):
 SparkplugId = Annotated[str, Field(pattern=r"^[^+/#]+$", description="no '+', '/' or '#'")]
 
 
+# ------------------------------------------------------------------ MQTT and Sparkplug sources
+# What drivers/mqtt_source.py reads (docs/fleet.md). `protocol = "mqtt"` reads JSON topics (our
+# own unified-namespace payloads, or any device's through a per-tag mapping); `protocol =
+# "sparkplug"` reads one Sparkplug B edge node as its host application.
+
+_SPARKPLUG_ID = r"^[^+/#]+$"
+_MQTT_ENDPOINT = re.compile(r"^(mqtts?)://([^/:]+|\[[0-9a-fA-F:]+\])(?::(\d{1,5}))?/?$")
+TimestampFormat = Literal["rfc3339", "unix_s", "unix_ms", "unix_us", "unix_ns"]
+
+
+class MqttEndpointSettings(Section):
+    """The broker connection of an MQTT or Sparkplug source.
+
+    The attributes `host`, `port`, `backup_servers`, `tls`, `username`, `keepalive_s`,
+    `max_inflight`, `reconnect_min_s` and `reconnect_max_s` are what the MQTT connection layer
+    reads; `mqtt_version` is its protocol (the name `protocol` is the source's kind here).
+    """
+
+    endpoint: str
+    mqtt_version: Literal["3.1.1", "5"] = "5"
+    client_id: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="default: <hostname>-<source name>"
+    )
+    username: str | None = None
+    password: SecretRef | None = None
+    tls: TlsConfig | None = None
+    keepalive_s: int = Field(10, ge=5, le=3600)
+    qos: Literal[0, 1] = 1
+    session_expiry_s: int = Field(3600, ge=0, le=4294967295, description="0: clean session")
+    status_topic: str | None = Field(None, pattern=r"^[^#+]+$")
+    # Messages are decoded as they arrive; this is how often they are handed on as a batch.
+    poll_interval_s: float = Field(0.2, gt=0, le=10)
+    timeout_s: float = Field(5.0, gt=0)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        m = _MQTT_ENDPOINT.match(value)
+        if m is None or (m.group(3) is not None and not 0 < int(m.group(3)) < 65536):
+            raise ValueError("must be mqtt://host[:port] or mqtts://host[:port]")
+        return value
+
+    @model_validator(mode="after")
+    def _password_needs_user(self) -> MqttEndpointSettings:
+        if self.password is not None and self.username is None:
+            raise ValueError("password is given without username")
+        return self
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.endpoint.startswith("mqtts://") or self.tls is not None
+
+    @property
+    def host(self) -> str:
+        return (urlsplit(self.endpoint).hostname or "").strip("[]")
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.endpoint).port or (8883 if self.tls_enabled else 1883)
+
+    @property
+    def backup_servers(self) -> list[str]:
+        return []
+
+    @property
+    def max_inflight(self) -> int:
+        return 20
+
+    @property
+    def reconnect_min_s(self) -> float:
+        return 1.0
+
+    @property
+    def reconnect_max_s(self) -> float:
+        return 5.0
+
+    def effective_client_id(self, source_name: str) -> str:
+        """Stable across restarts (a persistent session is found by it), unique per edge PC."""
+        if self.client_id is not None:
+            return self.client_id
+        host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:40]
+        return f"{host}-{source_name}"
+
+
+class JsonPoint(Section):
+    """Where one tag is on the broker. Without `value_path` the payload is our own format."""
+
+    topic: str = Field(min_length=1, pattern=r"^[^#+]+$", description="no wildcards")
+    value_path: str | None = Field(None, pattern=r"^[^.]+(\.[^.]+)*$")
+    timestamp_path: str | None = Field(None, pattern=r"^[^.]+(\.[^.]+)*$")
+    quality_path: str | None = Field(None, pattern=r"^[^.]+(\.[^.]+)*$")
+    timestamp_format: TimestampFormat = "rfc3339"
+
+    @model_validator(mode="after")
+    def _mapping(self) -> JsonPoint:
+        if self.value_path is None and (self.timestamp_path or self.quality_path):
+            raise ValueError(
+                "timestamp_path and quality_path map a foreign payload: give value_path too "
+                "(without it the payload is read as the agent's own JSON format)"
+            )
+        return self
+
+
+class SparkplugPoint(Section):
+    """One metric of the edge node: `device` omitted for a node metric; `metric` as born."""
+
+    device: str | None = Field(None, pattern=_SPARKPLUG_ID)
+    metric: str = Field(min_length=1)
+
+
+class SparkplugSettings(Section):
+    """Which edge node this source hosts, and how it behaves as its host application."""
+
+    group_id: str = Field(pattern=_SPARKPLUG_ID)
+    edge_node_id: str = Field(pattern=_SPARKPLUG_ID)
+    # Publish STATE (retained, will = offline) as this primary host application.
+    primary_host_id: str | None = Field(None, pattern=_SPARKPLUG_ID)
+    # At most one rebirth request per this interval while the picture is incomplete.
+    rebirth_interval_s: float = Field(5.0, gt=0)
+
+
+class MqttTagMixin(TagBase):
+    @model_validator(mode="after")
+    def _read_only(self) -> MqttTagMixin:
+        if self.writable:
+            raise ValueError("MQTT and Sparkplug sources are read-only: writable must be false")
+        return self
+
+
+class JsonTag(MqttTagMixin, JsonPoint):
+    """A tag read from a JSON topic."""
+
+
+class SparkplugTag(MqttTagMixin, SparkplugPoint):
+    """A tag read from a Sparkplug metric."""
+
+
+class MqttSource(MqttEndpointSettings, SourceBase):
+    protocol: Literal["mqtt"]
+    tag: list[JsonTag] = []
+
+
+class SparkplugSource(MqttEndpointSettings, SparkplugSettings, SourceBase):
+    protocol: Literal["sparkplug"]
+    tag: list[SparkplugTag] = []
+
+    @model_validator(mode="after")
+    def _metrics_once(self) -> SparkplugSource:
+        seen: dict[tuple[str | None, str], str] = {}
+        for t in self.tag:
+            key = (t.device, t.metric)
+            if key in seen:
+                where = f"device {t.device!r}" if t.device else "the node"
+                raise ValueError(
+                    f"tags {seen[key]} and {t.id} both read metric {t.metric!r} of {where}"
+                )
+            seen[key] = t.id
+        return self
+
+
+Source = Annotated[
+    OpcUaSource | ModbusSource | MqttSource | SparkplugSource, Field(discriminator="protocol")
+]
+TAG_MODELS: dict[Any, type[TagBase]] = {
+    "opcua": OpcUaTag, "modbus": ModbusTag, "mqtt": JsonTag, "sparkplug": SparkplugTag,
+}  # fmt: skip
+
+
 class SparkplugSection(Section):
     """The Sparkplug B edge node's identity (`mqtt.format = "sparkplug_b"`; docs/sparkplug.md)."""
 
@@ -846,7 +1014,7 @@ class AgentConfig(Section):
     control: ControlSection = ControlSection()
     health: HealthSection = HealthSection()
 
-    def tags(self) -> dict[str, OpcUaTag | ModbusTag]:
+    def tags(self) -> dict[str, TagBase]:
         return {t.id: t for s in self.source for t in s.tag}
 
     @model_validator(mode="after")
@@ -912,7 +1080,7 @@ def raw_rule_violations(data: Any) -> list[RuleViolation]:
     for i, src in enumerate(raw_sources if isinstance(raw_sources, list) else []):
         if not isinstance(src, dict):
             continue
-        model: type[TagBase] = ModbusTag if src.get("protocol") == "modbus" else OpcUaTag
+        model = TAG_MODELS.get(src.get("protocol"), OpcUaTag)
         raw_tags = src.get("tag")
         tags = [
             _TagView(("source", i, "tag", j), t.get("id"), _valid_or_none(model, t))
