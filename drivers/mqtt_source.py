@@ -159,7 +159,12 @@ class _MqttSource:
     async def close(self) -> None:
         client, self.client = self.client, None
         if client is not None:
+            if client.connected.is_set():
+                await self.leaving(client)
             await client.close()
+
+    async def leaving(self, client: Subscriber) -> None:
+        """Last words before a clean disconnect (which suppresses the will)."""
 
     def send(self, out: Outgoing) -> None:
         if self.client is None:
@@ -262,6 +267,15 @@ class SparkplugSource(_MqttSource):
 
     def topics(self) -> list[tuple[str, Callable[[Received], None]]]:
         return [(topic, self.on_message) for topic in self.host.subscriptions()]
+
+    async def leaving(self, client: Subscriber) -> None:
+        """A clean disconnect sends no will: say STATE offline ourselves (same timestamp)."""
+        if self.source.primary_host_id is None:
+            return
+        topic = state_topic(self.source.primary_host_id)
+        with contextlib.suppress(Exception):
+            publish = client.publish(topic, _state(False, self._state_ts_ms), qos=1, retain=True)
+            await asyncio.wait_for(publish, 2.0)
 
     async def connected(self) -> None:
         """Nothing is known until births: say so, announce ourselves, ask for them."""
