@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from edge_agent.config import MqttSection
+from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.outbox import Batch
-from edge_agent.samples import Quality, Sample
 from edge_agent.sinks.mqtt_json import JsonEncoder
 from edge_agent.sparkplug.catalogue import Catalogue, TagHint
 from edge_agent.sparkplug.node import EdgeNode

@@ -4,8 +4,8 @@ To add a subcommand, give your module an `add_parser(subparsers)` that calls
 `subparsers.add_parser(...)` and `set_defaults(func=handler)`, where `handler(args) -> int`
 returns the exit code; then add one line to `SUBCOMMANDS`. A handler may raise `ConfigError`:
 it is printed one problem per line on stderr and the command exits 2. Read the config with
-`config_loader.add_set_argument(parser)` and `load_config(path, args.overrides)` so that every
-subcommand understands `--set`.
+`edge_agent.config.loader.add_set_argument(parser)` and `load_config(path, args.overrides)` so
+that every subcommand understands `--set`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from edge_agent import __version__, demo, probe, runtime
-from edge_agent.config_loader import ConfigError, add_set_argument, load_config, summary
+from edge_agent.config.loader import ConfigError, add_set_argument, load_config, summary
 from edge_agent.kpi import whatif
 from edge_agent.logs import configure_logging
 

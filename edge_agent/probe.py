@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 from drivers.base import DriverConnectionError
 from edge_agent.acquisition import QualityGate, make_driver
 from edge_agent.config import AgentConfig, OpcUaSource, Source
-from edge_agent.config_loader import add_set_argument, load_config
+from edge_agent.config.loader import add_set_argument, load_config
+from edge_agent.contracts.samples import Quality, Sample, iso_utc, now_ns
 from edge_agent.pipeline import SampleBus
-from edge_agent.samples import Quality, Sample, iso_utc, now_ns
 from edge_agent.tagstore import TagStore
 
 if TYPE_CHECKING:

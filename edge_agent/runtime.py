@@ -21,7 +21,7 @@ import structlog
 
 from edge_agent import acquisition, control, health, kpi, sinks, sparkplug
 from edge_agent.config import AgentConfig
-from edge_agent.config_loader import add_set_argument, load_config
+from edge_agent.config.loader import add_set_argument, load_config
 from edge_agent.health import StatusBoard
 from edge_agent.logs import configure_logging
 from edge_agent.outbox import Outbox

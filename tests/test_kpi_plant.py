@@ -9,9 +9,9 @@ from pathlib import Path
 from edge_agent import kpi
 from edge_agent.acquisition import Acquisition
 from edge_agent.config import AgentConfig
+from edge_agent.contracts.samples import Quality
 from edge_agent.kpi.whatif import evaluate
 from edge_agent.pipeline import SampleBus
-from edge_agent.samples import Quality
 from edge_agent.tagstore import TagStore
 from tests.plant import PlantSim
 from tests.waiting import eventually

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from edge_agent.samples import Quality, Sample
+from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.sparkplug import payload as codec
 from edge_agent.sparkplug import sparkplug_b_pb2 as pb
 from edge_agent.sparkplug.bdseq import BdSeqStore

@@ -15,7 +15,8 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from edge_agent.config import AgentConfig
-from edge_agent.config_loader import ConfigError, add_set_argument, load_config
+from edge_agent.config.loader import ConfigError, add_set_argument, load_config
+from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.kpi.advisor import Advice, AdvisorSettings, advise
 from edge_agent.kpi.engine import (
     advisor_settings,
@@ -27,7 +28,6 @@ from edge_agent.kpi.engine import (
     setpoint_tags,
 )
 from edge_agent.kpi.heat_balance import Balance, BalanceError
-from edge_agent.samples import Quality, Sample
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from edge_agent.samples import Value
+from edge_agent.contracts.samples import Value
 from edge_agent.sparkplug.payload import DataType, accepts, datatype_for
 
 # Node-level metrics. The specification forbids an alias on Rebirth (so any host can ask for a

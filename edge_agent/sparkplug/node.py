@@ -25,7 +25,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from edge_agent.samples import Quality, Sample, Value, now_ns
+from edge_agent.contracts.samples import Quality, Sample, Value, now_ns
 from edge_agent.sparkplug import payload as codec
 from edge_agent.sparkplug.catalogue import (
     BD_SEQ,

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 
-from edge_agent.samples import Quality, Value
+from edge_agent.contracts.samples import Quality, Value
 from edge_agent.sparkplug import sparkplug_b_pb2 as pb
 
 
