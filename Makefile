@@ -38,7 +38,7 @@ bench: $(STAMP)
 PROTO_TOOLS := grpcio-tools==1.85.1
 proto: $(STAMP)
 	$(BIN)/pip install --quiet '$(PROTO_TOOLS)'
-	cd edge_agent/sparkplug && $(CURDIR)/$(BIN)/python -m grpc_tools.protoc -I. \
+	cd drivers/sparkplug && $(CURDIR)/$(BIN)/python -m grpc_tools.protoc -I. \
 		--python_out=. --pyi_out=. sparkplug_b.proto
 
 clean:
