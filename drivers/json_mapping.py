@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from edge_agent.samples import Quality, Sample, Value
+from edge_agent.contracts.samples import Quality, Sample, Value
 
 BAD_PAYLOAD = "bad_payload"
 TimestampFormat = Literal["rfc3339", "unix_s", "unix_ms", "unix_us", "unix_ns"]

@@ -30,7 +30,7 @@ from drivers.base import DriverConnectionError, WriteRefused
 from drivers.json_mapping import JsonField, MappingError
 from drivers.sparkplug.host import NODE_OFFLINE, HostTag, NodeHost, Outgoing, Update
 from drivers.sparkplug.topics import Topics, state_topic
-from edge_agent.samples import Quality, Sample, Value, now_ns
+from edge_agent.contracts.samples import Quality, Sample, Value, now_ns
 
 log = structlog.get_logger(__name__)
 

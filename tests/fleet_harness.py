@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.config import AgentConfig
+from edge_agent.contracts.samples import Sample
 from edge_agent.runtime import Agent, run_agent
-from edge_agent.samples import Sample
 from simulators.agent_config import demo_config
 from tests.plant import PlantSim
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from drivers.sparkplug.host import NODE_OFFLINE
-from edge_agent.samples import Quality
+from edge_agent.contracts.samples import Quality
 from tests.fleet_harness import (
     KILN_TAGS,
     PLANT_TOML,

@@ -18,7 +18,7 @@ from drivers.sparkplug.host import (
 )
 from drivers.sparkplug.payload import REBIRTH, DataType, MetricOut
 from drivers.sparkplug.topics import Topics
-from edge_agent.samples import Quality, Sample
+from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.sparkplug.catalogue import Catalogue, TagHint
 from edge_agent.sparkplug.node import EdgeNode, Message
 

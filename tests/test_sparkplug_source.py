@@ -20,8 +20,8 @@ from drivers.sparkplug.host import AWAITING_BIRTH, NODE_OFFLINE
 from drivers.sparkplug.topics import Topics
 from edge_agent.acquisition import SourcePoller
 from edge_agent.config import SparkplugSource
+from edge_agent.contracts.samples import Quality, Sample, now_ns
 from edge_agent.pipeline import SampleBus
-from edge_agent.samples import Quality, Sample, now_ns
 from edge_agent.sparkplug.catalogue import Catalogue, TagHint
 from edge_agent.sparkplug.node import EdgeNode, Message
 from edge_agent.tagstore import TagStore

@@ -33,7 +33,7 @@ from drivers.sparkplug import payload as codec
 from drivers.sparkplug import sparkplug_b_pb2 as pb
 from drivers.sparkplug.payload import BD_SEQ, QUALITY_PROPERTY, REBIRTH, DataType, PayloadError
 from drivers.sparkplug.topics import NAMESPACE, Topics
-from edge_agent.samples import Quality, Sample
+from edge_agent.contracts.samples import Quality, Sample
 
 _MS = 1_000_000
 NODE_OFFLINE = "node_offline"

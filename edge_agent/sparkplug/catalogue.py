@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from drivers.sparkplug.payload import DataType, accepts, datatype_for
-from edge_agent.samples import Value
+from edge_agent.contracts.samples import Value
 
 # Node-level metrics (bdSeq and Rebirth are in drivers/sparkplug/payload.py, shared with the
 # host). The specification forbids an alias on Rebirth (so any host can ask for a

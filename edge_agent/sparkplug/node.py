@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from drivers.sparkplug import payload as codec
 from drivers.sparkplug.payload import BD_SEQ, REBIRTH, DataType, MetricOut, PayloadError
 from drivers.sparkplug.topics import Topics
-from edge_agent.samples import Quality, Sample, Value, now_ns
+from edge_agent.contracts.samples import Quality, Sample, Value, now_ns
 from edge_agent.sparkplug.catalogue import (
     LAST_COMMAND,
     LAST_COMMAND_ALIAS,
