@@ -3,7 +3,11 @@
 Event names are stable snake_case (`source_connected`, `service_failed`) with context bound as
 keys (`source=`, `tag=`), so that journald and log shippers can filter on them. Libraries that
 log through the standard `logging` module (asyncua, pymodbus, aiohttp) come out through the same
-renderer, at warning and above unless the agent runs at debug.
+renderer, at warning and above unless the agent runs at debug; our own drivers log through
+`logging` too (they stand alone), at the agent's level, their `extra=` fields rendered as keys.
+
+Every line goes to stderr, never stdout: stdout belongs to a command's output (`probe --json` is
+one JSON document and nothing else), and journald takes both.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ def configure_logging(
     level: str = "info", fmt: LogFormat = "auto", stream: TextIO | None = None
 ) -> None:
     """Set up structlog (and stdlib logging) once per process; calling again reconfigures."""
-    out = stream if stream is not None else sys.stdout
+    out = stream if stream is not None else sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
     levelno = _LEVELS.get(level.lower(), logging.INFO)
     shared: list[Any] = [
@@ -52,10 +56,15 @@ def configure_logging(
     handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            foreign_pre_chain=[
+                structlog.stdlib.add_logger_name,
+                structlog.stdlib.ExtraAdder(),
+                *shared,
+            ],
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if levelno == logging.DEBUG else logging.WARNING)
+    logging.getLogger("drivers").setLevel(levelno)
