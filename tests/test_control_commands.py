@@ -83,6 +83,8 @@ def test_oversized() -> None:
         (FUEL, body(ts="yesterday"), "ts"),
         (FUEL, body(ts="2026-11-27T04:00:00"), "ts"),  # no zone
         (FUEL, body(ts=True), "ts"),
+        (FUEL, b'{"request_id": "r-1", "value": 1e9, "value": 31600, "ts": 1}', "duplicate key"),
+        (FUEL, b'{"request_id": "r-1", "value": {"a": 1, "a": 2}, "ts": 1}', "duplicate key"),
     ],
     ids=lambda p: p if isinstance(p, str) and len(p) < 30 else "",
 )
