@@ -12,7 +12,6 @@ one JSON document and nothing else), and journald takes both.
 No output ever contains a secret: tracebacks are rendered without their frames' local variables
 (structlog's default shows them, and a connect function's locals hold its password), and the
 last step of both pipelines is a `SecretMask` that replaces every resolved secret value.
->>>>>>> main
 """
 
 from __future__ import annotations
