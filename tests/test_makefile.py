@@ -46,8 +46,8 @@ def test_make_clean_removes_what_the_targets_and_tests_create(tmp_path: Path) ->
 
     left = [name for name in CREATED if (checkout / name).exists()]
     left += [str(p.relative_to(checkout)) for p in checkout.rglob("__pycache__")]
-    left += [name for name in {n.split("/")[0] for n in CREATED} - {t.split("/")[0] for t in tracked}
-             if (checkout / name).exists()]  # fmt: skip
+    untracked_tops = {n.split("/")[0] for n in CREATED} - {t.split("/")[0] for t in tracked}
+    left += [name for name in untracked_tops if (checkout / name).exists()]
     assert left == []
     assert (checkout / "my-plant.toml").exists()
     assert all((checkout / name).exists() for name in tracked if (ROOT / name).is_file())
