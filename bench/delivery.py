@@ -31,9 +31,9 @@ from typing import Any
 
 from drivers.mqtt_client import MqttClient
 from edge_agent.config import AgentConfig
+from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.outbox import Batch
 from edge_agent.pipeline import SampleBus
-from edge_agent.samples import Quality, Sample
 from edge_agent.sinks import build_services, open_outbox
 from edge_agent.sinks.mqtt_json import JsonEncoder
 from edge_agent.tagstore import TagStore

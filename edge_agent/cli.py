@@ -4,8 +4,8 @@ To add a subcommand, write `edge_agent/commands/NAME.py` with an `add_parser(sub
 `subparsers.add_parser(...)` and `set_defaults(func=handler)`, where `handler(args) -> int`
 returns the exit code; then add one line to `SUBCOMMANDS`. A handler may raise `ConfigError`:
 it is printed one problem per line on stderr and the command exits 2. Read the config with
-`config_loader.add_set_argument(parser)` and `load_config(path, args.overrides)` so that every
-subcommand understands `--set`.
+`edge_agent.config.loader.add_set_argument(parser)` and `load_config(path, args.overrides)` so
+that every subcommand understands `--set`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, cast
 from edge_agent import __version__
 from edge_agent.commands import balance, check_config, demo, probe, run
 from edge_agent.commands.arguments import CommandLineParser, add_global_options, epilog
-from edge_agent.config_loader import ConfigError
+from edge_agent.config.loader import ConfigError
 from edge_agent.logs import configure_logging
 from edge_agent.runtime import EXIT_CONFIG
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.cli import build_parser
-from edge_agent.config_loader import ConfigError
+from edge_agent.config.loader import ConfigError
 
 DEMO = str(Path(__file__).resolve().parent.parent / "config" / "demo.toml")
 

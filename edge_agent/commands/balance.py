@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 from edge_agent.commands import probe
 from edge_agent.commands.arguments import add_config_argument, command_parser
 from edge_agent.config import AgentConfig
-from edge_agent.config_loader import ConfigError, add_set_argument, load_config
+from edge_agent.config.loader import ConfigError, add_set_argument, load_config
+from edge_agent.contracts.samples import Sample
 from edge_agent.kpi.whatif import evaluate, render
-from edge_agent.samples import Sample
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]

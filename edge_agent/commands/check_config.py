@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from edge_agent.commands.arguments import add_config_argument, command_parser
-from edge_agent.config_loader import add_set_argument, load_config, summary
+from edge_agent.config.loader import add_set_argument, load_config, summary
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]

@@ -20,9 +20,9 @@ from drivers.base import DriverConnectionError
 from edge_agent.acquisition import QualityGate, make_driver
 from edge_agent.commands.arguments import add_config_argument, command_parser
 from edge_agent.config import AgentConfig, OpcUaSource, Source
-from edge_agent.config_loader import add_set_argument, load_config
+from edge_agent.config.loader import add_set_argument, load_config
+from edge_agent.contracts.samples import Quality, Sample, iso_utc, now_ns
 from edge_agent.pipeline import SampleBus
-from edge_agent.samples import Quality, Sample, iso_utc, now_ns
 from edge_agent.tagstore import TagStore
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ import faulthandler
 from typing import TYPE_CHECKING
 
 from edge_agent.commands.arguments import add_config_argument, command_parser
-from edge_agent.config_loader import add_set_argument, load_config
+from edge_agent.config.loader import add_set_argument, load_config
 from edge_agent.logs import configure_logging
 from edge_agent.runtime import run_blocking
 

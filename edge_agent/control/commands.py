@@ -24,10 +24,10 @@ import structlog
 
 from drivers.mqtt_client import MqttClient, MqttError, Received
 from edge_agent.config import ControlSection, MqttSection
+from edge_agent.contracts.samples import iso_utc, now_ns
 from edge_agent.control.audit import AuditLog
 from edge_agent.control.executor import Executor, Outcome
 from edge_agent.control.guard import Origin, Refusal, WriteRequest
-from edge_agent.samples import iso_utc, now_ns
 
 log = structlog.get_logger("edge_agent.control")
 

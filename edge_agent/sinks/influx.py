@@ -47,8 +47,8 @@ import structlog
 from drivers.backoff import Backoff, tcp_probe
 from drivers.conditions import Condition
 from edge_agent.config import AgentConfig, InfluxSection
+from edge_agent.contracts.samples import Sample
 from edge_agent.outbox import Batch, Outbox
-from edge_agent.samples import Sample
 from edge_agent.sinks.state import SinkState
 
 log = structlog.get_logger("edge_agent.sinks.influx")

@@ -40,9 +40,9 @@ from drivers.backoff import Backoff
 from drivers.conditions import Condition
 from drivers.mqtt_client import MqttClient, MqttError, Will
 from edge_agent.config import AgentConfig, MqttSection
+from edge_agent.contracts.samples import Quality, Sample, iso_utc
 from edge_agent.kpi.engine import kpi_units
 from edge_agent.outbox import Batch, Outbox
-from edge_agent.samples import Quality, Sample, iso_utc
 from edge_agent.sinks.state import SinkState
 
 log = structlog.get_logger("edge_agent.sinks.mqtt")

@@ -35,9 +35,9 @@ from drivers.mqtt_client import MqttClient, Received, Will
 from drivers.sparkplug.payload import DataType
 from drivers.sparkplug.topics import Topics, state_topic
 from edge_agent.config import AgentConfig, MqttSection
+from edge_agent.contracts.samples import Sample, now_ns
 from edge_agent.health import StatusBoard
 from edge_agent.outbox import Batch, Cursor, Outbox
-from edge_agent.samples import Sample, now_ns
 from edge_agent.sinks.state import SinkState
 from edge_agent.sparkplug.bdseq import BdSeqStore
 from edge_agent.sparkplug.catalogue import Catalogue, TagHint
