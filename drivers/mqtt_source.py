@@ -8,10 +8,11 @@ interval, not a sampling rate). `read()` raises `DriverConnectionError` once the
 so acquisition marks every tag Bad and reconnects. Samples a Sparkplug node flags as historical
 come out of `drain_history()` instead: they are for the outbox, never the latest value.
 
-The MQTT session itself is the shared connection layer's (`Subscriber` is the part of it used
-here); `status_topic` is an optional retained liveness topic (our JSON sink's `…/status`
-`online`/`offline`, a Mosquitto bridge's notification `1`/`0`) whose "down" makes every tag Bad
-`node_offline` at once, instead of values that silently stop changing.
+The connection is the shared layer's (`drivers/mqtt_client.py`), with a persistent session so
+that the broker keeps what arrives while the agent is away. `status_topic` is an optional
+retained liveness topic (our JSON sink's `…/status` `online`/`offline`, a Mosquitto bridge's
+notification `1`/`0`) whose "down" makes every tag Bad `node_offline` at once, instead of values
+that silently stop changing.
 """
 
 from __future__ import annotations
@@ -20,16 +21,17 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
 from drivers import json_mapping
 from drivers.base import DriverConnectionError, WriteRefused
 from drivers.json_mapping import JsonField, MappingError
+from drivers.mqtt_client import ClientSettings, MqttClient, Received, Will
 from drivers.sparkplug.host import NODE_OFFLINE, HostTag, NodeHost, Outgoing, Update
 from drivers.sparkplug.topics import Topics, state_topic
+from edge_agent.contracts.mqtt import TlsConfig
 from edge_agent.contracts.samples import Quality, Sample, Value, now_ns
 
 log = structlog.get_logger(__name__)
@@ -39,43 +41,23 @@ _DOWN = {b"offline", b"0", b"false"}
 _UP = {b"online", b"1", b"true"}
 
 
-@dataclass(frozen=True, slots=True)
-class Received:
-    """One message from a subscription."""
-
-    topic: str
-    payload: bytes
-    retain: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Will:
-    topic: str
-    payload: bytes
-    qos: int = 1
-    retain: bool = True
-
-
-class Subscriber(Protocol):
-    """What a source needs of the MQTT connection layer."""
-
-    connected: asyncio.Event
-
-    def on_connect(self, hook: Callable[[], Awaitable[None] | None]) -> None: ...
-
-    def subscribe(self, topic: str, handler: Callable[[Received], None], qos: int = 1) -> None: ...
-
-    async def start(self) -> None: ...
-
-    def publish(
-        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
-    ) -> asyncio.Future[None]: ...
-
-    async def close(self) -> None: ...
+def make_client(source: Any, will: Callable[[], Will | None] | None) -> MqttClient:
+    """The shared connection layer's client for a source: its broker, a stable client id, a
+    persistent session, TLS for `mqtts://` (system CAs unless `tls` says otherwise)."""
+    tls = source.tls if source.tls is not None else (TlsConfig() if source.tls_enabled else None)
+    settings = ClientSettings(
+        host=source.host, port=source.port, protocol=source.mqtt_version, tls=tls,
+        username=source.username, keepalive_s=source.keepalive_s, max_inflight=20,
+        reconnect_min_s=1.0, reconnect_max_s=5.0,
+    )  # fmt: skip
+    password = source.password.resolve() if source.password is not None else None
+    return MqttClient(
+        settings, client_id=source.effective_client_id(source.name), password=password,
+        will=will, name=f"source.{source.name}", session_expiry_s=source.session_expiry_s,
+    )  # fmt: skip
 
 
-ClientFactory = Callable[[Any, Callable[[], Will | None] | None], Subscriber]
-"""(source settings, will factory) -> an unstarted client for that source's broker."""
+ClientFactory = Callable[[Any, Callable[[], Will | None] | None], MqttClient]
 
 
 class NodeUnreachable(DriverConnectionError):
@@ -105,13 +87,13 @@ class _MqttSource:
 
     unreachable: type[DriverConnectionError] = DriverConnectionError
 
-    def __init__(self, source: Any, factory: ClientFactory) -> None:
+    def __init__(self, source: Any, factory: ClientFactory = make_client) -> None:
         self.source = source
         self.factory = factory
         self.tag_ids = [t.id for t in source.tag]
         self.log = log.bind(source=source.name)
         self.problems = _Problems(self.log)
-        self.client: Subscriber | None = None
+        self.client: MqttClient | None = None
         self.pending: list[Sample] = []
         self.history: list[Sample] = []
         self.messages = 0
@@ -163,7 +145,7 @@ class _MqttSource:
                 await self.leaving(client)
             await client.close()
 
-    async def leaving(self, client: Subscriber) -> None:
+    async def leaving(self, client: MqttClient) -> None:
         """Last words before a clean disconnect (which suppresses the will)."""
 
     def send(self, out: Outgoing) -> None:
@@ -202,7 +184,7 @@ class _MqttSource:
 class JsonSource(_MqttSource):
     """`protocol = "mqtt"`: JSON messages on configured topics, one or more tags per topic."""
 
-    def __init__(self, source: Any, factory: ClientFactory) -> None:
+    def __init__(self, source: Any, factory: ClientFactory = make_client) -> None:
         super().__init__(source, factory)
         self.fields: dict[str, list[JsonField]] = {}
         for t in source.tag:
@@ -248,7 +230,7 @@ class SparkplugSource(_MqttSource):
 
     unreachable = NodeUnreachable
 
-    def __init__(self, source: Any, factory: ClientFactory) -> None:
+    def __init__(self, source: Any, factory: ClientFactory = make_client) -> None:
         super().__init__(source, factory)
         tags = [HostTag(t.id, t.device, t.metric) for t in source.tag]
         self.host = NodeHost(
@@ -268,7 +250,7 @@ class SparkplugSource(_MqttSource):
     def topics(self) -> list[tuple[str, Callable[[Received], None]]]:
         return [(topic, self.on_message) for topic in self.host.subscriptions()]
 
-    async def leaving(self, client: Subscriber) -> None:
+    async def leaving(self, client: MqttClient) -> None:
         """A clean disconnect sends no will: say STATE offline ourselves (same timestamp)."""
         if self.source.primary_host_id is None:
             return
@@ -329,7 +311,7 @@ def _ignore_result(fut: asyncio.Future[None]) -> None:
         fut.result()
 
 
-def make_source(source: Any, factory: ClientFactory) -> JsonSource | SparkplugSource:
+def make_source(source: Any, factory: ClientFactory = make_client) -> JsonSource | SparkplugSource:
     return (
         SparkplugSource(source, factory)
         if source.protocol == "sparkplug"
@@ -341,9 +323,7 @@ __all__: Sequence[str] = [
     "ClientFactory",
     "JsonSource",
     "NodeUnreachable",
-    "Received",
     "SparkplugSource",
-    "Subscriber",
-    "Will",
+    "make_client",
     "make_source",
 ]

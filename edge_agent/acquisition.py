@@ -18,13 +18,13 @@ said.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
 
+from drivers.backoff import Backoff
 from drivers.base import Driver, DriverConnectionError, HistoryDriver, WriteRefused
 from edge_agent.config import (
     AgentConfig,
@@ -58,9 +58,8 @@ def make_driver(source: Source) -> Driver:
         return OpcUaDriver(source)
     if isinstance(source, MqttSource | SparkplugSource):
         from drivers.mqtt_source import make_source
-        from edge_agent.mqtt_source_client import client_for
 
-        return make_source(source, client_for)
+        return make_source(source)
     from drivers.modbus import ModbusDriver
 
     return ModbusDriver(source)
@@ -91,24 +90,6 @@ _STATS: dict[str, SourceStats] = {}
 def source_stats() -> list[SourceStats]:
     """The counters of every source built in this process (live objects, do not modify)."""
     return list(_STATS.values())
-
-
-@dataclass
-class Backoff:
-    """Exponential backoff with jitter (a fraction of each delay is random) and a cap."""
-
-    initial_s: float = RECONNECT_INITIAL_S
-    cap_s: float = RECONNECT_CAP_S
-    jitter: float = 0.2
-    _attempt: int = field(default=0, init=False)
-
-    def next_delay(self) -> float:
-        base = min(self.cap_s, self.initial_s * 2.0**self._attempt)
-        self._attempt += 1
-        return base * (1 - self.jitter * random.random())
-
-    def reset(self) -> None:
-        self._attempt = 0
 
 
 class QualityGate:
@@ -158,7 +139,7 @@ class SourcePoller:
         self.stats = SourceStats(source.name, source.protocol, len(self.tag_ids))
         self.log = log.bind(source=source.name)
         self._driver: Driver | None = None
-        self.backoff = Backoff()
+        self.backoff = Backoff(RECONNECT_INITIAL_S, RECONNECT_CAP_S)
 
     async def run(self) -> None:
         backoff = self.backoff
@@ -279,7 +260,6 @@ def build_services(cfg: AgentConfig, bus: SampleBus) -> list[Service]:
 
 __all__ = [
     "Acquisition",
-    "Backoff",
     "QualityGate",
     "SourcePoller",
     "SourceStats",

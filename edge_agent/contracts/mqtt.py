@@ -42,12 +42,8 @@ class TlsConfig(Section):
 
 
 class MqttEndpointSettings(SourceSettings):
-    """The broker connection of an MQTT or Sparkplug source.
-
-    The attributes `host`, `port`, `backup_servers`, `tls`, `username`, `keepalive_s`,
-    `max_inflight`, `reconnect_min_s` and `reconnect_max_s` are what the MQTT connection layer
-    reads; `mqtt_version` is its protocol (the name `protocol` is the source's kind here).
-    """
+    """The broker connection of an MQTT or Sparkplug source (`mqtt_version`: the name
+    `protocol` is the source's kind here)."""
 
     endpoint: str
     mqtt_version: Literal["3.1.1", "5"] = "5"
@@ -90,22 +86,6 @@ class MqttEndpointSettings(SourceSettings):
     @property
     def port(self) -> int:
         return urlsplit(self.endpoint).port or (8883 if self.tls_enabled else 1883)
-
-    @property
-    def backup_servers(self) -> list[str]:
-        return []
-
-    @property
-    def max_inflight(self) -> int:
-        return 20
-
-    @property
-    def reconnect_min_s(self) -> float:
-        return 1.0
-
-    @property
-    def reconnect_max_s(self) -> float:
-        return 5.0
 
     def effective_client_id(self, source_name: str) -> str:
         """Stable across restarts (a persistent session is found by it), unique per edge PC."""
