@@ -15,7 +15,7 @@ from edge_agent.alarms import (
     Suppression,
     Transition,
 )
-from edge_agent.samples import Quality, Sample, Value
+from edge_agent.contracts.samples import Quality, Sample, Value
 
 S = 1_000_000_000
 T0 = 1_800_000_000 * S  # a fixed epoch for every test

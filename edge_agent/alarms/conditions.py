@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from edge_agent.alarms.model import AlarmDefinition, Kind
-from edge_agent.samples import Quality, Sample, Value
+from edge_agent.contracts.samples import Quality, Sample, Value
 
 NS = 1_000_000_000
 

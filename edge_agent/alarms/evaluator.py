@@ -25,7 +25,7 @@ from edge_agent.alarms.model import (
     Kind,
     State,
 )
-from edge_agent.samples import Sample
+from edge_agent.contracts.samples import Sample
 
 NS = 1_000_000_000
 

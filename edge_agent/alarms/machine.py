@@ -27,7 +27,7 @@ from edge_agent.alarms.model import (
     State,
     Transition,
 )
-from edge_agent.samples import Value
+from edge_agent.contracts.samples import Value
 
 NS = 1_000_000_000
 

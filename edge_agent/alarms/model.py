@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any
 
-from edge_agent.samples import Value, iso_utc
+from edge_agent.contracts.samples import Value, iso_utc
 
 
 class Priority(IntEnum):
