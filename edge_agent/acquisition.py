@@ -18,13 +18,13 @@ said.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
 
+from drivers.backoff import Backoff
 from drivers.base import Driver, DriverConnectionError, WriteRefused
 from edge_agent.config import AgentConfig, OpcUaSource, QualityFrom, Source
 from edge_agent.contracts.samples import Quality, Sample, Value, now_ns
@@ -81,24 +81,6 @@ def source_stats() -> list[SourceStats]:
     return list(_STATS.values())
 
 
-@dataclass
-class Backoff:
-    """Exponential backoff with jitter (a fraction of each delay is random) and a cap."""
-
-    initial_s: float = RECONNECT_INITIAL_S
-    cap_s: float = RECONNECT_CAP_S
-    jitter: float = 0.2
-    _attempt: int = field(default=0, init=False)
-
-    def next_delay(self) -> float:
-        base = min(self.cap_s, self.initial_s * 2.0**self._attempt)
-        self._attempt += 1
-        return base * (1 - self.jitter * random.random())
-
-    def reset(self) -> None:
-        self._attempt = 0
-
-
 class QualityGate:
     """Applies `quality_from`: the status tags' latest values veto their dependents' quality."""
 
@@ -146,7 +128,7 @@ class SourcePoller:
         self.stats = SourceStats(source.name, source.protocol, len(self.tag_ids))
         self.log = log.bind(source=source.name)
         self._driver: Driver | None = None
-        self.backoff = Backoff()
+        self.backoff = Backoff(RECONNECT_INITIAL_S, RECONNECT_CAP_S)
 
     async def run(self) -> None:
         backoff = self.backoff
@@ -265,7 +247,6 @@ def build_services(cfg: AgentConfig, bus: SampleBus) -> list[Service]:
 
 __all__ = [
     "Acquisition",
-    "Backoff",
     "QualityGate",
     "SourcePoller",
     "SourceStats",
