@@ -30,8 +30,8 @@ from drivers import modbus_codec
 from drivers.base import WriteRefused
 from drivers.modbus_bus import Client, LinkSettings, ModbusBus, ModbusBuses, NoAnswer
 from drivers.modbus_plan import ReadPlan, ReadRequest
-from edge_agent.config import ModbusSource, ModbusTag
-from edge_agent.samples import Quality, Sample, Value, now_ns
+from edge_agent.contracts.modbus import ModbusPoint, ModbusSettings
+from edge_agent.contracts.samples import Quality, Sample, Value, now_ns
 
 log = structlog.get_logger(__name__)
 
@@ -60,7 +60,7 @@ def exception_reason(code: int) -> str:
     return f"modbus_exception_{code}_{EXCEPTION_NAMES.get(code, 'unknown')}"
 
 
-def link_settings(source: ModbusSource) -> LinkSettings:
+def link_settings(source: ModbusSettings) -> LinkSettings:
     return LinkSettings(
         transport=source.transport,
         endpoint=source.endpoint,
@@ -75,23 +75,23 @@ def link_settings(source: ModbusSource) -> LinkSettings:
     )
 
 
-def wire_tags(source: ModbusSource) -> list[ModbusTag]:
+def wire_tags(source: ModbusSettings) -> list[ModbusPoint]:
     """The tags with the addresses on the wire: `address_base = 1` devices count from 1."""
     if source.address_base == 0:
         return list(source.tag)
     return [t.model_copy(update={"address": t.address - source.address_base}) for t in source.tag]
 
 
-def read_plan(source: ModbusSource) -> ReadPlan:
+def read_plan(source: ModbusSettings) -> ReadPlan:
     """The requests that read the source's tags, after its workarounds."""
     max_gap = 0 if source.one_request_per_tag else source.max_gap
     return ReadPlan(wire_tags(source), max_gap, source.max_registers, source.one_request_per_tag)
 
 
 class ModbusDriver:
-    """Reads and writes the tags of one `ModbusSource` over the bus of its link."""
+    """Reads and writes the tags of one `ModbusSettings` over the bus of its link."""
 
-    def __init__(self, source: ModbusSource, buses: ModbusBuses | None = None) -> None:
+    def __init__(self, source: ModbusSettings, buses: ModbusBuses | None = None) -> None:
         self.source = source
         self.bus: ModbusBus = (buses or ModbusBuses()).bus(source.link, link_settings(source))
         self.plan = read_plan(source)
@@ -263,7 +263,7 @@ class ModbusDriver:
             )
 
 
-def _check_writable(tag: ModbusTag, value: Value) -> None:
+def _check_writable(tag: ModbusPoint, value: Value) -> None:
     if not tag.writable:
         raise WriteRefused(f"tag {tag.id} is not writable (set writable = true with bounds)")
     if tag.table not in ("coil", "holding"):

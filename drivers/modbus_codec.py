@@ -17,10 +17,11 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from drivers.base import WriteRefused
-from edge_agent.config import ModbusTag
-from edge_agent.samples import Value
+from edge_agent.contracts.modbus import ModbusPoint
+from edge_agent.contracts.samples import Value, shortest_float32
 
 _STRUCT = {
     "int16": "h", "uint16": "H", "int32": "i", "uint32": "I",
@@ -49,7 +50,7 @@ def bytes_to_registers(data: bytes, byte_order: str) -> list[int]:
     return words
 
 
-def decode(tag: ModbusTag, registers: Sequence[int]) -> Value:
+def decode(tag: ModbusPoint, registers: Sequence[int]) -> Value:
     """The tag's engineering value from its own registers (exactly `tag.registers` of them).
 
     Integers stay integers unless a scale or offset is configured; strings are ASCII with
@@ -64,6 +65,8 @@ def decode(tag: ModbusTag, registers: Sequence[int]) -> Value:
         order = "BADC" if tag.byte_order in ("BADC", "DCBA") else "ABCD"
         return registers_to_bytes(registers, order).rstrip(b"\x00 ").decode("latin-1")
     (raw,) = struct.unpack(">" + _STRUCT[tag.type], registers_to_bytes(registers, tag.byte_order))
+    if tag.type == "float32":
+        raw = shortest_float32(raw)
     if tag.scale == 1.0 and tag.offset == 0.0:
         return raw  # type: ignore[no-any-return]
     return float(raw) * tag.scale + tag.offset
@@ -72,7 +75,7 @@ def decode(tag: ModbusTag, registers: Sequence[int]) -> Value:
 BlockDecoder = Callable[[bytes, int], Value]
 
 
-def block_decoder(tag: ModbusTag) -> BlockDecoder:
+def block_decoder(tag: ModbusPoint) -> BlockDecoder:
     """A decoder of the tag's value at a byte offset of a block of registers packed big-endian.
 
     Built once per tag: a poller decodes thousands of values a second, and one precompiled
@@ -83,6 +86,9 @@ def block_decoder(tag: ModbusTag) -> BlockDecoder:
         words = struct.Struct(f">{tag.registers}H")
         return lambda block, at: decode(tag, words.unpack_from(block, at))
     unpack = direct.unpack_from
+    if tag.type == "float32":
+        scale, offset = tag.scale, tag.offset
+        return lambda block, at: shortest_float32(unpack(block, at)[0]) * scale + offset
     if tag.scale == 1.0 and tag.offset == 0.0:
         return lambda block, at: unpack(block, at)[0]  # type: ignore[no-any-return]
     scale, offset = tag.scale, tag.offset
@@ -94,11 +100,11 @@ def block_decoder(tag: ModbusTag) -> BlockDecoder:
 Segment = tuple[tuple[str, ...], int, Callable[[bytes, int], Sequence[Value]], bool]
 
 
-def block_segments(tags: Sequence[ModbusTag], start: int) -> list[Segment]:
+def block_segments(tags: Sequence[ModbusPoint], start: int) -> list[Segment]:
     """How to decode the tags of one response block, with one `struct` call per run of
     adjacent tags of the same layout (a block of 60 float32 is one call, not 60)."""
     segments: list[Segment] = []
-    run: list[ModbusTag] = []
+    run: list[ModbusPoint] = []
     for tag in sorted(tags, key=lambda t: t.address):
         if run and _same_run(run[-1], tag):
             run.append(tag)
@@ -111,7 +117,7 @@ def block_segments(tags: Sequence[ModbusTag], start: int) -> list[Segment]:
     return segments
 
 
-def _same_run(prev: ModbusTag, tag: ModbusTag) -> bool:
+def _same_run(prev: ModbusPoint, tag: ModbusPoint) -> bool:
     return (
         _direct_struct(tag) is not None
         and tag.address == prev.address + prev.registers
@@ -120,7 +126,7 @@ def _same_run(prev: ModbusTag, tag: ModbusTag) -> bool:
     )
 
 
-def _segment(run: list[ModbusTag], start: int) -> Segment:
+def _segment(run: list[ModbusPoint], start: int) -> Segment:
     first = run[0]
     ids = tuple(t.id for t in run)
     at = 2 * (first.address - start)
@@ -129,14 +135,23 @@ def _segment(run: list[ModbusTag], start: int) -> Segment:
     if direct is None:
         decode = block_decoder(first)
         return ids, at, lambda block, at: (decode(block, at),), floats
+    unpack: Callable[[bytes, int], Sequence[Any]]
     unpack = struct.Struct(direct.format[0] + direct.format[1:] * len(run)).unpack_from
+    if first.type == "float32":
+        unpack = _shortest_float32s(unpack)
     if first.scale == 1.0 and first.offset == 0.0:
         return ids, at, unpack, floats
     scale, offset = first.scale, first.offset
     return ids, at, lambda block, at: [float(v) * scale + offset for v in unpack(block, at)], floats
 
 
-def _direct_struct(tag: ModbusTag) -> struct.Struct | None:
+def _shortest_float32s(
+    unpack: Callable[[bytes, int], Sequence[Any]],
+) -> Callable[[bytes, int], list[float]]:
+    return lambda block, at: [shortest_float32(v) for v in unpack(block, at)]
+
+
+def _direct_struct(tag: ModbusPoint) -> struct.Struct | None:
     """A struct that reads the value straight from the block: big- or little-endian layouts."""
     code = _STRUCT.get(tag.type)
     if code is None:
@@ -150,7 +165,7 @@ def _direct_struct(tag: ModbusTag) -> struct.Struct | None:
     return None
 
 
-def encode(tag: ModbusTag, value: Value) -> list[int]:
+def encode(tag: ModbusPoint, value: Value) -> list[int]:
     """Registers to write for an engineering value; refuses what the type cannot hold."""
     if tag.type in ("bool", "bit"):
         if tag.type == "bit":

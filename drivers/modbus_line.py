@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from drivers.modbus import link_settings, read_plan
 from drivers.modbus_bus import LinkSettings
 from drivers.modbus_plan import ReadRequest
-from edge_agent.config import ModbusSource
+from edge_agent.contracts.modbus import ModbusSettings
 
 # A bus booked above this share of its shortest poll interval has no room for retries.
 OVERBOOKED = 0.8
@@ -98,7 +98,7 @@ def source_load(
     return SourceLoad(name, len(plan), cycle_line_s(plan, link), poll_s)
 
 
-def bus_times(sources: Iterable[ModbusSource]) -> list[BusTime]:
+def bus_times(sources: Iterable[ModbusSettings]) -> list[BusTime]:
     """The booking of every serial line among `sources`, grouped by the bus they share.
 
     For `rtu_over_tcp` the line is the gateway's serial side, modelled at the source's

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from edge_agent.samples import Sample
+from edge_agent.contracts.samples import Sample
 from edge_agent.tagstore import TagStore
 
 
@@ -27,4 +27,11 @@ class SampleBus:
             return
         self.store.update(samples)
         if self._writer is not None:
+            await self._writer.append(samples)
+
+    async def record(self, samples: Sequence[Sample]) -> None:
+        """History (samples of the past, e.g. a Sparkplug node's backlog): to the outbox only,
+        so the databases get them with their own timestamps and the TagStore keeps the live
+        value."""
+        if samples and self._writer is not None:
             await self._writer.append(samples)

@@ -1,17 +1,12 @@
-"""`edge-agent run`: build every component from one validated AgentConfig and supervise them.
+"""The running agent: build every component from one validated AgentConfig and supervise them.
 
-Exit codes (also in the README, and what systemd's Restart= logic sees):
-    0    clean stop after SIGTERM or SIGINT
-    1    a failure: startup error, or a service that did not stop within agent.shutdown_timeout_s
-    2    configuration error (nothing was started)
-    128+N  a second signal N during shutdown: stopped at once (130 for Ctrl-C twice)
+`run_agent` returns the exit code that `edge-agent run` documents (EXIT_OK, EXIT_FAILURE;
+EXIT_CONFIG is the loader's, before anything starts).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import faulthandler
 import os
 import signal
 import sys
@@ -21,13 +16,11 @@ import structlog
 
 from edge_agent import acquisition, control, health, kpi, sinks, sparkplug
 from edge_agent.config import AgentConfig
-from edge_agent.config_loader import add_set_argument, load_config
-from edge_agent.health import StatusBoard
-from edge_agent.logs import configure_logging
 from edge_agent.outbox import Outbox
 from edge_agent.pipeline import SampleBus, SampleWriter
 from edge_agent.reload import ReloadRequests, next_config
 from edge_agent.sdnotify import Notifier, ProgressWatch, run_notify_loop, watchdog_interval_s
+from edge_agent.status_board import StatusBoard
 from edge_agent.supervisor import STOP_HEALTH, Service, Supervisor
 from edge_agent.tagstore import TagStore
 
@@ -54,19 +47,18 @@ def build_services(agent: Agent) -> list[Service]:
     """Each component contributes its services here, one line each (stop order is theirs)."""
     services: list[Service] = []
     # -- hooks: one line per component, in data-flow order --------------------------------------
-    acq = acquisition.Acquisition(agent.cfg, agent.bus)  # control writes through its connections
+    # Each component puts its own status providers on the board it is given.
+    acq = acquisition.Acquisition(agent.cfg, agent.bus, board=agent.board)  # control writes via it
     services += acq.services()
-    health.add_sources(agent.board, agent.cfg, acquisition.source_stats())
-    agent.control = control.ControlPath(agent.cfg, agent.store, acq)  # before sinks: DCMD uses it
-    services += kpi.build_services(agent.cfg, agent.store, agent.bus)
+    # Before the sinks: Sparkplug DCMD goes through the control path.
+    agent.control = control.ControlPath(agent.cfg, agent.store, acq, agent.board)
+    services += kpi.build_services(agent.cfg, agent.store, agent.bus, agent.board)
     if agent.outbox is not None:
         services += sinks.build_services(agent.cfg, agent.outbox, agent.board)
     services += sparkplug.build_services(
         agent.cfg, agent.outbox, agent.store, agent.control, agent.board
     )
     services += agent.control.services()
-    agent.board.add(agent.control)
-    health.add_kpis(agent.board, agent.cfg)
     services += health.build_services(agent.cfg, agent.board)
     return services
 
@@ -206,26 +198,3 @@ def run_blocking(
     loop.run_until_complete(loop.shutdown_default_executor())
     loop.close()
     return code
-
-
-# ------------------------------------------------------------------------------------------- CLI
-
-
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "run",
-        help="run the agent until SIGTERM/SIGINT",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--config", required=True, metavar="FILE", help="the plant's TOML file")
-    add_set_argument(parser)
-    parser.set_defaults(func=_run_command)
-
-
-def _run_command(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.overrides)  # ConfigError: cli prints it, exits 2
-    configure_logging(args.log_level or cfg.agent.log_level, cfg.agent.log_format)
-    # systemd's watchdog aborts a hung agent with SIGABRT: print every thread's stack first.
-    faulthandler.enable()
-    return run_blocking(cfg, reload=lambda: load_config(args.config, args.overrides))

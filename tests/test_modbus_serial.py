@@ -18,13 +18,13 @@ import pytest
 
 from drivers.modbus import ModbusDriver
 from edge_agent.acquisition import SourcePoller, shared_driver_factory
+from edge_agent.commands.probe import bus_report, probe
 from edge_agent.config import AgentConfig, ControlSection, ModbusSource
+from edge_agent.contracts.samples import Sample, now_ns
 from edge_agent.control.audit import AuditLog
 from edge_agent.control.executor import Executor
 from edge_agent.control.guard import Guard, Origin, WriteRequest
 from edge_agent.pipeline import SampleBus
-from edge_agent.probe import bus_report, probe
-from edge_agent.samples import Sample, now_ns
 from edge_agent.tagstore import TagStore
 from simulators.modbus_pattern import expected_values, pattern_tags
 from simulators.tags import REGISTERS

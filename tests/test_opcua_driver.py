@@ -12,7 +12,7 @@ from asyncua import ua
 from drivers.base import WriteRefused
 from drivers.opcua import OpcUaDriver
 from edge_agent.config import OpcUaSource
-from edge_agent.samples import Quality, Sample
+from edge_agent.contracts.samples import Quality, Sample
 from tests.plant import PlantSim
 from tests.plant_shared import module_plant_fixtures
 
@@ -187,3 +187,14 @@ def _synthetic_id(i: int) -> str:
     from simulators.opcua_server import synthetic_tag_id
 
     return synthetic_tag_id(i)
+
+
+def test_a_float_variant_keeps_float32_precision_a_double_keeps_its_own() -> None:
+    from drivers.opcua import to_sample
+
+    def value(variant: ua.Variant) -> object:
+        return to_sample("fsf.x", ua.DataValue(variant), 1, server_ts=False).value
+
+    wide = 18.404083251953125  # 18.404083 as a float32, widened
+    assert repr(value(ua.Variant(wide, ua.VariantType.Float))) == "18.404083"
+    assert repr(value(ua.Variant(wide, ua.VariantType.Double))) == "18.404083251953125"

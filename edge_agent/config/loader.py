@@ -24,14 +24,9 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from edge_agent.config import (
-    AgentConfig,
-    Loc,
-    ModbusSource,
-    RuleViolation,
-    RuleViolations,
-    raw_rule_violations,
-)
+from edge_agent.config.root import AgentConfig
+from edge_agent.config.rules import Loc, RuleViolation, RuleViolations, raw_rule_violations
+from edge_agent.config.sources import ModbusSource
 
 __all__ = [
     "ConfigError",
@@ -346,7 +341,7 @@ def summary(cfg: AgentConfig, path: Path | str) -> list[str]:
         f"  sources: {len(cfg.source)}, tags: {len(tags)} ({writable} writable)",
     ]
     for src in cfg.source:
-        mode = "poll" if isinstance(src, ModbusSource) else src.mode
+        mode = getattr(src, "mode", "poll" if isinstance(src, ModbusSource) else "subscribe")
         state = "" if src.enabled else ", disabled"
         lines.append(
             f"    {src.name}: {src.protocol} {src.endpoint}, {len(src.tag)} tags, "
