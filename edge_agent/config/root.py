@@ -8,6 +8,7 @@ from __future__ import annotations
 from pydantic import model_validator
 
 from edge_agent.config.agent import AgentSection
+from edge_agent.config.alarms import AlarmConfig, AlarmsSection
 from edge_agent.config.control import ControlSection
 from edge_agent.config.delivery import InfluxSection, MqttSection, OutboxSection
 from edge_agent.config.health import HealthSection
@@ -26,6 +27,8 @@ class AgentConfig(Section):
     influx: InfluxSection | None = None
     control: ControlSection = ControlSection()
     health: HealthSection = HealthSection()
+    alarm: list[AlarmConfig] = []
+    alarms: AlarmsSection = AlarmsSection()
 
     def tags(self) -> dict[str, OpcUaTag | ModbusTag]:
         return {t.id: t for s in self.source for t in s.tag}
@@ -38,7 +41,8 @@ class AgentConfig(Section):
             ])
             for i, src in enumerate(self.source)
         ]  # fmt: skip
-        violations = check_rules(sources, self.kpi.sections(), self.control)
+        alarms = list(enumerate(self.alarm))
+        violations = check_rules(sources, self.kpi.sections(), self.control, alarms)
         if violations:
             raise RuleViolations(violations)
         return self

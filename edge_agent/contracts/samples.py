@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 
 Value = float | int | bool | str
 
@@ -58,6 +59,16 @@ def now_ns() -> int:
 
 
 def iso_utc(ts_ns: int) -> str:
-    """RFC 3339 UTC with millisecond precision, as the MQTT payloads carry it."""
-    dt = datetime.fromtimestamp(ts_ns / 1e9, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{(ts_ns // 1_000_000) % 1000:03d}Z"
+    """RFC 3339 UTC with millisecond precision, as the MQTT payloads carry it.
+
+    Called for every published sample, and the samples of one poll share their second: the
+    calendar part is formatted once per second (`_second_prefix`), only the milliseconds per call.
+    Integer arithmetic throughout, so a time just below a full second never rounds up into it.
+    """
+    seconds, ns = divmod(ts_ns, 1_000_000_000)
+    return f"{_second_prefix(seconds)}{ns // 1_000_000:03d}Z"
+
+
+@lru_cache(maxsize=256)
+def _second_prefix(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")
