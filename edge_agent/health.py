@@ -40,10 +40,11 @@ from edge_agent.tagstore import TagStore
 
 if TYPE_CHECKING:
     from edge_agent.acquisition import SourceStats
+    from edge_agent.supervisor import ServiceRecord, Supervisor
 
 log = structlog.get_logger(__name__)
 
-Kind = Literal["source", "sink", "outbox", "kpi", "control"]
+Kind = Literal["source", "sink", "outbox", "kpi", "control", "service"]
 
 
 # Read latencies of OPC UA and Modbus requests: milliseconds on a LAN, seconds when a device
@@ -163,10 +164,16 @@ class StatusBoard:
         parts.append(f"{self._read_rate.update(read):.0f} samples/s")
         depth = sum(s.gauges.get("depth_samples", 0.0) for s in statuses if s.kind == "outbox")
         parts.append(f"outbox {depth:.0f}")
-        down = [f"{s.kind} {s.name} {s.state}" for s in statuses if not s.healthy]
+        down = [_down(s) for s in statuses if not s.healthy]
         if down:
             parts.append("; ".join(down))
         return ", ".join(parts)
+
+
+def _down(s: ComponentStatus) -> str:
+    """`sink influx starting` or, with its last error, `service sink:mqtt restarting: …`."""
+    text = f"{s.kind} {s.name} {s.state}"
+    return f"{text}: {s.detail[:120]}" if s.detail else text
 
 
 class _Rate:
@@ -254,6 +261,36 @@ def add_sources(board: StatusBoard, cfg: AgentConfig, stats: Iterable[SourceStat
     for st in stats:
         if st.source in tags:
             board.add(SourceHealth(st, tags[st.source], board.store))
+
+
+class ServiceHealth:
+    """StatusProvider for one supervised service: a service restarting repeatedly is unhealthy,
+    with its last error, whatever its own state object says (it may never get to say anything).
+    """
+
+    def __init__(self, record: ServiceRecord, reset_after_s: float) -> None:
+        self._record = record
+        self._reset_after_s = reset_after_s
+
+    def status(self) -> ComponentStatus:
+        r = self._record
+        healthy = r.healthy(self._reset_after_s)
+        return ComponentStatus(
+            name=r.name,
+            kind="service",
+            state=r.state(self._reset_after_s),
+            healthy=healthy,
+            detail="" if healthy and r.failures == 0 else r.last_error,
+            watched=False,
+            counters={"restarts_total": float(r.restarts)},
+            gauges={"consecutive_failures": float(r.failures)},
+        )
+
+
+def add_services(board: StatusBoard, supervisor: Supervisor) -> None:
+    """Put every supervised service on the board (runtime calls this once per supervisor)."""
+    for record in supervisor.records.values():
+        board.add(ServiceHealth(record, supervisor.reset_after_s))
 
 
 class AdvisorHealth:
@@ -365,7 +402,7 @@ def health_document(board: StatusBoard) -> tuple[int, dict[str, object]]:
     statuses = board.statuses()
     healthy = all(s.healthy for s in statuses)
     body: dict[str, object] = {"status": "ok" if healthy else "degraded"}
-    for kind in ("source", "sink", "outbox", "kpi", "control"):
+    for kind in ("source", "sink", "outbox", "kpi", "control", "service"):
         members = {s.name: s.as_json() for s in statuses if s.kind == kind}
         if members:
             body[kind if kind in ("outbox", "kpi", "control") else kind + "s"] = members

@@ -131,6 +131,7 @@ async def run_agent(
             running = list(services) if services is not None else build_services(agent)
             running += notify_services(agent, notifier)
             supervisor = Supervisor(running, shutdown_timeout_s=cfg.agent.shutdown_timeout_s)
+            health.add_services(agent.board, supervisor)
             supervisor.start()
             notifier.ready(agent.board.summary())
             if on_started is not None:

@@ -13,6 +13,7 @@ cannot hang the agent's exit.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -42,6 +43,43 @@ class Service:
     stop_order: int = STOP_ACQUISITION
 
 
+REPEATEDLY = 2  # failures in a row that make a restarting service unhealthy
+
+
+@dataclass
+class ServiceRecord:
+    """How one service is doing, for /healthz, /metrics and STATUS= (health.ServiceHealth).
+
+    A streak of failures ends only when a run lasts `reset_after_s`: a service that fails again
+    and again a few seconds after each start is restarting repeatedly, not recovered.
+    """
+
+    name: str
+    restarts: int = 0
+    failures: int = 0  # in the current streak
+    last_error: str = ""
+    run_started: float | None = None  # time.monotonic() of the current run
+    waiting: bool = False  # between a failure and its restart
+    finished: bool = False
+
+    def state(self, reset_after_s: float) -> str:
+        if self.finished:
+            return "finished"
+        if self.failures == 0 or self._recovered(reset_after_s):
+            return "running"
+        return "restarting"
+
+    def healthy(self, reset_after_s: float) -> bool:
+        return self.failures < REPEATEDLY or self._recovered(reset_after_s)
+
+    def _recovered(self, reset_after_s: float) -> bool:
+        return (
+            not self.waiting
+            and self.run_started is not None
+            and time.monotonic() - self.run_started >= reset_after_s
+        )
+
+
 class Supervisor:
     """Runs services as tasks, restarts the ones that fail, stops them all within a bound.
 
@@ -65,8 +103,12 @@ class Supervisor:
         self.backoff = backoff or Backoff()
         self.reset_after_s = reset_after_s  # a run this long counts as a recovery
         self.shutdown_timeout_s = shutdown_timeout_s
-        self.restarts: dict[str, int] = dict.fromkeys(names, 0)
+        self.records = {name: ServiceRecord(name) for name in names}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    @property
+    def restarts(self) -> dict[str, int]:
+        return {name: r.restarts for name, r in self.records.items()}
 
     def start(self) -> None:
         for service in self.services:
@@ -107,10 +149,11 @@ class Supervisor:
     async def _keep_running(self, service: Service) -> None:
         loop = asyncio.get_running_loop()
         slog = log.bind(service=service.name)
-        failures = 0
+        record = self.records[service.name]
         while True:
             started = loop.time()
-            slog.debug("service_starting", restarts=self.restarts[service.name])
+            record.run_started, record.waiting = time.monotonic(), False
+            slog.debug("service_starting", restarts=record.restarts)
             try:
                 await service.run()
             except asyncio.CancelledError:
@@ -118,21 +161,24 @@ class Supervisor:
                 raise
             except Exception as exc:
                 if loop.time() - started >= self.reset_after_s:
-                    failures = 0
-                failures += 1
-                delay = self.backoff.delay_s(failures)
-                if failures == 1:
+                    record.failures = 0
+                record.failures += 1
+                record.last_error = f"{type(exc).__name__}: {exc}"
+                record.waiting = True
+                delay = self.backoff.delay_s(record.failures)
+                if record.failures == 1:
                     slog.exception("service_failed", restart_in_s=round(delay, 3))
                 else:
                     slog.warning(
                         "service_failed_again",
-                        error=f"{type(exc).__name__}: {exc}",
-                        failures=failures,
+                        error=record.last_error,
+                        failures=record.failures,
                         restart_in_s=round(delay, 3),
                     )
-                self.restarts[service.name] += 1
+                record.restarts += 1
                 await asyncio.sleep(delay)
                 continue
+            record.finished = True
             slog.info("service_finished")
             return
 
