@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import structlog
 
 from drivers.backoff import Backoff
+from edge_agent.contracts.status import ComponentStatus, StatusRegistry
 
 log = structlog.get_logger(__name__)
 
@@ -72,6 +73,21 @@ class ServiceRecord:
     def healthy(self, reset_after_s: float) -> bool:
         return self.failures < REPEATEDLY or self._recovered(reset_after_s)
 
+    def status(self, reset_after_s: float) -> ComponentStatus:
+        """Restarting repeatedly is unhealthy, with the last error, whatever the service's own
+        state object says (it may never get as far as saying anything)."""
+        healthy = self.healthy(reset_after_s)
+        return ComponentStatus(
+            name=self.name,
+            kind="service",
+            state=self.state(reset_after_s),
+            healthy=healthy,
+            detail=self.last_error if self.failures else "",
+            watched=False,
+            counters={"restarts_total": float(self.restarts)},
+            gauges={"consecutive_failures": float(self.failures)},
+        )
+
     def _recovered(self, reset_after_s: float) -> bool:
         return (
             not self.waiting
@@ -95,6 +111,7 @@ class Supervisor:
         backoff: Backoff | None = None,
         shutdown_timeout_s: float = 10.0,
         reset_after_s: float = 60.0,
+        board: StatusRegistry | None = None,
     ) -> None:
         names = [s.name for s in services]
         if len(set(names)) != len(names):
@@ -104,6 +121,9 @@ class Supervisor:
         self.reset_after_s = reset_after_s  # a run this long counts as a recovery
         self.shutdown_timeout_s = shutdown_timeout_s
         self.records = {name: ServiceRecord(name) for name in names}
+        if board is not None:
+            for record in self.records.values():
+                board.add(_ServiceStatus(record, self))
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     @property
@@ -181,6 +201,15 @@ class Supervisor:
             record.finished = True
             slog.info("service_finished")
             return
+
+
+@dataclass(frozen=True)
+class _ServiceStatus:
+    record: ServiceRecord
+    supervisor: Supervisor
+
+    def status(self) -> ComponentStatus:
+        return self.record.status(self.supervisor.reset_after_s)
 
 
 async def _cancel_until(

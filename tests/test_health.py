@@ -13,16 +13,9 @@ from prometheus_client import generate_latest
 
 from drivers.backoff import Backoff
 from edge_agent.contracts.samples import Quality, Sample
-from edge_agent.health import (
-    ComponentStatus,
-    HealthServer,
-    LatencyHistogram,
-    StatusBoard,
-    add_services,
-    health_document,
-    metrics_registry,
-    parse_listen,
-)
+from edge_agent.contracts.status import ComponentStatus, LatencyHistogram
+from edge_agent.health import HealthServer, health_document, metrics_registry, parse_listen
+from edge_agent.status_board import StatusBoard
 from edge_agent.supervisor import Service, Supervisor
 from edge_agent.tagstore import TagStore
 
@@ -183,8 +176,8 @@ def test_parse_listen_names_the_bad_value() -> None:
 
 def test_source_health_progress_follows_the_sources_newest_sample() -> None:
     """Bad samples from failed reconnects count as progress too: only a hung loop stalls."""
-    from edge_agent.acquisition import SourceStats
-    from edge_agent.health import SourceHealth
+    from edge_agent.acquisition import SourceHealth
+    from edge_agent.contracts.status import SourceStats
 
     store = TagStore()
     stats = SourceStats("fsf", "opcua", 2)
@@ -231,11 +224,9 @@ async def test_a_service_restarting_repeatedly_is_unhealthy_everywhere_with_its_
             failed.set()
         raise RuntimeError(f"cannot open the port (run {runs})")
 
-    supervisor = Supervisor(
-        [Service("sink:influx", broken)], backoff=Backoff(initial_s=0.001, max_s=0.002, jitter=0)
-    )
     board = StatusBoard()
-    add_services(board, supervisor)
+    fast = Backoff(initial_s=0.001, max_s=0.002, jitter=0)
+    supervisor = Supervisor([Service("sink:influx", broken)], backoff=fast, board=board)
     assert health_document(board)[0] == 200  # nothing has failed yet
     supervisor.start()
     try:
