@@ -49,7 +49,7 @@ REPEATEDLY = 2  # failures in a row that make a restarting service unhealthy
 
 @dataclass
 class ServiceRecord:
-    """How one service is doing, for /healthz, /metrics and STATUS= (health.ServiceHealth).
+    """How one service is doing, for /healthz, /metrics and STATUS= (on the status board).
 
     A streak of failures ends only when a run lasts `reset_after_s`: a service that fails again
     and again a few seconds after each start is restarting repeatedly, not recovered.
