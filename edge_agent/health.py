@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-Kind = Literal["source", "sink", "outbox", "kpi", "control"]
+Kind = Literal["source", "sink", "outbox", "kpi", "control", "alarms"]
 
 
 # Read latencies of OPC UA and Modbus requests: milliseconds on a LAN, seconds when a device

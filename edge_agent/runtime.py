@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 import structlog
 
 from edge_agent import acquisition, control, health, kpi, sinks, sparkplug
+from edge_agent.alarms import engine as alarms
 from edge_agent.config import AgentConfig
 from edge_agent.health import StatusBoard
 from edge_agent.outbox import Outbox
@@ -40,6 +41,7 @@ class Agent:
         self.bus = SampleBus(self.store, writer)
         self.outbox = writer if isinstance(writer, Outbox) else None
         self.control: control.ControlPath | None = None
+        self.alarms: alarms.AlarmEngine | None = None
         self.board = StatusBoard(self.store)  # what /healthz, /metrics and the watchdog read
 
 
@@ -52,6 +54,8 @@ def build_services(agent: Agent) -> list[Service]:
     health.add_sources(agent.board, agent.cfg, acquisition.source_stats())
     agent.control = control.ControlPath(agent.cfg, agent.store, acq)  # before sinks: DCMD uses it
     services += kpi.build_services(agent.cfg, agent.store, agent.bus)
+    agent.alarms = alarms.build(agent.cfg, agent.store, agent.bus, agent.board)  # taps the bus
+    services += agent.alarms.services() if agent.alarms else []
     if agent.outbox is not None:
         services += sinks.build_services(agent.cfg, agent.outbox, agent.board)
     services += sparkplug.build_services(
