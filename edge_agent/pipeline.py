@@ -43,8 +43,9 @@ class SampleBus:
         if self._writer is not None:
             await self._writer.append(batch)
 
-    async def publish_records(self, records: Sequence[Sample]) -> None:
-        """Records that are not tag values (alarm events from the clock or an operator): to the
-        outbox only, not the TagStore and not the taps."""
-        if records and self._writer is not None:
-            await self._writer.append(records)
+    async def record(self, samples: Sequence[Sample]) -> None:
+        """History (samples of the past, e.g. a Sparkplug node's backlog) and records that are not
+        tag values (alarm events from the clock or an operator): to the outbox only, so the
+        databases get them with their own timestamps and the TagStore keeps the live value."""
+        if samples and self._writer is not None:
+            await self._writer.append(samples)

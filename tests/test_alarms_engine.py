@@ -14,10 +14,11 @@ from edge_agent.alarms.engine import AlarmEngine, build
 from edge_agent.alarms.records import from_sample, is_alarm_record
 from edge_agent.config import AgentConfig
 from edge_agent.contracts.samples import Quality, Sample
-from edge_agent.health import StatusBoard
 from edge_agent.outbox import Outbox
 from edge_agent.pipeline import SampleBus
+from edge_agent.status_board import StatusBoard
 from edge_agent.tagstore import TagStore
+from tests.waiting import eventually
 
 S = 1_000_000_000
 T0 = 1_800_000_000 * S
@@ -75,7 +76,9 @@ def temp(value: float, t: float) -> Sample:
     return Sample("fsf.matte_temp", value, Quality.GOOD, ts, ts)
 
 
-def rig(tmp_path: Path, clock: Clock, **alarms: object) -> tuple[AlarmEngine, SampleBus, ListWriter]:
+def rig(
+    tmp_path: Path, clock: Clock, **alarms: object
+) -> tuple[AlarmEngine, SampleBus, ListWriter]:
     writer = ListWriter()
     bus = SampleBus(TagStore(), writer)
     engine = AlarmEngine(config(tmp_path, **alarms), bus.store, bus, clock=clock)
@@ -83,10 +86,14 @@ def rig(tmp_path: Path, clock: Clock, **alarms: object) -> tuple[AlarmEngine, Sa
 
 
 async def test_events_are_written_in_the_batch_behind_their_sample(tmp_path: Path) -> None:
-    engine, bus, writer = rig(tmp_path, Clock())
+    _engine, bus, writer = rig(tmp_path, Clock())
     await bus.publish([temp(1250.0, 0), temp(1310.0, 1)])
     (batch,) = writer.batches
-    assert [s.tag for s in batch] == ["fsf.matte_temp", "fsf.matte_temp", "_alarms.fsf.matte_temp.high"]
+    assert [s.tag for s in batch] == [
+        "fsf.matte_temp",
+        "fsf.matte_temp",
+        "_alarms.fsf.matte_temp.high",
+    ]
     record = batch[-1]
     assert record.source_ns == T0 + S  # the triggering sample's source time
     body = json.loads(str(record.value))
@@ -114,7 +121,7 @@ async def test_tick_completes_a_delay_and_actions_are_published(tmp_path: Path) 
     await bus.publish([temp(1310.0, 0)])
     assert writer.events() == []
     clock.now = T0 + 11 * S
-    await bus.publish_records(engine.tick())
+    await bus.record(engine.tick())
     (activated,) = writer.events()
     assert activated.ts_ns == T0 + 10 * S
     await engine.act("ack", "fsf.matte_temp.high", "op.anna", "seen it")
@@ -125,14 +132,13 @@ async def test_tick_completes_a_delay_and_actions_are_published(tmp_path: Path) 
 
 async def test_state_survives_a_restart_without_a_flood(tmp_path: Path) -> None:
     clock = Clock()
-    engine, bus, writer = rig(tmp_path, clock)
+    engine, bus, _writer = rig(tmp_path, clock)
     await bus.publish([temp(1310.0, 0)])
     await engine.act("shelve", "fsf.matte_temp.high", "op", "maintenance", duration_s=3600)
     task = asyncio.create_task(engine.run())
     state_file = tmp_path / "alarms.json"
     try:
-        while not state_file.exists():
-            await asyncio.sleep(0.01)
+        await eventually(state_file.exists, 10, "the alarm state file")
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -144,7 +150,7 @@ async def test_state_survives_a_restart_without_a_flood(tmp_path: Path) -> None:
     await bus2.publish([temp(1320.0, 5)])
     assert writer2.events() == []
     clock.now = T0 + 3601 * S
-    await bus2.publish_records(again.tick())
+    await bus2.record(again.tick())
     (expired,) = writer2.events()
     assert (expired.transition, expired.state) == (Transition.SHELVE_EXPIRED, State.ACTIVE_UNACK)
 

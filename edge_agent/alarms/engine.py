@@ -38,9 +38,10 @@ from edge_agent.alarms.records import to_sample
 from edge_agent.config import AgentConfig
 from edge_agent.config.alarms import AlarmConfig
 from edge_agent.contracts.samples import Sample, now_ns
-from edge_agent.health import ComponentStatus, StatusBoard
+from edge_agent.contracts.status import ComponentStatus
 from edge_agent.pipeline import SampleBus
 from edge_agent.state_files import write_atomic
+from edge_agent.status_board import StatusBoard
 from edge_agent.supervisor import STOP_KPI, Service
 
 log = structlog.get_logger("edge_agent.alarms")
@@ -139,7 +140,7 @@ class AlarmEngine:
             events = a.remove_from_service(alarm_id, ts, operator, reason)
         else:
             events = a.return_to_service(alarm_id, ts, operator, reason)
-        await self.bus.publish_records(self._records(events))
+        await self.bus.record(self._records(events))
         return events
 
     def _records(self, events: list[AlarmEvent]) -> list[Sample]:
@@ -166,7 +167,7 @@ class AlarmEngine:
         try:
             while True:
                 await asyncio.sleep(self.settings.tick_s)
-                await self.bus.publish_records(self.tick())
+                await self.bus.record(self.tick())
                 if self._dirty:
                     await asyncio.to_thread(self._save, self.alarms.snapshot())
                 self.progress += 1

@@ -6,6 +6,8 @@ per second, exact to store in the outbox and in InfluxDB, and unambiguous across
 
 from __future__ import annotations
 
+import math
+import struct
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -52,6 +54,26 @@ class Sample:
     @classmethod
     def bad(cls, tag: str, reason: str, acq_ns: int | None = None) -> Sample:
         return cls(tag, None, Quality.BAD, acq_ns if acq_ns is not None else now_ns(), None, reason)
+
+
+_FLOAT32 = struct.Struct("<f")
+
+
+def shortest_float32(x: float) -> float:
+    """The float32 `x` as the shortest decimal that reads back as the same float32.
+
+    A float32 widened to a Python float carries binary noise (the instrument's 18.404083
+    becomes 18.404083251953125); published as is, it claims digits the instrument never had.
+    Python's repr of the result is what the instrument meant. Nine digits always round-trip.
+    """
+    if not math.isfinite(x):
+        return x
+    packed = _FLOAT32.pack(x)
+    for digits in (6, 7, 8):
+        candidate = float(f"{x:.{digits}g}")
+        if _FLOAT32.pack(candidate) == packed:
+            return candidate
+    return float(f"{x:.9g}")
 
 
 def now_ns() -> int:

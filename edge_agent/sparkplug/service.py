@@ -36,7 +36,7 @@ from drivers.sparkplug.payload import DataType
 from drivers.sparkplug.topics import Topics, state_topic
 from edge_agent.config import AgentConfig, MqttSection
 from edge_agent.contracts.samples import Sample, now_ns
-from edge_agent.health import StatusBoard
+from edge_agent.contracts.status import StatusRegistry
 from edge_agent.outbox import Batch, Cursor, Outbox
 from edge_agent.sinks.state import SinkState
 from edge_agent.sparkplug.bdseq import BdSeqStore
@@ -431,7 +431,7 @@ def build_services(
     outbox: Outbox | None,
     store: TagStore,
     control: ControlEntry | None = None,
-    board: StatusBoard | None = None,
+    board: StatusRegistry | None = None,
 ) -> list[Service]:
     """The `mqtt.format = "sparkplug_b"` sink: the edge node reading the outbox's `mqtt` cursor
     (the JSON sink's, which it replaces), its DCMDs going to the control path."""
