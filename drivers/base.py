@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from edge_agent.samples import Sample, Value
 
@@ -22,6 +22,14 @@ class Driver(Protocol):
     async def write(self, tag_id: str, value: Value) -> None: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class ReportsRanges(Protocol):
+    """A driver whose server states each tag's instrument range (OPC UA: EURange). Acquisition
+    takes them, after each connect, as the validity ranges of tags that configure none."""
+
+    def value_ranges(self) -> dict[str, tuple[float, float]]: ...
 
 
 class DriverError(Exception):
