@@ -18,8 +18,8 @@ from pathlib import Path
 
 from drivers.sparkplug.topics import Topics
 from edge_agent.config import MqttSection
+from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.outbox import Batch
-from edge_agent.samples import Quality, Sample
 from edge_agent.sinks.mqtt_json import JsonEncoder
 from edge_agent.sparkplug.catalogue import Catalogue, TagHint
 from edge_agent.sparkplug.node import EdgeNode

@@ -23,8 +23,8 @@ Range = tuple[float, float]
 def _eu_range_path() -> ua.RelativePath:
     element = ua.RelativePathElement()
     element.ReferenceTypeId = ua.NodeId(ObjectIds.HasProperty, 0)  # type: ignore[arg-type]
-    element.IsInverse = False
-    element.IncludeSubtypes = True
+    element.IsInverse = False  # type: ignore[assignment]
+    element.IncludeSubtypes = True  # type: ignore[assignment]
     element.TargetName = ua.QualifiedName("EURange", 0)
     path = ua.RelativePath()
     path.Elements = [element]

@@ -24,8 +24,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from drivers.modbus_codec import bytes_to_registers, decode
-from edge_agent.config import ModbusTag, OpcUaTag
-from edge_agent.samples import Quality, Sample, Value
+from edge_agent.config import ModbusTag, TagBase
+from edge_agent.contracts.samples import Quality, Sample, Value
 
 OUT_OF_RANGE = "out_of_range"
 NO_VALUE_MARKER = "no_value_marker"
@@ -63,7 +63,7 @@ class TagLimits:
         )
 
 
-def tag_limits(tag: OpcUaTag | ModbusTag) -> TagLimits:
+def tag_limits(tag: TagBase) -> TagLimits:
     """A tag's configured limits (an OPC UA server's EURange is learnt later, on connect)."""
     markers: frozenset[Value] = frozenset()
     if isinstance(tag, ModbusTag) and tag.no_value is not None:
@@ -83,8 +83,8 @@ def no_value_raws(tag: ModbusTag) -> list[int]:
 def signed(type_: str, raw: int) -> int:
     """`0x8000` written for an int16 means -32768: the register's bits, read as the type does."""
     bits = _BITS[type_]
-    if not type_.startswith("u") and 2 ** (bits - 1) <= raw < 2**bits:
-        return raw - 2**bits
+    if not type_.startswith("u") and 1 << (bits - 1) <= raw < 1 << bits:
+        return raw - (1 << bits)
     return raw
 
 
@@ -112,7 +112,7 @@ class Plausibility:
     _last: dict[str, _Reference] = field(default_factory=dict, init=False)
 
     @classmethod
-    def for_tags(cls, tags: Sequence[OpcUaTag | ModbusTag]) -> Plausibility:
+    def for_tags(cls, tags: Sequence[TagBase]) -> Plausibility:
         limits = {t.id: tag_limits(t) for t in tags}
         return cls({tag: lim for tag, lim in limits.items() if lim.checks_anything})
 
@@ -132,7 +132,11 @@ class Plausibility:
 
     def _check(self, s: Sample, lim: TagLimits) -> Sample:
         value = s.value
-        if s.quality is Quality.BAD or isinstance(value, bool) or not isinstance(value, int | float):
+        if (
+            s.quality is Quality.BAD
+            or isinstance(value, bool)
+            or not isinstance(value, int | float)
+        ):
             return s
         if lim.no_value and value in lim.no_value:
             return _implausible(s, NO_VALUE_MARKER)

@@ -4,8 +4,9 @@ The configuration never holds a secret, but the running agent does: passwords an
 resolved before the services start, and from then on any exception message, library log line or
 traceback could carry one (a client that puts the password into its error text, a URL with
 credentials). `SecretMask` is the last step of every log pipeline: it sees the rendered line and
-replaces each known secret value, in every spelling a renderer may give it (as is, JSON-escaped,
-`repr`-escaped, as bytes), by `<secret>`. It is the safety net behind the rule that nothing logs locals.
+replaces each known secret value, in every spelling a renderer may give it (as is, JSON- or
+`repr`-escaped, as bytes), by `<secret>`. It is the safety net behind the rule that nothing logs
+locals.
 """
 
 from __future__ import annotations

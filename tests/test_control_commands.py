@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent.contracts.samples import iso_utc, now_ns
 from edge_agent.control import ControlPath, Origin, Refusal, WriteRequest
 from edge_agent.control.commands import CommandError, CommandTopics, parse_command
-from edge_agent.samples import iso_utc, now_ns
 from tests.fake_plant import RecordingDriver, config, plant_store
 
 TOPICS = CommandTopics("smelter", "demo")

@@ -10,9 +10,9 @@ from edge_agent import kpi
 from edge_agent.acquisition import Acquisition
 from edge_agent.commands.balance import live_snapshot
 from edge_agent.config import AgentConfig
+from edge_agent.contracts.samples import Quality
 from edge_agent.kpi.whatif import evaluate
 from edge_agent.pipeline import SampleBus
-from edge_agent.samples import Quality
 from edge_agent.tagstore import TagStore
 from tests.plant import PlantSim
 from tests.waiting import eventually

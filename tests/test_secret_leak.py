@@ -143,7 +143,8 @@ async def wait_for_failures(agent: Agent) -> None:
     """Until the OPC UA user, both MQTT clients (sink, commands) and Influx were refused."""
 
     def all_failed() -> bool:
-        assert agent.proc is not None and agent.proc.poll() is None, agent.output()[-3000:]
+        assert agent.proc is not None
+        assert agent.proc.poll() is None, agent.output()[-3000:]
         text = agent.output()
         return "access_denied" in text and text.count("Not authorized") >= 2 and "401" in text
 

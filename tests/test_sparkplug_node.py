@@ -9,7 +9,7 @@ from drivers.sparkplug import payload as codec
 from drivers.sparkplug import sparkplug_b_pb2 as pb
 from drivers.sparkplug.payload import DataType, MetricOut
 from drivers.sparkplug.topics import Topics
-from edge_agent.samples import Quality, Sample
+from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.sparkplug.bdseq import BdSeqStore
 from edge_agent.sparkplug.catalogue import Catalogue, TagHint
 from edge_agent.sparkplug.node import (

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from drivers.sparkplug import sparkplug_b_pb2 as pb
-from edge_agent.samples import Quality, Value
+from edge_agent.contracts.samples import Quality, Value
 
 
 class DataType(IntEnum):

@@ -33,12 +33,15 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from edge_agent.commands.arguments import add_config_argument, command_parser
 from edge_agent.config import AgentConfig
-from edge_agent.config_loader import ConfigError
+from edge_agent.config.loader import ConfigError
+from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.health import ComponentStatus, StatusBoard
+from edge_agent.kpi.engine import STATE_FILE as KPI_STATE_FILE
+from edge_agent.kpi.state import forget_totaliser_readings
 from edge_agent.logs import configure_logging
 from edge_agent.runtime import EXIT_FAILURE, Agent, run_agent
-from edge_agent.samples import Quality, Sample
 from edge_agent.tagstore import TagStore
 
 log = structlog.get_logger(__name__)
@@ -319,6 +322,8 @@ def _demo_command(args: argparse.Namespace) -> int:
     interactive = sys.stdout.isatty() and not args.headless
     state_dir = Path(args.state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
+    # The simulators' totalisers start afresh each run; the KPI windows carry on from theirs.
+    forget_totaliser_readings(state_dir / KPI_STATE_FILE)
     level = args.log_level or "info"
     if interactive:
         # The view owns the terminal; the log goes to a file beside the state.
@@ -352,13 +357,15 @@ async def _cancel_leftovers() -> None:
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
+    parser = command_parser(
+        subparsers,
         "demo",
         help="run the simulated plant, a broker and the agent with a live view",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__ or "",
+        examples=["edge-agent demo", "edge-agent demo --headless --time-scale 60"],
+        exits=["0      stopped by Ctrl-C", "1      a part failed to start or stop"],
     )
-    parser.add_argument("--config", default=str(DEMO_TOML), metavar="FILE")
+    add_config_argument(parser, default=str(DEMO_TOML))
     parser.add_argument(
         "--broker", metavar="HOST:PORT", help="use this broker, not an embedded one"
     )

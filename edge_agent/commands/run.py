@@ -1,10 +1,6 @@
 """`edge-agent run`: run the agent on one config file until SIGTERM/SIGINT.
 
-Exit codes (also in the README, and what systemd's Restart= logic sees):
-    0    clean stop after SIGTERM or SIGINT
-    1    a failure: startup error, or a service that did not stop within agent.shutdown_timeout_s
-    2    configuration error (nothing was started)
-    128+N  a second signal N during shutdown: stopped at once (130 for Ctrl-C twice)
+The exit status is what systemd's Restart= logic sees (the unit does not restart on 2).
 """
 
 from __future__ import annotations
@@ -13,7 +9,8 @@ import argparse
 import faulthandler
 from typing import TYPE_CHECKING
 
-from edge_agent.config_loader import add_set_argument, load_config
+from edge_agent.commands.arguments import add_config_argument, command_parser
+from edge_agent.config.loader import add_set_argument, load_config
 from edge_agent.logs import configure_logging
 from edge_agent.runtime import run_blocking
 
@@ -22,13 +19,23 @@ if TYPE_CHECKING:
 
 
 def add_parser(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser(
+    parser = command_parser(
+        subparsers,
         "run",
         help="run the agent until SIGTERM/SIGINT",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run the agent on FILE until SIGTERM or SIGINT; SIGHUP re-reads FILE and\n"
+        "applies it when valid. Logs go to stdout (JSON lines off a terminal).",
+        examples=[
+            "edge-agent run --config /etc/edge-agent/agent.toml",
+            "edge-agent run plant.toml --set agent.state_dir=state --log-level debug",
+        ],
+        exits=[
+            "0      clean stop after SIGTERM or SIGINT",
+            "1      startup error, or a component did not stop within agent.shutdown_timeout_s",
+            "128+N  a second signal N during the stop ended it at once (130: Ctrl-C twice)",
+        ],
     )
-    parser.add_argument("--config", required=True, metavar="FILE", help="the plant's TOML file")
+    add_config_argument(parser)
     add_set_argument(parser)
     parser.set_defaults(func=_run_command)
 

@@ -28,10 +28,10 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge_agent.config import ControlSection, MqttSection, TlsConfig
+from edge_agent.contracts.samples import iso_utc, now_ns
 from edge_agent.control.audit import AuditLog
 from edge_agent.control.executor import Executor, Outcome
 from edge_agent.control.guard import Origin, Refusal, WriteRequest
-from edge_agent.samples import iso_utc, now_ns
 
 log = structlog.get_logger("edge_agent.control")
 

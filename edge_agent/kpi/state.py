@@ -42,3 +42,20 @@ def load_json(path: Path) -> dict[str, Any] | None:
         log.warning("kpi_state_unreadable", path=str(path), error=str(exc))
         return None
     return data if isinstance(data, dict) else None
+
+
+def forget_totaliser_readings(path: Path) -> None:
+    """Keep the saved windows but drop the last totaliser readings they were counted from.
+
+    For a plant whose totalisers started again from their initial values (the demo's
+    simulators on every start): the next reading is a new baseline rather than a counter that
+    went backwards (`totaliser_reset`) and cost the windows their coverage.
+    """
+    data = load_json(path)
+    if data is None:
+        return
+    sections = [s for s in data.values() if isinstance(s, dict) and "totalisers" in s]
+    for section in sections:
+        del section["totalisers"]
+    if sections:
+        save_json(path, data)

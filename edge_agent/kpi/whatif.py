@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from edge_agent.config import AgentConfig
-from edge_agent.config_loader import ConfigError
+from edge_agent.config.loader import ConfigError
+from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.kpi.advisor import Advice, AdvisorSettings, advise
 from edge_agent.kpi.engine import (
     advisor_settings,
@@ -23,7 +24,6 @@ from edge_agent.kpi.engine import (
     setpoint_tags,
 )
 from edge_agent.kpi.heat_balance import Balance, BalanceError
-from edge_agent.samples import Quality, Sample
 
 
 def evaluate(

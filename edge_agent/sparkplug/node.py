@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from drivers.sparkplug import payload as codec
 from drivers.sparkplug.payload import DataType, MetricOut, PayloadError
 from drivers.sparkplug.topics import Topics
-from edge_agent.samples import Quality, Sample, Value, now_ns
+from edge_agent.contracts.samples import Quality, Sample, Value, now_ns
 from edge_agent.sparkplug.catalogue import (
     BD_SEQ,
     LAST_COMMAND,

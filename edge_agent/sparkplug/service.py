@@ -34,9 +34,9 @@ import structlog
 from drivers.sparkplug.payload import DataType
 from drivers.sparkplug.topics import Topics, state_topic
 from edge_agent.config import AgentConfig, MqttSection
+from edge_agent.contracts.samples import Sample, now_ns
 from edge_agent.health import StatusBoard
 from edge_agent.outbox import Batch, Cursor, Outbox
-from edge_agent.samples import Sample, now_ns
 from edge_agent.sinks.mqtt_connection import MqttConnection, Will
 from edge_agent.sinks.state import SinkState
 from edge_agent.sparkplug.bdseq import BdSeqStore
