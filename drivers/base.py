@@ -32,6 +32,15 @@ class ReportsRanges(Protocol):
     def value_ranges(self) -> dict[str, tuple[float, float]]: ...
 
 
+@runtime_checkable
+class HistoryDriver(Protocol):
+    """A driver that also receives history: samples of the past (a Sparkplug node's backlog,
+    `is_historical`) that belong in the outbox and the databases but must never replace the
+    latest value the KPIs read."""
+
+    def drain_history(self) -> list[Sample]: ...
+
+
 class DriverError(Exception):
     """Base for driver failures; the message says what the operator can do."""
 

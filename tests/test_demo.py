@@ -18,7 +18,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.commands.demo import summary_line
 from edge_agent.contracts.samples import Quality, Sample
-from edge_agent.health import ComponentStatus, StatusBoard
+from edge_agent.contracts.status import ComponentStatus
+from edge_agent.status_board import StatusBoard
 from edge_agent.tagstore import TagStore
 
 pytestmark = pytest.mark.slow
