@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from edge_agent import acquisition, control, health, kpi, sinks, sparkplug
+from edge_agent.alarms import engine as alarms
 from edge_agent.config import AgentConfig
 from edge_agent.outbox import Outbox
 from edge_agent.pipeline import SampleBus, SampleWriter
@@ -42,6 +43,7 @@ class Agent:
         self.bus = SampleBus(self.store, writer)
         self.outbox = writer if isinstance(writer, Outbox) else None
         self.control: control.ControlPath | None = None
+        self.alarms: alarms.AlarmEngine | None = None
         self.board = StatusBoard(self.store)  # what /healthz, /metrics and the watchdog read
 
 
@@ -55,6 +57,8 @@ def build_services(agent: Agent) -> list[Service]:
     # Before the sinks: Sparkplug DCMD goes through the control path.
     agent.control = control.ControlPath(agent.cfg, agent.store, acq, agent.board)
     services += kpi.build_services(agent.cfg, agent.store, agent.bus, agent.board)
+    agent.alarms = alarms.build(agent.cfg, agent.store, agent.bus, agent.board)  # taps the bus
+    services += agent.alarms.services() if agent.alarms else []
     if agent.outbox is not None:
         services += sinks.build_services(agent.cfg, agent.outbox, agent.board)
     services += sparkplug.build_services(
