@@ -14,7 +14,9 @@ Schema (narrow: one point per sample; docs/influxdb.md explains the choice and t
   float would otherwise be a field type conflict), booleans in `value_bool`, strings in
   `value_str`: each field keeps one type per measurement as InfluxDB requires;
 - `quality` is stored with every sample, `reason` where there is one; a Bad sample has no value
-  field at all, never a fake one.
+  field at all, never a fake one. A value that cannot be true (reason `out_of_range`,
+  `no_value_marker`, `implausible_step`) is Bad, and what the device said is kept in the float
+  field `raw`, outside `value`, so that no query that averages `value` ever sees it.
 
 Alarm events (records on `_alarms.*`, docs/alarms.md) go to the measurement `alarm_event`, tag
 keys `site`, `alarm_id`, `transition`, `priority`.
@@ -114,6 +116,9 @@ class LineEncoder:
         fields.append(f'quality="{quality}"')
         if reason is not None:
             fields.append(f"reason={_string_field(reason)}")
+        raw = s.raw
+        if isinstance(raw, int | float) and not isinstance(raw, bool) and math.isfinite(raw):
+            fields.append(f"raw={float(raw)!r}")
         return f"{self.series(s.tag)} {','.join(fields)} {s.ts_ns // self.divisor}"
 
     def alarm_line(self, s: Sample) -> str:

@@ -6,7 +6,9 @@ Topics (ISA-95 style; a tag id's dots become topic levels):
   `plant/demo/fsf/matte_temp` with `{"value": 1231.5, "quality": "good",
   "ts": "2026-11-27T04:00:00.000Z", "ts_ns": 1795…, "unit": "°C"}`.
   A Bad sample has `"value": null` and a `"reason"`; `reason` also appears on Uncertain samples
-  that carry one. `unit` is the tag's engineering unit where the configuration gives one.
+  that carry one. A value that cannot be true (plausibility: reason `out_of_range`,
+  `no_value_marker`, `implausible_step`) is Bad too, with what the device said in `"raw"`.
+  `unit` is the tag's engineering unit where the configuration gives one.
 - `layout = "batch"`: `{root}/{site}/_batch/{unit}`, one message per plant unit per outbox batch
   (an acquisition cycle), for tag counts where one message per sample is too many:
   `{"schema": "edge-agent/batch/1", "site": "demo", "unit": "fsf",
@@ -79,7 +81,13 @@ def sample_payload(sample: Sample, unit: str | None) -> dict[str, Any]:
         body["unit"] = unit
     if reason is not None:
         body["reason"] = reason
+    if sample.raw is not None and _is_json_number(sample.raw):
+        body["raw"] = sample.raw
     return body
+
+
+def _is_json_number(value: object) -> bool:
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
 
 
 class JsonEncoder:
