@@ -74,7 +74,9 @@ async def test_shelve_needs_reason_and_duration_within_the_cap(tmp_path: Path) -
     too_long = await rig.send(SHELVE, duration_s=7200, reason="x", ts=iso_utc(rig.clock.now))
     assert "exceeds max_shelve_s 3600" in too_long["detail"]
     rig.clock.now += 2 * S
-    ok = await rig.send(SHELVE, duration_s=600, reason="transmitter swap", ts=iso_utc(rig.clock.now))
+    ok = await rig.send(
+        SHELVE, duration_s=600, reason="transmitter swap", ts=iso_utc(rig.clock.now)
+    )
     assert ok["result"] == "done"
     assert rig.state() is State.SHELVED
 
