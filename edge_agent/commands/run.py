@@ -10,7 +10,8 @@ import faulthandler
 from typing import TYPE_CHECKING
 
 from edge_agent.commands.arguments import add_config_argument, command_parser
-from edge_agent.config.loader import add_set_argument, load_config
+from edge_agent.commands.check_config import idle_warnings
+from edge_agent.config.loader import ConfigError, add_set_argument, load_config
 from edge_agent.logs import configure_logging
 from edge_agent.runtime import run_blocking
 
@@ -37,11 +38,22 @@ def add_parser(subparsers: Subparsers) -> None:
     )
     add_config_argument(parser)
     add_set_argument(parser)
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="start even with no enabled source or no sink (check-config names what is missing)",
+    )
     parser.set_defaults(func=_run_command)
 
 
 def _run_command(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)  # ConfigError: cli prints it, exits 2
+    idle = idle_warnings(cfg)
+    if idle and not args.force:
+        raise ConfigError(
+            [f"{args.config}: {warning}" for warning in idle]
+            + ["not started: fix the file, or give --force to run it as it is"]
+        )
     configure_logging(args.log_level or cfg.agent.log_level, cfg.agent.log_format)
     # systemd's watchdog aborts a hung agent with SIGABRT: print every thread's stack first.
     faulthandler.enable()
