@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 import structlog
 
 from edge_agent import acquisition, control, health, kpi, sinks, sparkplug
+from edge_agent.alarms import engine as alarms
 from edge_agent.config import AgentConfig
 from edge_agent.outbox import Outbox
 from edge_agent.pipeline import SampleBus, SampleWriter
@@ -40,6 +41,7 @@ class Agent:
         self.bus = SampleBus(self.store, writer)
         self.outbox = writer if isinstance(writer, Outbox) else None
         self.control: control.ControlPath | None = None
+        self.alarms: alarms.AlarmEngine | None = None
         self.board = StatusBoard(self.store)  # what /healthz, /metrics and the watchdog read
 
 
@@ -53,6 +55,8 @@ def build_services(agent: Agent) -> list[Service]:
     # Before the sinks: Sparkplug DCMD goes through the control path.
     agent.control = control.ControlPath(agent.cfg, agent.store, acq, agent.board)
     services += kpi.build_services(agent.cfg, agent.store, agent.bus, agent.board)
+    agent.alarms = alarms.build(agent.cfg, agent.store, agent.bus, agent.board)  # taps the bus
+    services += agent.alarms.services() if agent.alarms else []
     if agent.outbox is not None:
         services += sinks.build_services(agent.cfg, agent.outbox, agent.board)
     services += sparkplug.build_services(
@@ -129,7 +133,9 @@ async def run_agent(
                 continue
             running = list(services) if services is not None else build_services(agent)
             running += notify_services(agent, notifier)
-            supervisor = Supervisor(running, shutdown_timeout_s=cfg.agent.shutdown_timeout_s)
+            supervisor = Supervisor(
+                running, shutdown_timeout_s=cfg.agent.shutdown_timeout_s, board=agent.board
+            )
             supervisor.start()
             notifier.ready(agent.board.summary())
             if on_started is not None:

@@ -36,6 +36,7 @@ def test_line_protocol_schema_and_sanitising() -> None:
                     Sample("kiln.mode", 'dry "ing"\n', Quality.UNCERTAIN, T0, None, "manual"),
                     Sample.bad("offgas.so2", "BadCommunicationError", acq_ns=T0),
                     Sample("kpi.recycled_ratio.day", math.inf, Quality.GOOD, T0),
+                    Sample("offgas.temp", None, Quality.BAD, T0, None, "no_value_marker", -3276.8),
                 ],
             )
         ]
@@ -48,6 +49,8 @@ def test_line_protocol_schema_and_sanitising() -> None:
         f'reason="manual" {T0}',
         f'offgas,site=demo,tag_id=offgas.so2 quality="bad",reason="BadCommunicationError" {T0}',
         f'kpi,site=demo,tag_id=kpi.recycled_ratio.day quality="bad",reason="not_finite:inf" {T0}',
+        f'offgas,site=demo,tag_id=offgas.temp quality="bad",reason="no_value_marker",'
+        f"raw=-3276.8 {T0}",
     ]
     assert (
         LineEncoder("demo", "ms")
