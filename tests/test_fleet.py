@@ -99,7 +99,9 @@ def test_plant_level_config_is_the_demo_config_but_for_the_kiln_source() -> None
     ]
     (kiln,) = [s for s in plant["source"] if s["name"] == "kiln"]
     (demo_kiln,) = [s for s in demo["source"] if s["name"] == "kiln"]
-    assert [t["id"] for t in kiln["tag"]] == [t["id"] for t in demo_kiln["tag"]]
+    assert [(t["id"], t.get("unit")) for t in kiln["tag"]] == [
+        (t["id"], t.get("unit")) for t in demo_kiln["tag"]
+    ]
     unit = load_toml(ROOT / "config/unit-kiln.toml")
     assert unit["source"] == [demo_kiln]
     assert unit["mqtt"]["sparkplug"]["edge_node_id"] == kiln["edge_node_id"]

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from edge_agent.config.plausibility import NoValueMarkers, PlausibilityLimits
 from edge_agent.contracts.modbus import ModbusPoint, ModbusSettings
 from edge_agent.contracts.mqtt import (
     JsonPoint,
@@ -23,7 +24,7 @@ from edge_agent.contracts.section import Section
 from edge_agent.contracts.source import SourceSettings, TagPoint
 
 
-class TagBase(TagPoint):
+class TagBase(PlausibilityLimits, TagPoint):
     """What every tag has, whatever its protocol."""
 
     unit: str = ""
@@ -47,7 +48,7 @@ class OpcUaTag(TagBase, OpcUaPoint):
     """An OPC UA tag of the agent."""
 
 
-class ModbusTag(TagBase, ModbusPoint):
+class ModbusTag(TagBase, NoValueMarkers, ModbusPoint):
     """A Modbus tag of the agent."""
 
 
