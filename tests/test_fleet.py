@@ -3,6 +3,9 @@ plant-level agent hosts it and computes the site KPIs (docs/fleet.md)."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from tests.fleet_harness import (
 )
 from tests.plant import StartPlant
 from tests.services import Mosquitto
+from tests.test_demo import _lines, _wait_line
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
@@ -106,3 +110,31 @@ def test_plant_level_config_is_the_demo_config_but_for_the_kiln_source() -> None
     assert unit["source"] == [demo_kiln]
     assert unit["mqtt"]["sparkplug"]["edge_node_id"] == kiln["edge_node_id"]
     assert unit["mqtt"]["sparkplug"]["group_id"] == kiln["group_id"]
+
+
+def test_demo_fleet_runs_both_agents_and_stops_them(tmp_path: Path) -> None:
+    """`make demo-fleet`: the site KPIs from the kiln's unit agent; Ctrl-C stops both agents."""
+    state = tmp_path / "demo"
+    argv = [sys.executable, "-m", "edge_agent.cli", "demo", "--fleet", "--headless"]
+    proc = subprocess.Popen(
+        [*argv, "--state-dir", str(state), "--time-scale", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    seen: list[str] = []
+    try:
+        lines = _lines(proc)
+        _wait_line(
+            lines, r"sparkplug_device_birth .*devices=\['kiln'\]", time.monotonic() + 60, seen
+        )
+        _wait_line(lines, r"^demo: .* co2_tph=\d", time.monotonic() + 30, seen)
+        proc.send_signal(signal.SIGINT)
+        _wait_line(lines, r"^demo stopped$", time.monotonic() + 30, seen)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        assert proc.stdout is not None
+        proc.stdout.close()
+    unit_log = (state / "unit-kiln.log").read_text()
+    assert '"event": "agent_stopped"' in unit_log  # stopped cleanly, not orphaned
