@@ -238,8 +238,30 @@ class V2Writer:
                 write_precision=self._precision,
             )
         except InfluxDBError as exc:
-            status = getattr(exc, "status", None) or getattr(exc.response, "status", 0)
-            raise WriteError(int(status or 0), str(exc.message)[:500], exc.retry_after) from exc
+            status = int(getattr(exc, "status", None) or getattr(exc.response, "status", 0) or 0)
+            message = str(exc.message)[:500]
+            if status == 404:
+                message = await self._v1_hint() or message
+            raise WriteError(status, message, exc.retry_after) from exc
+
+    async def _v1_hint(self) -> str | None:
+        """What a 404 on /api/v2/write means when the server is InfluxDB 1.x (before 1.8)."""
+        url = self.settings.url.rstrip("/") + "/ping"
+        timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout, trust_env=False) as session,
+                session.get(url) as resp,
+            ):
+                version = resp.headers.get("X-Influxdb-Version", "")
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            return None
+        if not version.startswith("1."):
+            return None
+        return (
+            f"{self.settings.url} is InfluxDB {version}, which has no v2 write API: "
+            'set [influx] api = "v1" and db = "<database>" (data is kept in the outbox)'
+        )
 
     async def close(self) -> None:
         await self._client.close()  # type: ignore[no-untyped-call]
