@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 import structlog
 
 from edge_agent import acquisition, control, health, kpi, sinks, sparkplug
+from edge_agent.alarms import commands as alarm_commands
 from edge_agent.alarms import engine as alarms
 from edge_agent.config import AgentConfig
 from edge_agent.outbox import Outbox
@@ -57,6 +58,7 @@ def build_services(agent: Agent) -> list[Service]:
     services += kpi.build_services(agent.cfg, agent.store, agent.bus, agent.board)
     agent.alarms = alarms.build(agent.cfg, agent.store, agent.bus, agent.board)  # taps the bus
     services += agent.alarms.services() if agent.alarms else []
+    services += alarm_commands.build_services(agent.cfg, agent.alarms)
     if agent.outbox is not None:
         services += sinks.build_services(agent.cfg, agent.outbox, agent.board)
     services += sparkplug.build_services(
