@@ -3,7 +3,8 @@
 What an engineer runs when commissioning a site: it connects to every enabled source exactly as
 the agent would (same drivers, security and node resolution), reads each tag once, and prints
 tag, value, unit, quality, source timestamp and read latency. Subscription sources are read by
-polling here, so the answer does not wait for a change. Exit status 1 when any tag is not Good.
+polling here, so the answer does not wait for a change; MQTT and Sparkplug sources wait (at most
+their `timeout_s`) for births and retained messages. Exit status 1 when any tag is not Good.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from drivers.base import DriverConnectionError
+from drivers.base import DriverConnectionError, PushDriver
 from edge_agent.acquisition import QualityGate, make_driver
 from edge_agent.commands.arguments import add_config_argument, command_parser
 from edge_agent.config import AgentConfig, OpcUaSource, Source
@@ -59,7 +60,9 @@ async def probe_source(source: Source, errors: list[str]) -> list[ProbeRow]:
     started = now_ns()
     try:
         await driver.connect()
-        samples = await driver.read()
+        if isinstance(driver, PushDriver):  # births, retained messages: a bounded wait
+            await driver.settled(source.timeout_s)
+        samples = list({s.tag: s for s in await driver.read()}.values())  # the latest per tag
     except DriverConnectionError as exc:
         samples = [Sample(t.id, None, Quality.BAD, now_ns(), None, exc.reason) for t in source.tag]
         errors.append(f"{source.name}: {exc}")
