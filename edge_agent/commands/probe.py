@@ -3,7 +3,8 @@
 What an engineer runs when commissioning a site: it connects to every enabled source exactly as
 the agent would (same drivers, security and node resolution), reads each tag once, and prints
 tag, value, unit, quality, source timestamp and read latency. Subscription sources are read by
-polling here, so the answer does not wait for a change. Exit status 1 when any tag is not Good.
+polling here, so the answer does not wait for a change; MQTT and Sparkplug sources wait (at most
+their `timeout_s`) for births and retained messages. Exit status 1 when any tag is not Good.
 
 On serial buses it also names what commissioning usually gets wrong (a missing port, the
 dialout group, a wrong baud rate when every frame fails its CRC) and prints the bus-time
@@ -20,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from drivers.base import DriverConnectionError
+from drivers.base import DriverConnectionError, PushDriver
 from edge_agent.acquisition import DriverFactory, QualityGate, make_driver, shared_driver_factory
 from edge_agent.commands.arguments import add_config_argument, command_parser
 from edge_agent.config import AgentConfig, ModbusSource, OpcUaSource, Source
@@ -65,7 +66,9 @@ async def probe_source(
     started = now_ns()
     try:
         await driver.connect()
-        samples = await driver.read()
+        if isinstance(driver, PushDriver):  # births, retained messages: a bounded wait
+            await driver.settled(source.timeout_s)
+        samples = list({s.tag: s for s in await driver.read()}.values())  # the latest per tag
     except DriverConnectionError as exc:
         samples = [Sample(t.id, None, Quality.BAD, now_ns(), None, exc.reason) for t in source.tag]
         errors.append(f"{source.name}: {exc}")
