@@ -20,6 +20,7 @@ from tests.plant_shared import module_plant_fixtures
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+DEMO_TOML = Path(__file__).resolve().parent.parent / "config" / "demo.toml"
 
 
 module_plant, plant_sim = module_plant_fixtures()
@@ -128,7 +129,7 @@ async def test_server_restart_is_good_again_within_10_s(
 
 async def test_probe_command_lists_the_tags_not_good_on_request(plant_sim: PlantSim) -> None:
     """`edge-agent probe` as an engineer runs it: the summary points at `--not-good`."""
-    demo = str(Path(__file__).resolve().parent.parent / "config" / "demo.toml")
+    demo = str(DEMO_TOML)
     sets = [
         "--set", f"source.fsf.endpoint={plant_sim.opcua_endpoint}",
         "--set", f"source.offgas.endpoint={plant_sim.modbus_endpoint}",
