@@ -51,6 +51,9 @@ log = structlog.get_logger("edge_agent.outbox")
 T = TypeVar("T")
 
 SCHEMA_VERSION = 3
+# Confirmed cursor positions reach the disk at least this often (with the next commit if sooner):
+# half of the crash-replay bound in docs/delivery.md, the sinks' prompt confirmation the other.
+CURSOR_PERSIST_S = 0.25
 _ROW_OVERHEAD_BYTES = 48  # rough per-row cost beside the payload, so tiny batches count too
 
 # Version 1 was the first layout (batches and cursors). Version 2 records the sample count and
@@ -283,7 +286,7 @@ class Outbox:
         """(reason, item) of every quarantined point of `sink`, oldest first."""
         return await self._call(lambda: self._quarantined(sink))
 
-    async def run_maintenance(self, interval_s: float = 1.0) -> None:
+    async def run_maintenance(self, interval_s: float = CURSOR_PERSIST_S) -> None:
         """Service body: retries a disk alarm's memory buffer so delivery resumes on its own."""
         while True:
             await asyncio.sleep(interval_s)
