@@ -91,11 +91,12 @@ def demo_document(
     health_port: int,
     *,
     embedded_broker: bool,
+    rtu_over_tcp_endpoint: str | None = None,
 ) -> dict[str, Any]:
     """The demo config pointed at this run's simulators, broker, state dir and health port."""
     from simulators.agent_config import demo_config
 
-    doc = demo_config(opcua_endpoint, modbus_endpoint, path)
+    doc = demo_config(opcua_endpoint, modbus_endpoint, path, rtu_over_tcp_endpoint)
     doc.setdefault("agent", {})["state_dir"] = str(state_dir)
     section = doc.setdefault("mqtt", {})
     section["host"], section["port"] = mqtt
@@ -121,7 +122,8 @@ async def run_demo(args: argparse.Namespace, state_dir: Path, tap: WarningTap | 
     `tap` on the agent's log the live view runs, without one the headless summary lines."""
     from simulators.simulation import Simulation, SimulationOptions
 
-    sim = Simulation(SimulationOptions(opcua_port=0, modbus_port=0, time_scale=args.time_scale))
+    sim = Simulation(SimulationOptions(opcua_port=0, modbus_port=0, time_scale=args.time_scale,
+                                       modbus_rtu_over_tcp_port=0))  # fmt: skip
     broker: EmbeddedBroker | None = None
     unit: UnitAgentProcess | None = None
     view: asyncio.Task[None] | None = None
@@ -138,6 +140,7 @@ async def run_demo(args: argparse.Namespace, state_dir: Path, tap: WarningTap | 
         doc = demo_document(
             Path(args.config), sim.opcua_endpoint, sim.modbus_endpoint, mqtt, args.influx,
             state_dir, health_port, embedded_broker=broker is not None,
+            rtu_over_tcp_endpoint=sim.modbus_rtu_over_tcp_endpoint,
         )  # fmt: skip
         if args.fleet:  # docs/fleet.md: the kiln's unit agent in its own process
             version = "3.1.1" if broker is not None else "5"  # amqtt speaks 3.1.1 only
@@ -152,7 +155,8 @@ async def run_demo(args: argparse.Namespace, state_dir: Path, tap: WarningTap | 
         )
         print(header, flush=True)
         print(
-            f"simulators: {sim.opcua_endpoint}  {sim.modbus_endpoint}   state: {state_dir}",
+            f"simulators: {sim.opcua_endpoint}  {sim.modbus_endpoint} (RTU over TCP: "
+            f"{sim.modbus_rtu_over_tcp_endpoint})   state: {state_dir}",
             flush=True,
         )
 
