@@ -27,6 +27,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
@@ -37,7 +38,7 @@ bench: $(STAMP)
 PROTO_TOOLS := grpcio-tools==1.85.1
 proto: $(STAMP)
 	$(BIN)/pip install --quiet '$(PROTO_TOOLS)'
-	cd edge_agent/sparkplug && $(CURDIR)/$(BIN)/python -m grpc_tools.protoc -I. \
+	cd drivers/sparkplug && $(CURDIR)/$(BIN)/python -m grpc_tools.protoc -I. \
 		--python_out=. --pyi_out=. sparkplug_b.proto
 
 clean:

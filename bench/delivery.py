@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.config import AgentConfig
+from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.outbox import Batch
 from edge_agent.pipeline import SampleBus
-from edge_agent.samples import Quality, Sample
 from edge_agent.sinks import build_services, open_outbox
 from edge_agent.sinks.mqtt_connection import MqttConnection
 from edge_agent.sinks.mqtt_json import JsonEncoder

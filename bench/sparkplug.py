@@ -16,13 +16,13 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from drivers.sparkplug.topics import Topics
 from edge_agent.config import MqttSection
+from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.outbox import Batch
-from edge_agent.samples import Quality, Sample
 from edge_agent.sinks.mqtt_json import JsonEncoder
 from edge_agent.sparkplug.catalogue import Catalogue, TagHint
 from edge_agent.sparkplug.node import EdgeNode
-from edge_agent.sparkplug.topics import Topics
 
 UNITS = ("fsf", "offgas", "kiln", "kpi")
 SECTION = "## Sparkplug B encoding (bench/sparkplug.py)"

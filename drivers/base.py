@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from edge_agent.samples import Sample, Value
+from edge_agent.contracts.samples import Sample, Value
 
 
 class Driver(Protocol):

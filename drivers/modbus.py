@@ -30,8 +30,8 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 from drivers import modbus_codec
 from drivers.base import DriverConnectionError, WriteRefused
 from drivers.modbus_plan import ReadPlan, ReadRequest
-from edge_agent.config import ModbusSource, ModbusTag
-from edge_agent.samples import Quality, Sample, Value, now_ns
+from edge_agent.contracts.modbus import ModbusPoint, ModbusSettings
+from edge_agent.contracts.samples import Quality, Sample, Value, now_ns
 
 log = structlog.get_logger(__name__)
 
@@ -67,9 +67,9 @@ def parse_endpoint(endpoint: str) -> tuple[str, int]:
 
 
 class ModbusDriver:
-    """Reads and writes the tags of one `ModbusSource`."""
+    """Reads and writes the tags of one Modbus source (`ModbusSettings`)."""
 
-    def __init__(self, source: ModbusSource) -> None:
+    def __init__(self, source: ModbusSettings) -> None:
         self.source = source
         self.host, self.port = parse_endpoint(source.endpoint)
         self.plan = ReadPlan(source.tag, source.max_gap, source.max_registers)
@@ -227,7 +227,7 @@ class ModbusDriver:
             )
 
 
-def _check_writable(tag: ModbusTag, value: Value) -> None:
+def _check_writable(tag: ModbusPoint, value: Value) -> None:
     if not tag.writable:
         raise WriteRefused(f"tag {tag.id} is not writable (set writable = true with bounds)")
     if tag.table not in ("coil", "holding"):

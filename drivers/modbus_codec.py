@@ -19,8 +19,8 @@ import struct
 from collections.abc import Callable, Sequence
 
 from drivers.base import WriteRefused
-from edge_agent.config import ModbusTag
-from edge_agent.samples import Value
+from edge_agent.contracts.modbus import ModbusPoint
+from edge_agent.contracts.samples import Value
 
 _STRUCT = {
     "int16": "h", "uint16": "H", "int32": "i", "uint32": "I",
@@ -49,7 +49,7 @@ def bytes_to_registers(data: bytes, byte_order: str) -> list[int]:
     return words
 
 
-def decode(tag: ModbusTag, registers: Sequence[int]) -> Value:
+def decode(tag: ModbusPoint, registers: Sequence[int]) -> Value:
     """The tag's engineering value from its own registers (exactly `tag.registers` of them).
 
     Integers stay integers unless a scale or offset is configured; strings are ASCII with
@@ -72,7 +72,7 @@ def decode(tag: ModbusTag, registers: Sequence[int]) -> Value:
 BlockDecoder = Callable[[bytes, int], Value]
 
 
-def block_decoder(tag: ModbusTag) -> BlockDecoder:
+def block_decoder(tag: ModbusPoint) -> BlockDecoder:
     """A decoder of the tag's value at a byte offset of a block of registers packed big-endian.
 
     Built once per tag: a poller decodes thousands of values a second, and one precompiled
@@ -94,11 +94,11 @@ def block_decoder(tag: ModbusTag) -> BlockDecoder:
 Segment = tuple[tuple[str, ...], int, Callable[[bytes, int], Sequence[Value]], bool]
 
 
-def block_segments(tags: Sequence[ModbusTag], start: int) -> list[Segment]:
+def block_segments(tags: Sequence[ModbusPoint], start: int) -> list[Segment]:
     """How to decode the tags of one response block, with one `struct` call per run of
     adjacent tags of the same layout (a block of 60 float32 is one call, not 60)."""
     segments: list[Segment] = []
-    run: list[ModbusTag] = []
+    run: list[ModbusPoint] = []
     for tag in sorted(tags, key=lambda t: t.address):
         if run and _same_run(run[-1], tag):
             run.append(tag)
@@ -111,7 +111,7 @@ def block_segments(tags: Sequence[ModbusTag], start: int) -> list[Segment]:
     return segments
 
 
-def _same_run(prev: ModbusTag, tag: ModbusTag) -> bool:
+def _same_run(prev: ModbusPoint, tag: ModbusPoint) -> bool:
     return (
         _direct_struct(tag) is not None
         and tag.address == prev.address + prev.registers
@@ -120,7 +120,7 @@ def _same_run(prev: ModbusTag, tag: ModbusTag) -> bool:
     )
 
 
-def _segment(run: list[ModbusTag], start: int) -> Segment:
+def _segment(run: list[ModbusPoint], start: int) -> Segment:
     first = run[0]
     ids = tuple(t.id for t in run)
     at = 2 * (first.address - start)
@@ -136,7 +136,7 @@ def _segment(run: list[ModbusTag], start: int) -> Segment:
     return ids, at, lambda block, at: [float(v) * scale + offset for v in unpack(block, at)], floats
 
 
-def _direct_struct(tag: ModbusTag) -> struct.Struct | None:
+def _direct_struct(tag: ModbusPoint) -> struct.Struct | None:
     """A struct that reads the value straight from the block: big- or little-endian layouts."""
     code = _STRUCT.get(tag.type)
     if code is None:
@@ -150,7 +150,7 @@ def _direct_struct(tag: ModbusTag) -> struct.Struct | None:
     return None
 
 
-def encode(tag: ModbusTag, value: Value) -> list[int]:
+def encode(tag: ModbusPoint, value: Value) -> list[int]:
     """Registers to write for an engineering value; refuses what the type cannot hold."""
     if tag.type in ("bool", "bit"):
         if tag.type == "bit":

@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from edge_agent.config import ModbusTable, ModbusTag
+from edge_agent.contracts.modbus import ModbusPoint, ModbusTable
 
 # Protocol limits per read: 125 registers (FC 3/4) and 2000 bits (FC 1/2).
 MAX_BITS = 2000
@@ -34,27 +34,27 @@ class ReadRequest:
     table: ModbusTable
     start: int
     count: int
-    tags: tuple[ModbusTag, ...]
+    tags: tuple[ModbusPoint, ...]
 
     @property
     def bits(self) -> bool:
         return self.table in ("coil", "discrete_input")
 
 
-def _span(tags: Sequence[ModbusTag]) -> tuple[int, int]:
+def _span(tags: Sequence[ModbusPoint]) -> tuple[int, int]:
     start = min(t.address for t in tags)
     end = max(t.address + t.registers for t in tags)
     return start, end - start
 
 
-def _request(tags: Sequence[ModbusTag]) -> ReadRequest:
+def _request(tags: Sequence[ModbusPoint]) -> ReadRequest:
     start, count = _span(tags)
     return ReadRequest(tags[0].unit_id, tags[0].table, start, count, tuple(tags))
 
 
-def merge(tags: Iterable[ModbusTag], max_gap: int, max_registers: int) -> list[ReadRequest]:
+def merge(tags: Iterable[ModbusPoint], max_gap: int, max_registers: int) -> list[ReadRequest]:
     """Merge tags into as few reads as the gap and size limits allow, per unit id and table."""
-    groups: dict[tuple[int, str], list[ModbusTag]] = defaultdict(list)
+    groups: dict[tuple[int, str], list[ModbusPoint]] = defaultdict(list)
     for tag in tags:
         groups[(tag.unit_id, tag.table)].append(tag)
     requests: list[ReadRequest] = []
@@ -63,7 +63,7 @@ def merge(tags: Iterable[ModbusTag], max_gap: int, max_registers: int) -> list[R
         limit = min(max_registers * 16, MAX_BITS) if bits else max_registers
         gap = max_gap * 16 if bits else max_gap
         members.sort(key=lambda t: t.address)
-        block: list[ModbusTag] = []
+        block: list[ModbusPoint] = []
         block_start = block_end = 0
         for tag in members:
             end = tag.address + tag.registers
@@ -86,7 +86,7 @@ def merge(tags: Iterable[ModbusTag], max_gap: int, max_registers: int) -> list[R
 class ReadPlan:
     """The current list of requests for one source, refined as devices refuse some of them."""
 
-    def __init__(self, tags: Iterable[ModbusTag], max_gap: int, max_registers: int) -> None:
+    def __init__(self, tags: Iterable[ModbusPoint], max_gap: int, max_registers: int) -> None:
         self.requests: list[ReadRequest] = merge(tags, max_gap, max_registers)
 
     def split(self, request: ReadRequest) -> bool:

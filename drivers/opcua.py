@@ -38,9 +38,16 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from drivers.base import DriverAccessDenied, DriverConnectionError, WriteRefused
-from drivers.opcua_nodes import NodeIdRef, NodeRefError, parse_node_ref
-from edge_agent.config import OpcUaSource, OpcUaTag, SubscriptionGroup
-from edge_agent.samples import Quality, Sample, Value, now_ns
+from drivers.opcua_nodes import node_id, relative_path
+from edge_agent.contracts.opcua import (
+    NodeIdRef,
+    NodeRefError,
+    OpcUaPoint,
+    OpcUaSettings,
+    SubscriptionGroup,
+    parse_node_ref,
+)
+from edge_agent.contracts.samples import Quality, Sample, Value, now_ns
 
 log = structlog.get_logger(__name__)
 
@@ -128,7 +135,7 @@ def _is_connection_status(exc: UaStatusCodeError) -> bool:
 class _Session:
     """One client session and the shard of tags it serves."""
 
-    def __init__(self, driver: OpcUaDriver, client: Client, tags: Sequence[OpcUaTag]) -> None:
+    def __init__(self, driver: OpcUaDriver, client: Client, tags: Sequence[OpcUaPoint]) -> None:
         self.driver = driver
         self.client = client
         self.tags = list(tags)
@@ -179,9 +186,9 @@ class _Session:
             ref = self.driver.refs[tag.id]
             try:
                 if isinstance(ref, NodeIdRef):
-                    self.node_ids[i] = ref.resolve(namespaces)
+                    self.node_ids[i] = node_id(ref, namespaces)
                 else:
-                    paths.append((i, ref.relative_path(namespaces)))
+                    paths.append((i, relative_path(ref, namespaces)))
             except NodeRefError as exc:
                 self.failed[i] = "BadNamespaceUnknown"
                 self.driver.log.warning("opcua_node_unresolved", tag=tag.id, error=str(exc))
@@ -308,9 +315,9 @@ class _Session:
 
 
 class OpcUaDriver:
-    """Reads, subscribes to and writes the tags of one `OpcUaSource`."""
+    """Reads, subscribes to and writes the tags of one OPC UA source (`OpcUaSettings`)."""
 
-    def __init__(self, source: OpcUaSource) -> None:
+    def __init__(self, source: OpcUaSettings) -> None:
         self.source = source
         self.server_ts = source.timestamps == "server"
         self.refs = {t.id: parse_node_ref(t.node) for t in source.tag}
@@ -523,14 +530,14 @@ def _describe_ref(ref: Any) -> str:
     return "the config"
 
 
-def _shard(tags: Sequence[OpcUaTag], sessions: int) -> list[list[OpcUaTag]]:
+def _shard(tags: Sequence[OpcUaPoint], sessions: int) -> list[list[OpcUaPoint]]:
     """Contiguous, equal shards (contiguous keeps each session's reads on neighbouring nodes)."""
     sessions = max(1, min(sessions, len(tags)))
     size = math.ceil(len(tags) / sessions) if tags else 0
     return [list(tags[i : i + size]) for i in range(0, len(tags), size)] if tags else [[]]
 
 
-def _check_writable(tag: OpcUaTag, value: Value) -> None:
+def _check_writable(tag: OpcUaPoint, value: Value) -> None:
     if not tag.writable:
         raise WriteRefused(f"tag {tag.id} is not writable (set writable = true with bounds)")
     if isinstance(value, bool) or not isinstance(value, int | float):

@@ -1,6 +1,6 @@
-"""Edge agent for a hybrid copper smelter: acquisition, process KPIs, durable delivery, control."""
+"""Edge agent for a hybrid copper smelter: acquisition, process KPIs, durable delivery, control.
 
-from edge_agent.samples import Quality, Sample
+Kept empty of imports, so that importing a small part (`edge_agent.contracts`) costs nothing.
+"""
 
-__all__ = ["Quality", "Sample"]
 __version__ = "0.1.0"

@@ -27,9 +27,9 @@ import structlog
 
 from drivers.base import Driver, DriverConnectionError, WriteRefused
 from edge_agent.config import AgentConfig, OpcUaSource, QualityFrom, Source
+from edge_agent.contracts.samples import Quality, Sample, Value, now_ns
 from edge_agent.health import LatencyHistogram
 from edge_agent.pipeline import SampleBus
-from edge_agent.samples import Quality, Sample, Value, now_ns
 from edge_agent.supervisor import Service
 
 log = structlog.get_logger(__name__)

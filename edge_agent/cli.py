@@ -1,11 +1,11 @@
-"""The `edge-agent` command: one subcommand per job, each registered by the module that owns it.
+"""The `edge-agent` command: the parser registry; each subcommand lives in `edge_agent.commands`.
 
-To add a subcommand, give your module an `add_parser(subparsers)` that calls
+To add a subcommand, write `edge_agent/commands/NAME.py` with an `add_parser(subparsers)` that calls
 `subparsers.add_parser(...)` and `set_defaults(func=handler)`, where `handler(args) -> int`
 returns the exit code; then add one line to `SUBCOMMANDS`. A handler may raise `ConfigError`:
 it is printed one problem per line on stderr and the command exits 2. Read the config with
-`config_loader.add_set_argument(parser)` and `load_config(path, args.overrides)` so that every
-subcommand understands `--set`.
+`edge_agent.config.loader.add_set_argument(parser)` and `load_config(path, args.overrides)` so
+that every subcommand understands `--set`.
 """
 
 from __future__ import annotations
@@ -14,62 +14,49 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-from edge_agent import __version__, demo, probe, runtime
-from edge_agent.config_loader import ConfigError, add_set_argument, load_config, summary
-from edge_agent.kpi import whatif
+from edge_agent import __version__
+from edge_agent.commands import balance, check_config, demo, probe, run
+from edge_agent.commands.arguments import CommandLineParser, add_global_options, epilog
+from edge_agent.config.loader import ConfigError
 from edge_agent.logs import configure_logging
+from edge_agent.runtime import EXIT_CONFIG
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
-EXIT_CONFIG = runtime.EXIT_CONFIG
-
-
-def _add_check_config(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser(
-        "check-config",
-        help="validate a config file and print a summary (starts nothing)",
-        description="Validate FILE. Exit 0 and print a summary, or print every problem as "
-        "'FILE: key.path: message (got: value)', one per line, and exit 2.",
-    )
-    parser.add_argument("file", metavar="FILE")
-    add_set_argument(parser)
-    parser.set_defaults(func=_check_config)
-
-
-def _check_config(args: argparse.Namespace) -> int:
-    cfg = load_config(args.file, args.overrides)
-    print("\n".join(summary(cfg, args.file)))
-    return 0
-
-
-# One line per subcommand; the owner's module holds the parser and the handler.
+# One line per subcommand; its module holds the parser and the handler.
 SUBCOMMANDS: list[Callable[[Subparsers], None]] = [
-    _add_check_config,
-    runtime.add_parser,
+    check_config.add_parser,
+    run.add_parser,
     probe.add_parser,
-    whatif.add_parser,
+    balance.add_parser,
     demo.add_parser,
 ]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandLineParser(
         prog="edge-agent",
         description="Plant-floor data acquisition and control agent for a copper smelter.",
+        epilog=epilog(
+            ["edge-agent check-config /etc/edge-agent/agent.toml", "edge-agent demo"],
+            ["0      success", "1      failure (see each command's --help)"],
+        )
+        + "\n\n'edge-agent COMMAND --help' shows each command's options, examples and exits.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument(
-        "--log-level",
-        choices=["debug", "info", "warning", "error"],
-        default=None,
-        help="overrides agent.log_level",
+    add_global_options(parser, top=True)
+    # Each subparser is a CommandLineParser too; the commands need only ArgumentParser's API.
+    subparsers = cast(
+        "Subparsers", parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     )
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in SUBCOMMANDS:
         add(subparsers)
+    for subparser in subparsers.choices.values():
+        add_global_options(subparser, top=False)
     return parser
 
 

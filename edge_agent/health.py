@@ -33,7 +33,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from edge_agent.config import AgentConfig
-from edge_agent.samples import Quality
+from edge_agent.contracts.samples import Quality
 from edge_agent.sdnotify import ProgressProbe
 from edge_agent.supervisor import STOP_HEALTH, Service
 from edge_agent.tagstore import TagStore

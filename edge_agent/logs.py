@@ -4,6 +4,10 @@ Event names are stable snake_case (`source_connected`, `service_failed`) with co
 keys (`source=`, `tag=`), so that journald and log shippers can filter on them. Libraries that
 log through the standard `logging` module (asyncua, pymodbus, aiohttp) come out through the same
 renderer, at warning and above unless the agent runs at debug.
+
+No output ever contains a secret: tracebacks are rendered without their frames' local variables
+(structlog's default shows them, and a connect function's locals hold its password), and the
+last step of both pipelines is a `SecretMask` that replaces every resolved secret value.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ import sys
 from typing import Any, Literal, TextIO
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
+
+from edge_agent.redaction import SecretMask
 
 LogFormat = Literal["auto", "json", "console"]
 
@@ -25,9 +32,16 @@ _LEVELS = {
 
 
 def configure_logging(
-    level: str = "info", fmt: LogFormat = "auto", stream: TextIO | None = None
+    level: str = "info",
+    fmt: LogFormat = "auto",
+    stream: TextIO | None = None,
+    mask: SecretMask | None = None,
 ) -> None:
-    """Set up structlog (and stdlib logging) once per process; calling again reconfigures."""
+    """Set up structlog (and stdlib logging) once per process; calling again reconfigures.
+
+    `mask` knows the secret values to keep out of the output (`SecretMask.learn` adds more).
+    """
+    mask = mask if mask is not None else SecretMask()
     out = stream if stream is not None else sys.stdout
     use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
     levelno = _LEVELS.get(level.lower(), logging.INFO)
@@ -38,12 +52,20 @@ def configure_logging(
     ]
     renderer: Any
     if use_json:
-        shared.append(structlog.processors.dict_tracebacks)
+        no_locals = ExceptionDictTransformer(show_locals=False)
+        shared.append(structlog.processors.ExceptionRenderer(no_locals))
         renderer = structlog.processors.JSONRenderer()
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
+        # Plain tracebacks: rich's show locals and wrap long lines (a wrapped secret is no
+        # longer one string the mask can find).
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=out.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
+    # The mask sees the values before rendering (where a renderer would escape them again) and
+    # the rendered line after (where a traceback's text is).
+    shared.append(mask)
     structlog.configure(
-        processors=[*shared, renderer],
+        processors=[*shared, renderer, mask],
         wrapper_class=structlog.make_filtering_bound_logger(levelno),
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
@@ -53,7 +75,11 @@ def configure_logging(
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                renderer,
+                mask,
+            ],
         )
     )
     root = logging.getLogger()

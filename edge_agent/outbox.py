@@ -44,7 +44,7 @@ from typing import Any, Literal, TypeVar
 
 import structlog
 
-from edge_agent.samples import Quality, Sample, now_ns
+from edge_agent.contracts.samples import Quality, Sample, now_ns
 
 log = structlog.get_logger("edge_agent.outbox")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from edge_agent.samples import Sample
+from edge_agent.contracts.samples import Sample
 from edge_agent.tagstore import TagStore
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import structlog
 
 from edge_agent.config import AgentConfig
-from edge_agent.config_loader import ConfigError
+from edge_agent.config.loader import ConfigError
 from edge_agent.sdnotify import Notifier
 
 log = structlog.get_logger(__name__)

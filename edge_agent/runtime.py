@@ -1,17 +1,12 @@
-"""`edge-agent run`: build every component from one validated AgentConfig and supervise them.
+"""The running agent: build every component from one validated AgentConfig and supervise them.
 
-Exit codes (also in the README, and what systemd's Restart= logic sees):
-    0    clean stop after SIGTERM or SIGINT
-    1    a failure: startup error, or a service that did not stop within agent.shutdown_timeout_s
-    2    configuration error (nothing was started)
-    128+N  a second signal N during shutdown: stopped at once (130 for Ctrl-C twice)
+`run_agent` returns the exit code that `edge-agent run` documents (EXIT_OK, EXIT_FAILURE;
+EXIT_CONFIG is the loader's, before anything starts).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import faulthandler
 import os
 import signal
 import sys
@@ -21,9 +16,7 @@ import structlog
 
 from edge_agent import acquisition, control, health, kpi, sinks, sparkplug
 from edge_agent.config import AgentConfig
-from edge_agent.config_loader import add_set_argument, load_config
 from edge_agent.health import StatusBoard
-from edge_agent.logs import configure_logging
 from edge_agent.outbox import Outbox
 from edge_agent.pipeline import SampleBus, SampleWriter
 from edge_agent.reload import ReloadRequests, next_config
@@ -206,26 +199,3 @@ def run_blocking(
     loop.run_until_complete(loop.shutdown_default_executor())
     loop.close()
     return code
-
-
-# ------------------------------------------------------------------------------------------- CLI
-
-
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "run",
-        help="run the agent until SIGTERM/SIGINT",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--config", required=True, metavar="FILE", help="the plant's TOML file")
-    add_set_argument(parser)
-    parser.set_defaults(func=_run_command)
-
-
-def _run_command(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.overrides)  # ConfigError: cli prints it, exits 2
-    configure_logging(args.log_level or cfg.agent.log_level, cfg.agent.log_format)
-    # systemd's watchdog aborts a hung agent with SIGABRT: print every thread's stack first.
-    faulthandler.enable()
-    return run_blocking(cfg, reload=lambda: load_config(args.config, args.overrides))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from edge_agent.samples import Sample
+from edge_agent.contracts.samples import Sample
 
 
 class TagStore:

@@ -18,6 +18,13 @@ Value = float | int | bool
 Status = Literal["bad", "uncertain"]
 ModbusException = Literal["illegal_address", "device_busy"]
 EXCEPTION_CODES: dict[ModbusException, int] = {"illegal_address": 2, "device_busy": 6}
+# The registers of a failed integer input, per encoding (the conventions the agent's
+# `no_value = "default"` recognises; docs/acquisition.md).
+NO_VALUE_WORDS: dict[str, list[int]] = {
+    "int16": [0x8000],
+    "uint16": [0xFFFF],
+    "uint32": [0xFFFF, 0xFFFF],
+}
 
 
 class FaultError(ValueError):
@@ -29,6 +36,7 @@ class Faults:
     status: dict[str, Status] = field(default_factory=dict)
     frozen: dict[str, Value] = field(default_factory=dict)
     override: dict[str, float] = field(default_factory=dict)  # spikes and NaN
+    no_value: set[str] = field(default_factory=set)  # Modbus integer tags showing their marker
     # (unit id, table, register address) -> Modbus exception code
     modbus_exceptions: dict[tuple[int, str, int], int] = field(default_factory=dict)
     modbus_delay_s: float = 0.0
@@ -50,6 +58,17 @@ class Faults:
     def nan(self, tag: str) -> None:
         self.override[_known(tag)] = math.nan
 
+    def no_value_marker(self, tag: str) -> None:
+        """The register shows its type's "no value" marker, as a device with a failed input
+        does (int16 0x8000, uint16 0xFFFF, uint32 0xFFFFFFFF: see NO_VALUE_WORDS)."""
+        for reg in REGISTERS:
+            if reg.tag == _known(tag):
+                if reg.encoding not in NO_VALUE_WORDS:
+                    raise FaultError(f"{tag} is {reg.encoding}: no-value markers are for integers")
+                self.no_value.add(tag)
+                return
+        raise FaultError(f"{tag} is not served over Modbus")
+
     def modbus_exception(self, tag: str, kind: ModbusException) -> None:
         """Answer every request that touches `tag`'s registers with this exception."""
         for reg in REGISTERS:
@@ -67,11 +86,13 @@ class Faults:
             self.status.clear()
             self.frozen.clear()
             self.override.clear()
+            self.no_value.clear()
             self.modbus_exceptions.clear()
             self.modbus_delay_s = self.opcua_delay_s = 0.0
             return
         for table in (self.status, self.frozen, self.override):
             table.pop(tag, None)
+        self.no_value.discard(tag)
         regs = {(r.unit_id, r.table, a) for r in REGISTERS if r.tag == tag
                 for a in range(r.address, r.address + r.count)}  # fmt: skip
         for key in regs:
@@ -105,6 +126,7 @@ bad:TAG | uncertain:TAG      OPC UA status BadSensorFailure / UncertainSensorNot
 freeze:TAG                   value stops changing, quality stays Good
 spike:TAG[=VALUE]            out-of-range value (default 2x the EURange high)
 nan:TAG                      NaN (float tags)
+novalue:TAG                  Modbus integer register shows its "no value" marker (0x8000, ...)
 illegal_address:TAG | device_busy:TAG   Modbus exception 2 / 6 on the tag's registers
 slow_modbus:SECONDS          delay every Modbus reply
 slow_opcua:SECONDS           delay every OPC UA Read response
@@ -124,7 +146,7 @@ class FaultSpec:
     argument: float | None = None
 
 
-_KINDS = {"bad", "uncertain", "freeze", "spike", "nan", "illegal_address", "device_busy",
+_KINDS = {"bad", "uncertain", "freeze", "spike", "nan", "novalue", "illegal_address", "device_busy",
           "slow_modbus", "slow_opcua", "analyser", "reset", "drop", "restart", "renumber",
           "clear", "running"}  # fmt: skip
 

@@ -21,7 +21,7 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from simulators.faults import Faults
+from simulators.faults import NO_VALUE_WORDS, Faults
 from simulators.plant import Plant, Value
 from simulators.tags import REGISTERS, Register
 
@@ -105,8 +105,12 @@ class ModbusPlantServer:
     def publish(self, synthetic: list[float] | None = None) -> None:
         """Refresh the register images from the plant's values and the value faults."""
         values = self.plant.values
+        no_value = self.faults.no_value
         for reg in REGISTERS:
-            words = encode(reg, self.faults.published(reg.tag, values[reg.tag]))
+            if reg.tag in no_value:
+                words = NO_VALUE_WORDS[reg.encoding]
+            else:
+                words = encode(reg, self.faults.published(reg.tag, values[reg.tag]))
             self.images[(reg.unit_id, reg.table)][reg.address : reg.address + reg.count] = words
         if synthetic:
             image = self.images[(SYNTHETIC_UNIT, "holding")]

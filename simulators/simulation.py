@@ -178,6 +178,8 @@ class Simulation:
                 f.spike(tag, spec.argument)
             case "nan":
                 f.nan(tag)
+            case "novalue":
+                f.no_value_marker(tag)
             case "illegal_address" | "device_busy":
                 f.modbus_exception(tag, spec.kind)
             case "slow_modbus":

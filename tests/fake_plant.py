@@ -12,7 +12,7 @@ from typing import Any
 
 from drivers.base import DriverConnectionError, WriteRefused
 from edge_agent.config import AgentConfig
-from edge_agent.samples import Quality, Sample, Value, now_ns
+from edge_agent.contracts.samples import Quality, Sample, Value, now_ns
 from edge_agent.tagstore import TagStore
 
 NS = 1_000_000_000

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.config import AgentConfig, MqttSection, SparkplugSection
-from edge_agent.config_loader import load_config
+from edge_agent.config.loader import load_config
+from edge_agent.contracts.samples import Quality, Sample, Value, now_ns
 from edge_agent.outbox import Outbox
 from edge_agent.pipeline import SampleBus
-from edge_agent.samples import Quality, Sample, Value, now_ns
 from edge_agent.sparkplug.bdseq import BdSeqStore
 from edge_agent.sparkplug.service import DcmdHandler, SparkplugEdgeNode, catalogue_for
 from edge_agent.tagstore import TagStore

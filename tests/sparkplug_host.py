@@ -14,11 +14,11 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_agent.sparkplug import payload as codec
-from edge_agent.sparkplug import sparkplug_b_pb2 as pb
-from edge_agent.sparkplug.payload import DataType, MetricOut
+from drivers.sparkplug import payload as codec
+from drivers.sparkplug import sparkplug_b_pb2 as pb
+from drivers.sparkplug.payload import DataType, MetricOut
+from drivers.sparkplug.topics import state_topic
 from edge_agent.sparkplug.primary_host import state_payload
-from edge_agent.sparkplug.topics import state_topic
 
 
 @dataclass(frozen=True)

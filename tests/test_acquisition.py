@@ -12,8 +12,8 @@ from drivers.base import DriverConnectionError
 from edge_agent import acquisition
 from edge_agent.acquisition import Acquisition, Backoff, SourcePoller, build_services
 from edge_agent.config import AgentConfig, ModbusSource, Source
+from edge_agent.contracts.samples import Quality, Sample, Value, now_ns
 from edge_agent.pipeline import SampleBus
-from edge_agent.samples import Quality, Sample, Value, now_ns
 from edge_agent.tagstore import TagStore
 from tests.waiting import eventually
 

@@ -8,10 +8,10 @@ import time
 import pytest
 
 from edge_agent.acquisition import SourcePoller
+from edge_agent.commands.probe import probe_source
 from edge_agent.config import AgentConfig, Source
+from edge_agent.contracts.samples import Quality
 from edge_agent.pipeline import SampleBus
-from edge_agent.probe import probe_source
-from edge_agent.samples import Quality
 from edge_agent.tagstore import TagStore
 from tests.plant import PlantSim
 from tests.plant_shared import module_plant_fixtures

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.cli import main
+from edge_agent.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,3 +89,74 @@ def test_console_script_runs_check_config() -> None:
     )
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout.startswith("config/demo.toml: valid")
+
+
+# -------------------------------------------------------------- one command line for every command
+
+COMMANDS = ["check-config", "run", "probe", "balance", "demo"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_takes_the_file_as_option_or_positional(command: str) -> None:
+    parser = build_parser()
+    assert parser.parse_args([command, "--config", "a.toml"]).config == "a.toml"
+    assert parser.parse_args([command, "-c", "a.toml"]).config == "a.toml"
+    assert parser.parse_args([command, "a.toml"]).config == "a.toml"
+    assert parser.parse_args([command, "a.toml", "--config", "a.toml"]).config == "a.toml"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_global_options_before_or_after_the_command(command: str) -> None:
+    parser = build_parser()
+    before = parser.parse_args(["--log-level", "warning", command, "a.toml"])
+    after = parser.parse_args([command, "a.toml", "--log-level", "warning"])
+    assert before.log_level == after.log_level == "warning"
+    assert parser.parse_args([command, "a.toml"]).log_level is None
+
+
+@pytest.mark.parametrize("command", [c for c in COMMANDS if c != "demo"])
+def test_a_missing_config_file_is_a_usage_error(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([command])
+    assert exc.value.code == 2
+    assert "the config file is required: --config FILE (or FILE)" in capsys.readouterr().err
+
+
+def test_two_different_config_files_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "a.toml", "--config", "b.toml"])
+    assert exc.value.code == 2
+    assert "two config files given (a.toml and --config b.toml): give one" in (
+        capsys.readouterr().err
+    )
+
+
+def test_demo_defaults_to_the_demo_plant() -> None:
+    assert build_parser().parse_args(["demo"]).config == str(ROOT / "config" / "demo.toml")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_shows_examples_and_exit_status(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    examples = out.split("examples:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert examples
+    assert all(e.startswith(f"  edge-agent {command}") for e in examples)
+    exits = out.split("exit status:\n", 1)[1].splitlines()
+    assert [e.split()[0] for e in exits][:1] == ["0"]
+    assert "  2      usage or configuration error: nothing was started" in exits
+
+
+def test_log_level_after_the_command_reaches_the_handler(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """What used to be 'unrecognized arguments: --log-level warning'."""
+    demo = str(ROOT / "config" / "demo.toml")
+    assert main(["check-config", "--config", demo, "--log-level", "warning"]) == 0
+    assert capsys.readouterr().out.startswith(f"{demo}: valid\n")

@@ -14,11 +14,9 @@ from edge_agent.config import (
     KpiSectionBase,
     ModbusTag,
     OpcUaTag,
-    _check_rules,
-    _SourceView,
-    _TagView,
 )
-from edge_agent.config_loader import ConfigError, load_config, parse_override
+from edge_agent.config.loader import ConfigError, load_config, parse_override
+from edge_agent.config.rules import SourceView, TagView, check_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -198,9 +196,9 @@ def test_kpi_naming_an_unknown_tag() -> None:
 
     tag = OpcUaTag(id="fsf.matte_temp", node="s=x")
     sources = [
-        _SourceView(("source", 0), "fsf", False, [_TagView(("source", 0, "tag", 0), tag.id, tag)])
+        SourceView(("source", 0), "fsf", False, [TagView(("source", 0, "tag", 0), tag.id, tag)])
     ]
-    [violation] = _check_rules(sources, {"recycled_ratio": Ratio()})
+    [violation] = check_rules(sources, {"recycled_ratio": Ratio()})
     assert violation.loc == ("kpi", "recycled_ratio", "inputs", "escrap")
     assert (violation.message, violation.value) == ("unknown tag", "fsf.escrap_feed_rate")
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent.contracts.samples import iso_utc, now_ns
 from edge_agent.control import ControlPath, Origin, Refusal, WriteRequest
 from edge_agent.control.commands import CommandError, CommandTopics, parse_command
-from edge_agent.samples import iso_utc, now_ns
 from tests.fake_plant import RecordingDriver, config, plant_store
 
 TOPICS = CommandTopics("smelter", "demo")
@@ -83,6 +83,8 @@ def test_oversized() -> None:
         (FUEL, body(ts="yesterday"), "ts"),
         (FUEL, body(ts="2026-11-27T04:00:00"), "ts"),  # no zone
         (FUEL, body(ts=True), "ts"),
+        (FUEL, b'{"request_id": "r-1", "value": 1e9, "value": 31600, "ts": 1}', "duplicate key"),
+        (FUEL, b'{"request_id": "r-1", "value": {"a": 1, "a": 2}, "ts": 1}', "duplicate key"),
     ],
     ids=lambda p: p if isinstance(p, str) and len(p) < 30 else "",
 )

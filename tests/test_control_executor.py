@@ -11,9 +11,9 @@ from structlog.testing import capture_logs
 
 from drivers.base import Driver
 from edge_agent.config import AgentConfig
+from edge_agent.contracts.samples import now_ns
 from edge_agent.control import ControlPath, Origin, WriteRequest
 from edge_agent.control.audit import AuditLog, AuditRecord
-from edge_agent.samples import now_ns
 from edge_agent.tagstore import TagStore
 from tests.fake_plant import (
     DriverConnectionError,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edge_agent.contracts.samples import Quality, Sample, now_ns
 from edge_agent.control import ControlPath
-from edge_agent.samples import Quality, Sample, now_ns
 from edge_agent.tagstore import TagStore
 from tests.fake_plant import RecordingDriver, config, good, plant_store
 

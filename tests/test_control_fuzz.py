@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from edge_agent.config import AgentConfig
+from edge_agent.contracts.samples import iso_utc, now_ns
 from edge_agent.control import ControlPath
-from edge_agent.samples import iso_utc, now_ns
 from tests.fake_plant import SETPOINTS, RecordingDriver, config, good, plant_store
 
 TAGS = [

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from edge_agent.config import AgentConfig
+from edge_agent.contracts.samples import Quality, Sample, now_ns
 from edge_agent.control.guard import Guard, Origin, Refusal, WriteRequest
-from edge_agent.samples import Quality, Sample, now_ns
 from edge_agent.tagstore import TagStore
 from tests.fake_plant import NS, config, good, plant_store
 

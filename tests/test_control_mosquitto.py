@@ -18,8 +18,8 @@ import aiomqtt
 import pytest
 
 from edge_agent.config import AgentConfig
+from edge_agent.contracts.samples import iso_utc, now_ns
 from edge_agent.control import ControlPath
-from edge_agent.samples import iso_utc, now_ns
 from tests.conftest import ROOT
 from tests.fake_plant import CONFIG, RecordingDriver, config, plant_store, stop_tasks
 from tests.services import Mosquitto, free_port

@@ -25,10 +25,10 @@ import pytest
 from edge_agent import kpi
 from edge_agent.acquisition import Acquisition
 from edge_agent.config import AgentConfig, MqttSection
+from edge_agent.contracts.samples import Quality, Sample, Value, iso_utc, now_ns
 from edge_agent.control import ControlPath
 from edge_agent.control.commands import CommandTopics
 from edge_agent.pipeline import SampleBus
-from edge_agent.samples import Quality, Sample, Value, iso_utc, now_ns
 from edge_agent.tagstore import TagStore
 from tests.fake_plant import stop_tasks
 from tests.plant import PlantSim

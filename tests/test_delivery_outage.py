@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.config import AgentConfig
-from edge_agent.samples import Quality, Sample, now_ns
+from edge_agent.contracts.samples import Quality, Sample, now_ns
 from edge_agent.sinks import build_services, open_outbox
 from tests.mqtt_subscriber import Subscriber
 from tests.services import InfluxDB1, Mosquitto

@@ -16,9 +16,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_agent.demo import summary_line
+from edge_agent.commands.demo import summary_line
+from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.health import ComponentStatus, StatusBoard
-from edge_agent.samples import Quality, Sample
 from edge_agent.tagstore import TagStore
 
 pytestmark = pytest.mark.slow

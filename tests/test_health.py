@@ -10,6 +10,7 @@ from urllib.request import urlopen
 
 import pytest
 
+from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.health import (
     ComponentStatus,
     HealthServer,
@@ -17,7 +18,6 @@ from edge_agent.health import (
     StatusBoard,
     parse_listen,
 )
-from edge_agent.samples import Quality, Sample
 from edge_agent.tagstore import TagStore
 
 

@@ -13,8 +13,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from edge_agent.config import AgentConfig
+from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.outbox import Batch, Outbox
-from edge_agent.samples import Quality, Sample
 from edge_agent.sinks.influx import InfluxSink, LineEncoder
 from tests.influx_faults import FaultyInflux, Reply
 from tests.services import InfluxDB1, VictoriaMetrics

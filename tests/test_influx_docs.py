@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.outbox import Batch
-from edge_agent.samples import Quality, Sample
 from edge_agent.sinks.influx import LineEncoder
 from tests.services import InfluxDB1
 

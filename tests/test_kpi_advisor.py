@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.kpi.advisor import AdvisorSettings, Limits, advise, hold_reasons
 from edge_agent.kpi.heat_balance import (
     Concentrate,
@@ -15,7 +16,6 @@ from edge_agent.kpi.heat_balance import (
     RecycledMaterial,
     solve,
 )
-from edge_agent.samples import Quality, Sample
 
 MODEL = FurnaceModel(
     concentrate=Concentrate(cu=0.30, fe=0.23, s=0.28, sio2=0.08, other=0.11),

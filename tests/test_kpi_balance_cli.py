@@ -4,13 +4,14 @@ config and lets any input be overridden by tag id."""
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from pathlib import Path
 
 import pytest
 
 from edge_agent.cli import build_parser
-from edge_agent.config_loader import ConfigError
+from edge_agent.config.loader import ConfigError
 
 DEMO = str(Path(__file__).resolve().parent.parent / "config" / "demo.toml")
 
@@ -76,3 +77,27 @@ def test_unknown_tag_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> Non
     assert "fsf.nope=3" in capsys.readouterr().err
     assert main(["balance", "--config", DEMO, "--tag", "fsf.conc_feed_rate=lots"]) == 2
     assert "'lots' is not a number" in capsys.readouterr().err
+
+
+def test_live_with_the_plant_unreachable_says_so_first_and_exits_1(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Configured values standing in for live ones are not the answer asked for."""
+    with socket.socket() as closed:  # bound, never listening: every connect is refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        sets = [
+            "--set", f"source.fsf.endpoint=opc.tcp://127.0.0.1:{port}/",
+            "--set", f"source.offgas.endpoint=tcp://127.0.0.1:{port}",
+            "--set", f"source.kiln.endpoint=tcp://127.0.0.1:{port}",
+        ]  # fmt: skip
+        assert main(["balance", DEMO, "--live", *sets]) == 1
+        out = capsys.readouterr()
+        first = out.out.splitlines()[0]
+        assert first.startswith("NOT LIVE: 20 of 20 inputs could not be read")
+        assert "fsf.conc_feed_rate" in first
+        assert f"fsf: cannot reach OPC UA server opc.tcp://127.0.0.1:{port}/" in out.err
+        assert main(["balance", DEMO, "--live", "--json", *sets]) == 1
+        doc = json.loads(capsys.readouterr().out)
+        assert "fsf.conc_feed_rate" in doc["live_fallback"]
+        assert doc["inputs"]["fsf.conc_feed_rate"]["from"] == "config"

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config_loader import load_config
+from edge_agent.config.loader import load_config
+from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.kpi.engine import KpiEngine
 from edge_agent.pipeline import SampleBus
-from edge_agent.samples import Quality, Sample
 from edge_agent.tagstore import TagStore
 from simulators.plant import Plant
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from edge_agent.config import AgentConfig
-from edge_agent.config_loader import ConfigError, load_config
+from edge_agent.config.loader import ConfigError, load_config
+from edge_agent.contracts.samples import Quality, Sample, now_ns
 from edge_agent.kpi import build_services
 from edge_agent.kpi.engine import KpiEngine, kpi_units
 from edge_agent.kpi.units import UnitError
 from edge_agent.pipeline import SampleBus
-from edge_agent.samples import Quality, Sample, now_ns
 from edge_agent.tagstore import TagStore
 from tests.waiting import eventually
 

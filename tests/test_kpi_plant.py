@@ -8,10 +8,11 @@ from pathlib import Path
 
 from edge_agent import kpi
 from edge_agent.acquisition import Acquisition
+from edge_agent.commands.balance import live_snapshot
 from edge_agent.config import AgentConfig
+from edge_agent.contracts.samples import Quality
 from edge_agent.kpi.whatif import evaluate
 from edge_agent.pipeline import SampleBus
-from edge_agent.samples import Quality
 from edge_agent.tagstore import TagStore
 from tests.plant import PlantSim
 from tests.waiting import eventually
@@ -81,7 +82,8 @@ async def test_demo_plant_produces_kpi_tags_and_bad_inputs_hold_the_advice(
 
 async def test_balance_live_reads_the_plant_once(plant_sim: PlantSim, tmp_path: Path) -> None:
     cfg = config(plant_sim, tmp_path)
-    result = await asyncio.to_thread(evaluate, cfg, {}, live=True)
+    snapshot = await asyncio.to_thread(live_snapshot, cfg)
+    result = evaluate(cfg, {}, snapshot)
     inputs = result["inputs"]
     assert inputs["fsf.conc_feed_rate"]["from"] == "live"
     assert 200 < inputs["fsf.conc_feed_rate"]["value"] < 230

@@ -7,7 +7,7 @@ import pytest
 from drivers.base import WriteRefused
 from drivers.modbus import ModbusDriver
 from edge_agent.config import ModbusSource
-from edge_agent.samples import Quality
+from edge_agent.contracts.samples import Quality
 from tests.plant import PlantSim
 from tests.plant_shared import module_plant_fixtures
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from edge_agent.config import AgentConfig, MqttSection
+from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.outbox import Batch, Outbox
-from edge_agent.samples import Quality, Sample
 from edge_agent.sinks.mqtt_json import BATCH_SCHEMA, JsonEncoder, MqttJsonSink
 from edge_agent.sinks.state import OutboxStatus
 from tests.mqtt_subscriber import Subscriber

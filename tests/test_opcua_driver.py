@@ -12,7 +12,7 @@ from asyncua import ua
 from drivers.base import WriteRefused
 from drivers.opcua import OpcUaDriver
 from edge_agent.config import OpcUaSource
-from edge_agent.samples import Quality, Sample
+from edge_agent.contracts.samples import Quality, Sample
 from tests.plant import PlantSim
 from tests.plant_shared import module_plant_fixtures
 

@@ -8,9 +8,10 @@ import pytest
 from asyncua import ua
 
 from drivers.opcua import OpcUaDriver, _Session, datetime_ns, quality_of
-from drivers.opcua_nodes import BrowsePathRef, NodeIdRef, NodeRefError, parse_node_ref
+from drivers.opcua_nodes import node_id, relative_path
 from edge_agent.config import OpcUaSource, SubscriptionGroup
-from edge_agent.samples import Quality
+from edge_agent.contracts.opcua import BrowsePathRef, NodeIdRef, NodeRefError, parse_node_ref
+from edge_agent.contracts.samples import Quality
 
 NAMESPACES = ["http://opcfoundation.org/UA/", "urn:other", "urn:smelter:sim"]
 
@@ -33,23 +34,23 @@ NAMESPACES = ["http://opcfoundation.org/UA/", "urn:other", "urn:smelter:sim"]
 def test_node_id_forms(text: str, expected: ua.NodeId) -> None:
     ref = parse_node_ref(text)
     assert isinstance(ref, NodeIdRef)
-    assert ref.resolve(NAMESPACES) == expected
+    assert node_id(ref, NAMESPACES) == expected
 
 
 def test_namespace_uri_is_resolved_per_session() -> None:
     ref = parse_node_ref("nsu=urn:smelter:sim;s=x")
     assert isinstance(ref, NodeIdRef)
-    assert ref.resolve(NAMESPACES).NamespaceIndex == 2
+    assert node_id(ref, NAMESPACES).NamespaceIndex == 2
     after_restart = ["http://opcfoundation.org/UA/", "urn:smelter:sim"]
-    assert ref.resolve(after_restart).NamespaceIndex == 1
+    assert node_id(ref, after_restart).NamespaceIndex == 1
     with pytest.raises(NodeRefError, match="no namespace 'urn:smelter:sim'"):
-        ref.resolve(["http://opcfoundation.org/UA/"])
+        node_id(ref, ["http://opcfoundation.org/UA/"])
 
 
 def test_browse_path_elements() -> None:
     ref = parse_node_ref("/Objects/2:Plant/{urn:smelter:sim}fsf")
     assert isinstance(ref, BrowsePathRef)
-    path = ref.relative_path(NAMESPACES)
+    path = relative_path(ref, NAMESPACES)
     names = [(e.TargetName.NamespaceIndex, e.TargetName.Name) for e in path.Elements]
     assert names == [(0, "Objects"), (2, "Plant"), (2, "fsf")]
 

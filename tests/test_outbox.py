@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.outbox import SCHEMA_VERSION, Outbox, OutboxError, decode, encode
-from edge_agent.samples import Quality, Sample
 
 
 def numbered(start: int, count: int, tag: str = "fsf.matte_temp") -> list[Sample]:

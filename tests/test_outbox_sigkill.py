@@ -22,7 +22,7 @@ WRITER = textwrap.dedent(
     import asyncio, sys
     from pathlib import Path
     from edge_agent.outbox import Batch, Outbox
-    from edge_agent.samples import Quality, Sample
+    from edge_agent.contracts.samples import Quality, Sample
 
     async def main() -> None:
         outbox = await Outbox.open(Path(sys.argv[1]), ["mqtt"])

@@ -15,6 +15,7 @@ import pytest_asyncio
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
+from simulators.faults import FaultError, Faults, parse
 from simulators.tags import ALL_TAGS, REGISTERS, Register
 from tests.plant import PlantSim
 from tests.waiting import eventually
@@ -113,6 +114,28 @@ async def test_nan_and_spike_values(sim: PlantSim, client: AsyncModbusTcpClient)
     assert await read_tag(client, by_tag["offgas.flow"]) == 999999
     raw = await client.read_holding_registers(8, count=1, device_id=3)
     assert raw.registers == [0x8000]  # documented "no value" for int16
+
+
+async def test_no_value_markers_per_encoding(sim: PlantSim, client: AsyncModbusTcpClient) -> None:
+    await sim.apply("novalue:offgas.temp")  # int16, input register 12 of unit 1
+    await sim.apply("novalue:kiln.feed_total")  # uint32, holding 4-5 of unit 3
+    await sim.apply("novalue:kiln.co_ppm")  # uint16, holding 12 of unit 3
+    assert (await client.read_input_registers(12, count=1, device_id=1)).registers == [0x8000]
+    kiln = (await client.read_holding_registers(4, count=9, device_id=3)).registers
+    assert (kiln[0], kiln[1], kiln[8]) == (0xFFFF, 0xFFFF, 0xFFFF)
+    await sim.apply("clear:kiln.feed_total")
+    kiln = (await client.read_holding_registers(4, count=9, device_id=3)).registers
+    assert kiln[:2] != [0xFFFF, 0xFFFF]
+    assert kiln[8] == 0xFFFF  # the other faults stay
+
+
+def test_no_value_markers_are_for_modbus_integers() -> None:
+    faults = Faults()
+    with pytest.raises(FaultError, match="integers"):
+        faults.no_value_marker("offgas.so2_pct")  # float32
+    with pytest.raises(FaultError, match="not served over Modbus"):
+        faults.no_value_marker("fsf.matte_temp")
+    assert parse("novalue:kiln.temp").kind == "novalue"
 
 
 async def test_analyser_status_bits_and_totaliser_reset(

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.sparkplug import sparkplug_b_pb2 as pb
+from drivers.sparkplug import sparkplug_b_pb2 as pb
+from drivers.sparkplug.payload import QUALITY_PROPERTY, property_map
 from edge_agent.sparkplug.catalogue import split_tag
-from edge_agent.sparkplug.payload import QUALITY_PROPERTY, property_map
 from edge_agent.sparkplug.service import SparkplugEdgeNode
 from tests.services import Mosquitto
 from tests.sparkplug_harness import GROUP, NODE, ROOT, make_config, running_edge

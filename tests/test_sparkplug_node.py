@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from edge_agent.samples import Quality, Sample
-from edge_agent.sparkplug import payload as codec
-from edge_agent.sparkplug import sparkplug_b_pb2 as pb
+from drivers.sparkplug import payload as codec
+from drivers.sparkplug import sparkplug_b_pb2 as pb
+from drivers.sparkplug.payload import DataType, MetricOut
+from drivers.sparkplug.topics import Topics
+from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.sparkplug.bdseq import BdSeqStore
 from edge_agent.sparkplug.catalogue import Catalogue, TagHint
 from edge_agent.sparkplug.node import (
@@ -18,9 +20,7 @@ from edge_agent.sparkplug.node import (
     NextServer,
     Rebirth,
 )
-from edge_agent.sparkplug.payload import DataType, MetricOut
 from edge_agent.sparkplug.primary_host import HostEvent, PrimaryHost, state_payload
-from edge_agent.sparkplug.topics import Topics
 
 T0 = 1_700_000_000_000_000_000
 TOPICS = Topics("smelter", "edge-01")

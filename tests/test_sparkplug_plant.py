@@ -9,11 +9,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from drivers.sparkplug import sparkplug_b_pb2 as pb
+from drivers.sparkplug.payload import QUALITY_PROPERTY, property_map
 from edge_agent.config import AgentConfig
 from edge_agent.runtime import run_agent
-from edge_agent.sparkplug import sparkplug_b_pb2 as pb
 from edge_agent.sparkplug.catalogue import split_tag
-from edge_agent.sparkplug.payload import QUALITY_PROPERTY, property_map
 from tests.plant import PlantSim
 from tests.services import Mosquitto
 from tests.sparkplug_harness import GROUP, NODE

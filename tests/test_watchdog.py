@@ -13,9 +13,9 @@ import pytest
 
 from edge_agent.acquisition import SourcePoller
 from edge_agent.config import AgentConfig
+from edge_agent.contracts.samples import Quality, Sample, Value, now_ns
 from edge_agent.health import SourceHealth, StatusBoard
 from edge_agent.pipeline import SampleBus
-from edge_agent.samples import Quality, Sample, Value, now_ns
 from edge_agent.sdnotify import Notifier, ProgressWatch, run_notify_loop
 from edge_agent.tagstore import TagStore
 

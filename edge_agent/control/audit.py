@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import structlog
 
-from edge_agent.samples import Value, iso_utc
+from edge_agent.contracts.samples import Value, iso_utc
 
 log = structlog.get_logger("edge_agent.control")
 

@@ -28,10 +28,10 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge_agent.config import ControlSection, MqttSection, TlsConfig
+from edge_agent.contracts.samples import iso_utc, now_ns
 from edge_agent.control.audit import AuditLog
 from edge_agent.control.executor import Executor, Outcome
 from edge_agent.control.guard import Origin, Refusal, WriteRequest
-from edge_agent.samples import iso_utc, now_ns
 
 log = structlog.get_logger("edge_agent.control")
 
@@ -91,7 +91,7 @@ def parse_command(
             Refusal.OVERSIZED, f"payload of {len(payload)} bytes exceeds {max_bytes} bytes", tag
         )
     try:
-        body = json.loads(payload.decode("utf-8"))
+        body = json.loads(payload.decode("utf-8"), object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         if retained:
             return CommandError(Refusal.RETAINED, "the command was published with retain", tag)
@@ -132,6 +132,21 @@ def parse_command(
             body["value"],
         )
     return WriteRequest(Origin.SCADA, tag, body["value"], request_id, issued_ns)
+
+
+class DuplicateKeyError(ValueError):
+    """A JSON object names one key twice: the payload is ambiguous, whichever copy wins."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """`json.loads` keeps the last of repeated keys; `{"value": 1e9, "value": 31600}` would
+    pass a reviewer's eye with one value and reach the guard with the other. Refuse it."""
+    body = dict(pairs)
+    if len(body) != len(pairs):
+        keys = [k for k, _ in pairs]
+        repeated = sorted({k for k in keys if keys.count(k) > 1})
+        raise DuplicateKeyError(f"duplicate key {', '.join(map(repr, repeated))}")
+    return body
 
 
 def _timestamp_ns(ts: Any) -> int | None:

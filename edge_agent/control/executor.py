@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from drivers.base import DriverError, WriteRefused
+from edge_agent.contracts.samples import Value, now_ns
 from edge_agent.control.audit import AuditLog, AuditRecord, Result
 from edge_agent.control.guard import Decision, Guard, WriteRequest
-from edge_agent.samples import Value, now_ns
 from edge_agent.tagstore import TagStore
 
 _READBACK_POLL_S = 0.05

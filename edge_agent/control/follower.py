@@ -15,9 +15,9 @@ import itertools
 import math
 
 from edge_agent.config import ControlAllow, ControlSection
+from edge_agent.contracts.samples import now_ns
 from edge_agent.control.executor import Executor
 from edge_agent.control.guard import Origin, Refusal, WriteRequest
-from edge_agent.samples import now_ns
 from edge_agent.tagstore import TagStore
 
 _NS = 1_000_000_000

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from edge_agent.config import AgentConfig
+from edge_agent.contracts.samples import now_ns
 from edge_agent.control.guard import HealthCheck
-from edge_agent.samples import now_ns
 from edge_agent.tagstore import TagStore
 
 _NS = 1_000_000_000

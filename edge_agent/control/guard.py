@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from edge_agent.config import ControlAllow, ControlSection
-from edge_agent.samples import Value
+from edge_agent.contracts.samples import Value
 from edge_agent.tagstore import TagStore
 
 _NS = 1_000_000_000

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from edge_agent.contracts.samples import Sample
 from edge_agent.kpi.heat_balance import (
     NM3_PER_KMOL,
     O2_IN_AIR,
@@ -28,7 +29,6 @@ from edge_agent.kpi.heat_balance import (
     solve,
     solve_at_oxygen,
 )
-from edge_agent.samples import Sample
 
 Policy = Literal["hold_matte_grade", "hold_oxygen"]
 Validity = Literal["valid", "hold"]

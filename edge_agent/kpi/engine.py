@@ -37,6 +37,7 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from edge_agent.config import AgentConfig, HeatBalanceConfig, SensibleHeatConfig
+from edge_agent.contracts.samples import Quality, Sample, Value, now_ns
 from edge_agent.kpi.advisor import Advice, AdvisorSettings, Limits, advise, hold_reasons
 from edge_agent.kpi.co2 import FuelFactor, co2_rate, fuel_factor
 from edge_agent.kpi.heat_balance import (
@@ -59,7 +60,6 @@ from edge_agent.kpi.state import load_json, save_json
 from edge_agent.kpi.units import UnitError, tonnes_factor, tph_factor
 from edge_agent.kpi.windows import NS, WINDOWS, Calendar, WindowSet
 from edge_agent.pipeline import SampleBus
-from edge_agent.samples import Quality, Sample, Value, now_ns
 from edge_agent.supervisor import Service
 from edge_agent.tagstore import TagStore
 

@@ -1,21 +1,18 @@
-"""`edge-agent balance`: the heat balance and the advisor as a what-if calculator.
+"""The heat balance and the advisor as a what-if calculator (`edge-agent balance`).
 
 Process engineers ask "what if the concentrate feed drops to 190 t/h?" or "how much copper scrap
-could we take at 70 % enrichment?". The command evaluates the same model the agent runs live, at
-the operating point in the config (`[kpi.heat_balance.operating_point]`), with any tag
-overridden by `--tag TAG=VALUE`, or at a live snapshot read once from the plant with `--live`.
+could we take at 70 % enrichment?". `evaluate` runs the same model the agent runs live, at the
+operating point in the config (`[kpi.heat_balance.operating_point]`), or at a snapshot of the
+plant's values that the caller read, with any tag overridden.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
-import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from edge_agent.config import AgentConfig
-from edge_agent.config_loader import ConfigError, add_set_argument, load_config
+from edge_agent.config.loader import ConfigError
+from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.kpi.advisor import Advice, AdvisorSettings, advise
 from edge_agent.kpi.engine import (
     advisor_settings,
@@ -27,73 +24,16 @@ from edge_agent.kpi.engine import (
     setpoint_tags,
 )
 from edge_agent.kpi.heat_balance import Balance, BalanceError
-from edge_agent.samples import Quality, Sample
-
-if TYPE_CHECKING:
-    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
-
-
-def add_parser(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser(
-        "balance",
-        help="heat balance and advisor for the configured or a live operating point (what-if)",
-        description="Compute the furnace heat balance and the advisor's recommendations at the "
-        "operating point in [kpi.heat_balance.operating_point], each value overridable with "
-        "--tag TAG=VALUE (in the tag's unit), or at a live snapshot with --live.",
-    )
-    parser.add_argument("--config", required=True, metavar="FILE")
-    parser.add_argument(
-        "--tag", action="append", default=[], metavar="TAG=VALUE", dest="tags",
-        help="override one input, e.g. --tag fsf.conc_feed_rate=190 (repeatable)",
-    )  # fmt: skip
-    parser.add_argument("--live", action="store_true", help="read the inputs once from the plant")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    add_set_argument(parser)
-    parser.set_defaults(func=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.overrides)
-    result = evaluate(cfg, _parse_tags(args.tags, cfg), live=args.live)
-    print(json.dumps(result, indent=2, ensure_ascii=False) if args.json else render(result))
-    return 0
-
-
-def _parse_tags(items: list[str], cfg: AgentConfig) -> dict[str, float]:
-    known = cfg.tags()
-    out: dict[str, float] = {}
-    problems = []
-    for item in items:
-        tag, sep, raw = item.partition("=")
-        tag = tag.strip()
-        if not sep or tag not in known:
-            problems.append(f"--tag {item!r}: expected TAG=VALUE with a configured tag id")
-            continue
-        try:
-            out[tag] = float(raw)
-        except ValueError:
-            problems.append(f"--tag {item!r}: value {raw!r} is not a number")
-    if problems:
-        raise ConfigError(problems)
-    return out
-
-
-def _live_snapshot(cfg: AgentConfig) -> dict[str, Sample]:
-    try:
-        from edge_agent import probe
-    except ImportError as exc:  # the acquisition layer is a separate component
-        raise ConfigError([f"--live needs the acquisition layer's probe ({exc})"]) from None
-    errors: list[str] = []
-    rows = asyncio.run(probe.probe(cfg, errors))
-    for error in errors:
-        print(f"warning: {error}", file=sys.stderr)
-    return {row.sample.tag: row.sample for row in rows}
 
 
 def evaluate(
-    cfg: AgentConfig, overrides: dict[str, float], *, live: bool = False
+    cfg: AgentConfig, overrides: dict[str, float], snapshot: dict[str, Sample] | None = None
 ) -> dict[str, Any]:
-    """The balance and the advice as a JSON-ready dict, keys named with their units."""
+    """The balance and the advice as a JSON-ready dict, keys named with their units.
+
+    With a `snapshot` (tag -> sample, read from the plant), its usable values replace the
+    configured operating point and the advisor holds where they are not Good.
+    """
     hb = cfg.kpi.heat_balance
     if hb is None:
         raise ConfigError(["kpi.heat_balance is not configured: nothing to balance"])
@@ -101,8 +41,8 @@ def evaluate(
     values: dict[str, float] = dict(hb.operating_point)
     origin = dict.fromkeys(values, "config")
     hold: list[str] = []
-    if live:
-        snap = _live_snapshot(cfg)
+    if snapshot is not None:
+        snap = snapshot
         for tag in heat_balance_tags(hb):
             sample = snap.get(tag)
             if sample is None or sample.quality is Quality.BAD or sample.value is None:

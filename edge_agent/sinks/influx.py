@@ -43,8 +43,8 @@ import aiohttp
 import structlog
 
 from edge_agent.config import AgentConfig, InfluxSection
+from edge_agent.contracts.samples import Sample
 from edge_agent.outbox import Batch, Outbox
-from edge_agent.samples import Sample
 from edge_agent.sinks.state import SinkState
 
 log = structlog.get_logger("edge_agent.sinks.influx")

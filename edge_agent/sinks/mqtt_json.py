@@ -37,9 +37,9 @@ from typing import Any
 import structlog
 
 from edge_agent.config import AgentConfig, MqttSection
+from edge_agent.contracts.samples import Quality, Sample, iso_utc
 from edge_agent.kpi.engine import kpi_units
 from edge_agent.outbox import Batch, Outbox
-from edge_agent.samples import Quality, Sample, iso_utc
 from edge_agent.sinks.mqtt_connection import MqttConnection, MqttError, Will
 from edge_agent.sinks.state import SinkState
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from edge_agent.samples import Value
-from edge_agent.sparkplug.payload import DataType, accepts, datatype_for
+from drivers.sparkplug.payload import DataType, accepts, datatype_for
+from edge_agent.contracts.samples import Value
 
 # Node-level metrics. The specification forbids an alias on Rebirth (so any host can ask for a
 # rebirth without knowing our aliases) and we give none to bdSeq, which never appears in data.

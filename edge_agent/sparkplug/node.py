@@ -25,8 +25,10 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from edge_agent.samples import Quality, Sample, Value, now_ns
-from edge_agent.sparkplug import payload as codec
+from drivers.sparkplug import payload as codec
+from drivers.sparkplug.payload import DataType, MetricOut, PayloadError
+from drivers.sparkplug.topics import Topics
+from edge_agent.contracts.samples import Quality, Sample, Value, now_ns
 from edge_agent.sparkplug.catalogue import (
     BD_SEQ,
     LAST_COMMAND,
@@ -37,8 +39,6 @@ from edge_agent.sparkplug.catalogue import (
     Catalogue,
     MetricDef,
 )
-from edge_agent.sparkplug.payload import DataType, MetricOut, PayloadError
-from edge_agent.sparkplug.topics import Topics
 
 _MS = 1_000_000
 

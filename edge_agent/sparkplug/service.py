@@ -31,10 +31,12 @@ from typing import Protocol
 
 import structlog
 
+from drivers.sparkplug.payload import DataType
+from drivers.sparkplug.topics import Topics, state_topic
 from edge_agent.config import AgentConfig, MqttSection
+from edge_agent.contracts.samples import Sample, now_ns
 from edge_agent.health import StatusBoard
 from edge_agent.outbox import Batch, Cursor, Outbox
-from edge_agent.samples import Sample, now_ns
 from edge_agent.sinks.mqtt_connection import MqttConnection, Will
 from edge_agent.sinks.state import SinkState
 from edge_agent.sparkplug.bdseq import BdSeqStore
@@ -48,9 +50,7 @@ from edge_agent.sparkplug.node import (
     Rebirth,
     ndeath,
 )
-from edge_agent.sparkplug.payload import DataType
 from edge_agent.sparkplug.primary_host import HostEvent, PrimaryHost
-from edge_agent.sparkplug.topics import Topics, state_topic
 from edge_agent.supervisor import STOP_SINKS, Service
 from edge_agent.tagstore import TagStore
 

@@ -24,14 +24,9 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from edge_agent.config import (
-    AgentConfig,
-    Loc,
-    ModbusSource,
-    RuleViolation,
-    RuleViolations,
-    raw_rule_violations,
-)
+from edge_agent.config.root import AgentConfig
+from edge_agent.config.rules import Loc, RuleViolation, RuleViolations, raw_rule_violations
+from edge_agent.config.sources import ModbusSource
 
 __all__ = [
     "ConfigError",

@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 
-from edge_agent.samples import Quality, Value
-from edge_agent.sparkplug import sparkplug_b_pb2 as pb
+from drivers.sparkplug import sparkplug_b_pb2 as pb
+from edge_agent.contracts.samples import Quality, Value
 
 
 class DataType(IntEnum):

@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from drivers.base import DriverConnectionError
 from edge_agent.acquisition import QualityGate, make_driver
+from edge_agent.commands.arguments import add_config_argument, command_parser
 from edge_agent.config import AgentConfig, OpcUaSource, Source
-from edge_agent.config_loader import add_set_argument, load_config
+from edge_agent.config.loader import add_set_argument, load_config
+from edge_agent.contracts.samples import Quality, Sample, iso_utc, now_ns
 from edge_agent.pipeline import SampleBus
-from edge_agent.samples import Quality, Sample, iso_utc, now_ns
 from edge_agent.tagstore import TagStore
 
 if TYPE_CHECKING:
@@ -103,13 +104,19 @@ def render_table(rows: list[ProbeRow]) -> str:
 
 
 def add_parser(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser(
+    parser = command_parser(
+        subparsers,
         "probe",
         help="read every configured tag once and print what came back",
-        description="Connect to every enabled source, read each tag once, print tag, value, "
+        description="Connect to every enabled source, read each tag once, print tag, value,\n"
         "unit, quality, source timestamp and read latency. Exit 1 if any tag is not Good.",
+        examples=[
+            "edge-agent probe --config /etc/edge-agent/agent.toml",
+            "edge-agent probe plant.toml --json",
+        ],
+        exits=["0      every tag read Good", "1      at least one tag is not Good"],
     )
-    parser.add_argument("--config", required=True, metavar="FILE")
+    add_config_argument(parser)
     parser.add_argument("--json", action="store_true", help="one JSON document for scripts")
     add_set_argument(parser)
     parser.set_defaults(func=_run)

@@ -33,17 +33,18 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from edge_agent.commands.arguments import add_config_argument, command_parser
 from edge_agent.config import AgentConfig
-from edge_agent.config_loader import ConfigError
+from edge_agent.config.loader import ConfigError
+from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.health import ComponentStatus, StatusBoard
 from edge_agent.logs import configure_logging
 from edge_agent.runtime import EXIT_FAILURE, Agent, run_agent
-from edge_agent.samples import Quality, Sample
 from edge_agent.tagstore import TagStore
 
 log = structlog.get_logger(__name__)
 
-DEMO_TOML = Path(__file__).resolve().parent.parent / "config" / "demo.toml"
+DEMO_TOML = Path(__file__).resolve().parents[2] / "config" / "demo.toml"
 QUALITY_STYLE = {Quality.GOOD: "green", Quality.UNCERTAIN: "yellow", Quality.BAD: "red"}
 # How long each demo part (embedded broker, simulators) may take to stop before it is abandoned.
 STOP_PART_TIMEOUT_S = 5.0
@@ -352,13 +353,15 @@ async def _cancel_leftovers() -> None:
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
+    parser = command_parser(
+        subparsers,
         "demo",
         help="run the simulated plant, a broker and the agent with a live view",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__ or "",
+        examples=["edge-agent demo", "edge-agent demo --headless --time-scale 60"],
+        exits=["0      stopped by Ctrl-C", "1      a part failed to start or stop"],
     )
-    parser.add_argument("--config", default=str(DEMO_TOML), metavar="FILE")
+    add_config_argument(parser, default=str(DEMO_TOML))
     parser.add_argument(
         "--broker", metavar="HOST:PORT", help="use this broker, not an embedded one"
     )

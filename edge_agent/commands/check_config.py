@@ -1,0 +1,36 @@
+"""`edge-agent check-config`: validate a config file and print a summary; starts nothing."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from edge_agent.commands.arguments import add_config_argument, command_parser
+from edge_agent.config.loader import add_set_argument, load_config, summary
+
+if TYPE_CHECKING:
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+def add_parser(subparsers: Subparsers) -> None:
+    parser = command_parser(
+        subparsers,
+        "check-config",
+        help="validate a config file and print a summary (starts nothing)",
+        description="Validate FILE. Exit 0 and print a summary, or print every problem as\n"
+        "'FILE: key.path: message (got: value)', one per line, and exit 2.",
+        examples=[
+            "edge-agent check-config /etc/edge-agent/agent.toml",
+            "edge-agent check-config --config plant.toml --set mqtt.port=1884",
+        ],
+        exits=["0      the file is valid (warnings, if any, on stderr)"],
+    )
+    add_config_argument(parser)
+    add_set_argument(parser)
+    parser.set_defaults(func=_check_config)
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.overrides)
+    print("\n".join(summary(cfg, args.config)))
+    return 0

@@ -1,0 +1,44 @@
+"""The whole configuration file: one line per section, and the cross-field rules over them.
+
+A new section goes in a module of its own in this package and is composed here with one line.
+"""
+
+from __future__ import annotations
+
+from pydantic import model_validator
+
+from edge_agent.config.agent import AgentSection
+from edge_agent.config.control import ControlSection
+from edge_agent.config.delivery import InfluxSection, MqttSection, OutboxSection
+from edge_agent.config.health import HealthSection
+from edge_agent.config.kpi import KpiSection
+from edge_agent.config.rules import RuleViolations, SourceView, TagView, check_rules
+from edge_agent.config.sources import ModbusSource, ModbusTag, OpcUaTag, Source
+from edge_agent.contracts.section import Section
+
+
+class AgentConfig(Section):
+    agent: AgentSection = AgentSection()
+    source: list[Source] = []
+    kpi: KpiSection = KpiSection()
+    outbox: OutboxSection = OutboxSection()
+    mqtt: MqttSection | None = None
+    influx: InfluxSection | None = None
+    control: ControlSection = ControlSection()
+    health: HealthSection = HealthSection()
+
+    def tags(self) -> dict[str, OpcUaTag | ModbusTag]:
+        return {t.id: t for s in self.source for t in s.tag}
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> AgentConfig:
+        sources = [
+            SourceView(("source", i), src.name, isinstance(src, ModbusSource), [
+                TagView(("source", i, "tag", j), t.id, t) for j, t in enumerate(src.tag)
+            ])
+            for i, src in enumerate(self.source)
+        ]  # fmt: skip
+        violations = check_rules(sources, self.kpi.sections(), self.control)
+        if violations:
+            raise RuleViolations(violations)
+        return self

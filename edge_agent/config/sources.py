@@ -1,0 +1,62 @@
+"""Sources and their tags: each protocol's driver settings, plus what only the agent reads.
+
+The protocol-level part of a source or tag (addresses, node references, security, pacing) is the
+driver's contract (`edge_agent.contracts.modbus`, `.opcua`); these models extend it with the
+agent's own fields (unit, description, freshness, quality from a status tag, enabled).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from edge_agent.contracts.modbus import ModbusPoint, ModbusSettings
+from edge_agent.contracts.opcua import OpcUaPoint, OpcUaSettings
+from edge_agent.contracts.section import Section
+from edge_agent.contracts.source import SourceSettings, TagPoint
+
+
+class TagBase(TagPoint):
+    """What every tag has, whatever its protocol."""
+
+    unit: str = ""
+    description: str = ""
+    # How long a Good value stays usable for KPIs and the advisor (seconds; assays: hours).
+    max_age_s: float = Field(30.0, gt=0)
+    # Quality follows a device status tag: while (status & mask) != 0 this tag is not Good.
+    quality_from: QualityFrom | None = None
+
+    # "A writable tag needs bounds" is a cross-field rule on AgentConfig, so that its error names
+    # the missing key even when other fields of the file are wrong too.
+
+
+class QualityFrom(Section):
+    tag: str
+    mask: int = Field(ge=1)
+    quality: Literal["uncertain", "bad"] = "bad"
+
+
+class OpcUaTag(TagBase, OpcUaPoint):
+    """An OPC UA tag of the agent."""
+
+
+class ModbusTag(TagBase, ModbusPoint):
+    """A Modbus tag of the agent."""
+
+
+class SourceBase(SourceSettings):
+    enabled: bool = True
+
+
+class OpcUaSource(SourceBase, OpcUaSettings):
+    protocol: Literal["opcua"]
+    tag: list[OpcUaTag] = []
+
+
+class ModbusSource(SourceBase, ModbusSettings):
+    protocol: Literal["modbus"]
+    tag: list[ModbusTag] = []
+
+
+Source = Annotated[OpcUaSource | ModbusSource, Field(discriminator="protocol")]

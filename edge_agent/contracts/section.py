@@ -1,0 +1,11 @@
+"""The base of every settings table, in the agent's configuration and in the drivers' contracts."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Section(BaseModel):
+    """Base for every config table: unknown keys are errors, models are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
