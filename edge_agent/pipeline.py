@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from edge_agent.contracts.samples import Sample
@@ -21,10 +21,18 @@ class SampleBus:
     def __init__(self, store: TagStore, writer: SampleWriter | None = None) -> None:
         self.store = store
         self._writer = writer
+        self._subscribers: list[Callable[[Sequence[Sample]], None]] = []
+
+    def subscribe(self, subscriber: Callable[[Sequence[Sample]], None]) -> None:
+        """Also hand every batch to `subscriber` (on the loop, after the TagStore, before the
+        outbox): the web view's history and push. It must be quick and must not raise."""
+        self._subscribers.append(subscriber)
 
     async def publish(self, samples: Sequence[Sample]) -> None:
         if not samples:
             return
         self.store.update(samples)
+        for subscriber in self._subscribers:
+            subscriber(samples)
         if self._writer is not None:
             await self._writer.append(samples)

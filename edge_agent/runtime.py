@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from edge_agent import acquisition, control, health, kpi, sinks, sparkplug
+from edge_agent import acquisition, control, health, kpi, sinks, sparkplug, web
 from edge_agent.config import AgentConfig
 from edge_agent.health import StatusBoard
 from edge_agent.outbox import Outbox
@@ -60,7 +60,10 @@ def build_services(agent: Agent) -> list[Service]:
     services += agent.control.services()
     agent.board.add(agent.control)
     health.add_kpis(agent.board, agent.cfg)
-    services += health.build_services(agent.cfg, agent.board)
+    view = web.attach(agent.cfg, agent.board, agent.bus)
+    services += health.build_services(
+        agent.cfg, agent.board, view.install if view else None, web.tls_context(agent.cfg.web)
+    )
     return services
 
 

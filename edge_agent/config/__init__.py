@@ -58,6 +58,7 @@ from edge_agent.config.sources import (
     SourceBase,
     TagBase,
 )
+from edge_agent.config.web import WebSection
 from edge_agent.contracts.modbus import ByteOrder, ModbusTable, ModbusType
 from edge_agent.contracts.opcua import SecurityConfig, SubscriptionGroup
 from edge_agent.contracts.secrets import SecretError, SecretRef
@@ -117,6 +118,7 @@ __all__ = [
     "TagBase",
     "TagId",
     "TlsConfig",
+    "WebSection",
     "load_config",
     "raw_rule_violations",
 ]

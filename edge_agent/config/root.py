@@ -14,6 +14,7 @@ from edge_agent.config.health import HealthSection
 from edge_agent.config.kpi import KpiSection
 from edge_agent.config.rules import RuleViolations, SourceView, TagView, check_rules
 from edge_agent.config.sources import ModbusSource, ModbusTag, OpcUaTag, Source
+from edge_agent.config.web import WebSection, check_login
 from edge_agent.contracts.section import Section
 
 
@@ -26,6 +27,7 @@ class AgentConfig(Section):
     influx: InfluxSection | None = None
     control: ControlSection = ControlSection()
     health: HealthSection = HealthSection()
+    web: WebSection = WebSection()
 
     def tags(self) -> dict[str, OpcUaTag | ModbusTag]:
         return {t.id: t for s in self.source for t in s.tag}
@@ -41,4 +43,5 @@ class AgentConfig(Section):
         violations = check_rules(sources, self.kpi.sections(), self.control)
         if violations:
             raise RuleViolations(violations)
+        check_login(self.web, self.health.listen)
         return self

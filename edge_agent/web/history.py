@@ -14,12 +14,13 @@ figure); a tag that is never numeric costs nothing.
 from __future__ import annotations
 
 import math
+import re
 from array import array
 from collections import deque
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
-from edge_agent.samples import Quality, Sample
+from edge_agent.contracts.samples import Quality, Sample
 
 _NS = 1_000_000_000
 
@@ -110,14 +111,14 @@ class ChangeLog:
 
     def __init__(self, tags: Collection[str], size: int = 500) -> None:
         self._tags = frozenset(tags)
-        self._last: dict[str, tuple[object, str, str | None]] = {}
+        self._last: dict[str, tuple[object, str, str]] = {}
         self.entries: deque[Change] = deque(maxlen=size)
 
     def record(self, samples: Iterable[Sample]) -> None:
         for s in samples:
             if s.tag not in self._tags:
                 continue
-            key = (_rounded(s.value), s.quality.value, s.reason)
+            key = (_rounded(s.value), s.quality.value, _DIGITS.sub("#", s.reason or ""))
             if self._last.get(s.tag) == key:
                 continue
             self._last[s.tag] = key
@@ -126,7 +127,13 @@ class ChangeLog:
             )
 
 
+# "not yet known (16 of 300 s)" and "(21 of 300 s)" are the same state of affairs.
+_DIGITS = re.compile(r"\d+(\.\d+)?")
+
+
 def _rounded(value: object) -> object:
+    if isinstance(value, str):
+        return _DIGITS.sub("#", value)
     if isinstance(value, float) and math.isfinite(value) and value != 0.0:
         return float(f"{value:.4g}")
     return value

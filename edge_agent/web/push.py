@@ -27,7 +27,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from edge_agent.samples import Sample, now_ns
+from edge_agent.contracts.samples import Sample, now_ns
 from edge_agent.tagstore import TagStore
 
 log = structlog.get_logger(__name__)
@@ -45,7 +45,11 @@ def encode_sample(s: Sample) -> list[Any]:
 
 
 def encode_event(event: str, samples: Iterable[Sample], extra: Mapping[str, Any]) -> bytes:
-    body = {"now": now_ns() // 1_000_000, **extra, "tags": {s.tag: encode_sample(s) for s in samples}}
+    body = {
+        "now": now_ns() // 1_000_000,
+        **extra,
+        "tags": {s.tag: encode_sample(s) for s in samples},
+    }
     data = json.dumps(body, separators=(",", ":"), allow_nan=False)
     return f"event: {event}\ndata: {data}\n\n".encode()
 
