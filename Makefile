@@ -41,5 +41,9 @@ proto: $(STAMP)
 	cd drivers/sparkplug && $(CURDIR)/$(BIN)/python -m grpc_tools.protoc -I. \
 		--python_out=. --pyi_out=. sparkplug_b.proto
 
+# Everything the targets and the tests create in the checkout (the tests' own servers and files
+# live in temporary directories); tests/test_makefile.py checks the list.
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info \
+		.demo .bench
+	find . -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +

@@ -29,12 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from drivers.mqtt_client import MqttClient
 from edge_agent.config import AgentConfig
 from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.outbox import Batch
 from edge_agent.pipeline import SampleBus
 from edge_agent.sinks import build_services, open_outbox
-from edge_agent.sinks.mqtt_connection import MqttConnection
 from edge_agent.sinks.mqtt_json import JsonEncoder
 from edge_agent.tagstore import TagStore
 from tests.services import Mosquitto, VictoriaMetrics
@@ -208,7 +208,7 @@ async def run_bare_case(
     assert cfg.mqtt is not None
     recorder = Recorder(broker, f"{root}/#", tmp / f"{root}.txt")
     encoder = JsonEncoder(cfg.mqtt, "bench", {})
-    conn = MqttConnection(cfg.mqtt, client_id=f"bare-{root}")
+    conn = MqttClient(cfg.mqtt, client_id=f"bare-{root}")
     await conn.start()
     await conn.connected.wait()
     store = TagStore()

@@ -17,10 +17,11 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from drivers.base import WriteRefused
 from edge_agent.contracts.modbus import ModbusPoint
-from edge_agent.contracts.samples import Value
+from edge_agent.contracts.samples import Value, shortest_float32
 
 _STRUCT = {
     "int16": "h", "uint16": "H", "int32": "i", "uint32": "I",
@@ -64,6 +65,8 @@ def decode(tag: ModbusPoint, registers: Sequence[int]) -> Value:
         order = "BADC" if tag.byte_order in ("BADC", "DCBA") else "ABCD"
         return registers_to_bytes(registers, order).rstrip(b"\x00 ").decode("latin-1")
     (raw,) = struct.unpack(">" + _STRUCT[tag.type], registers_to_bytes(registers, tag.byte_order))
+    if tag.type == "float32":
+        raw = shortest_float32(raw)
     if tag.scale == 1.0 and tag.offset == 0.0:
         return raw  # type: ignore[no-any-return]
     return float(raw) * tag.scale + tag.offset
@@ -83,6 +86,9 @@ def block_decoder(tag: ModbusPoint) -> BlockDecoder:
         words = struct.Struct(f">{tag.registers}H")
         return lambda block, at: decode(tag, words.unpack_from(block, at))
     unpack = direct.unpack_from
+    if tag.type == "float32":
+        scale, offset = tag.scale, tag.offset
+        return lambda block, at: shortest_float32(unpack(block, at)[0]) * scale + offset
     if tag.scale == 1.0 and tag.offset == 0.0:
         return lambda block, at: unpack(block, at)[0]  # type: ignore[no-any-return]
     scale, offset = tag.scale, tag.offset
@@ -129,11 +135,20 @@ def _segment(run: list[ModbusPoint], start: int) -> Segment:
     if direct is None:
         decode = block_decoder(first)
         return ids, at, lambda block, at: (decode(block, at),), floats
+    unpack: Callable[[bytes, int], Sequence[Any]]
     unpack = struct.Struct(direct.format[0] + direct.format[1:] * len(run)).unpack_from
+    if first.type == "float32":
+        unpack = _shortest_float32s(unpack)
     if first.scale == 1.0 and first.offset == 0.0:
         return ids, at, unpack, floats
     scale, offset = first.scale, first.offset
     return ids, at, lambda block, at: [float(v) * scale + offset for v in unpack(block, at)], floats
+
+
+def _shortest_float32s(
+    unpack: Callable[[bytes, int], Sequence[Any]],
+) -> Callable[[bytes, int], list[float]]:
+    return lambda block, at: [shortest_float32(v) for v in unpack(block, at)]
 
 
 def _direct_struct(tag: ModbusPoint) -> struct.Struct | None:

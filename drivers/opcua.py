@@ -47,7 +47,7 @@ from edge_agent.contracts.opcua import (
     SubscriptionGroup,
     parse_node_ref,
 )
-from edge_agent.contracts.samples import Quality, Sample, Value, now_ns
+from edge_agent.contracts.samples import Quality, Sample, Value, now_ns, shortest_float32
 
 log = structlog.get_logger(__name__)
 
@@ -116,8 +116,11 @@ def to_sample(tag_id: str, dv: ua.DataValue, acq: int, server_ts: bool) -> Sampl
         value = plain_value(raw)
     except TypeError as exc:
         return Sample(tag_id, None, Quality.BAD, acq, source_ns, f"unsupported_type_{exc}")
-    if isinstance(value, float) and not math.isfinite(value):
-        return Sample(tag_id, None, Quality.BAD, acq, source_ns, "not_finite")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return Sample(tag_id, None, Quality.BAD, acq, source_ns, "not_finite")
+        if dv.Value.VariantType is ua.VariantType.Float:  # type: ignore[union-attr]
+            value = shortest_float32(value)
     return Sample(tag_id, value, quality, acq, source_ns, reason)
 
 

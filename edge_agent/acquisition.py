@@ -18,19 +18,26 @@ said.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import structlog
 
-from drivers.base import Driver, DriverConnectionError, WriteRefused
-from edge_agent.config import AgentConfig, OpcUaSource, QualityFrom, Source
+from drivers.backoff import Backoff
+from drivers.base import Driver, DriverConnectionError, HistoryDriver, WriteRefused
+from edge_agent.config import (
+    AgentConfig,
+    MqttSource,
+    OpcUaSource,
+    QualityFrom,
+    Source,
+    SparkplugSource,
+)
 from edge_agent.contracts.samples import Quality, Sample, Value, now_ns
-from edge_agent.health import LatencyHistogram
+from edge_agent.contracts.status import ComponentStatus, SourceStats, StatusRegistry
 from edge_agent.pipeline import SampleBus
 from edge_agent.supervisor import Service
+from edge_agent.tagstore import TagStore
 
 log = structlog.get_logger(__name__)
 
@@ -49,54 +56,13 @@ def make_driver(source: Source) -> Driver:
         from drivers.opcua import OpcUaDriver
 
         return OpcUaDriver(source)
+    if isinstance(source, MqttSource | SparkplugSource):
+        from drivers.mqtt_source import make_source
+
+        return make_source(source)
     from drivers.modbus import ModbusDriver
 
     return ModbusDriver(source)
-
-
-@dataclass
-class SourceStats:
-    """Per-source state and counters, read by /metrics and the live view."""
-
-    source: str
-    protocol: str
-    tags: int
-    connected: bool = False
-    reads: int = 0
-    samples: int = 0
-    overruns: int = 0
-    connects: int = 0
-    connection_losses: int = 0
-    read_seconds_total: float = 0.0
-    last_read_s: float = 0.0
-    last_error: str | None = None
-    read_latency: LatencyHistogram = field(default_factory=LatencyHistogram)
-
-
-_STATS: dict[str, SourceStats] = {}
-
-
-def source_stats() -> list[SourceStats]:
-    """The counters of every source built in this process (live objects, do not modify)."""
-    return list(_STATS.values())
-
-
-@dataclass
-class Backoff:
-    """Exponential backoff with jitter (a fraction of each delay is random) and a cap."""
-
-    initial_s: float = RECONNECT_INITIAL_S
-    cap_s: float = RECONNECT_CAP_S
-    jitter: float = 0.2
-    _attempt: int = field(default=0, init=False)
-
-    def next_delay(self) -> float:
-        base = min(self.cap_s, self.initial_s * 2.0**self._attempt)
-        self._attempt += 1
-        return base * (1 - self.jitter * random.random())
-
-    def reset(self) -> None:
-        self._attempt = 0
 
 
 class QualityGate:
@@ -146,7 +112,7 @@ class SourcePoller:
         self.stats = SourceStats(source.name, source.protocol, len(self.tag_ids))
         self.log = log.bind(source=source.name)
         self._driver: Driver | None = None
-        self.backoff = Backoff()
+        self.backoff = Backoff(RECONNECT_INITIAL_S, RECONNECT_CAP_S)
 
     async def run(self) -> None:
         backoff = self.backoff
@@ -220,6 +186,8 @@ class SourcePoller:
             self.stats.read_seconds_total += elapsed
             self.stats.read_latency.observe(elapsed)
             await self.bus.publish(self.gate.apply(samples))
+            if isinstance(driver, HistoryDriver):
+                await self.bus.record(driver.drain_history())
             deadline += interval
             now = loop.time()
             if now > deadline:
@@ -237,16 +205,71 @@ class SourcePoller:
             await asyncio.sleep(deadline - now)
 
 
+class SourceHealth:
+    """StatusProvider for one acquisition loop, from its `SourceStats` and its tags' samples.
+
+    Progress is the newest acquisition timestamp among the source's tags in the TagStore: every
+    poll publishes, and so does every failed connection attempt (Bad samples), so the value moves
+    while the loop is alive, connected or not, and stops only when the loop hangs.
+    """
+
+    def __init__(self, stats: SourceStats, tags: Sequence[str], store: TagStore) -> None:
+        self._stats = stats
+        self._tags = list(tags)
+        self._store = store
+
+    def status(self) -> ComponentStatus:
+        st = self._stats
+        newest = 0
+        for tag in self._tags:
+            sample = self._store.get(tag)
+            if sample is not None and sample.acq_ns > newest:
+                newest = sample.acq_ns
+        return ComponentStatus(
+            name=st.source,
+            kind="source",
+            state=_source_state(st),
+            healthy=st.connected,
+            detail=st.last_error or "",
+            progress=newest,
+            watched=bool(self._tags),
+            counters={
+                "samples_read_total": float(st.samples),
+                "reads_total": float(st.reads),
+                "poll_overruns_total": float(st.overruns),
+                "connects_total": float(st.connects),
+                "connection_losses_total": float(st.connection_losses),
+            },
+            gauges={"tags": float(st.tags), "last_read_seconds": st.last_read_s},
+            histograms={"read_latency_seconds": st.read_latency},
+        )
+
+
+def _source_state(st: SourceStats) -> str:
+    if st.connected:
+        return "connected"
+    return "disconnected" if st.connects else "connecting"
+
+
 class Acquisition:
-    """All sources of a config: their services, counters and write path."""
+    """All sources of a config: their services, counters and write path.
+
+    With a `board`, each source's `SourceHealth` goes on it (the counters live in the pollers:
+    `pollers[i].stats`).
+    """
 
     def __init__(
-        self, cfg: AgentConfig, bus: SampleBus, factory: DriverFactory = make_driver
+        self,
+        cfg: AgentConfig,
+        bus: SampleBus,
+        factory: DriverFactory = make_driver,
+        board: StatusRegistry | None = None,
     ) -> None:
         self.pollers = [SourcePoller(s, bus, factory) for s in cfg.source if s.enabled]
         self._by_tag = {t: p for p in self.pollers for t in p.tag_ids}
-        for p in self.pollers:
-            _STATS[p.source.name] = p.stats
+        if board is not None:
+            for p in self.pollers:
+                board.add(SourceHealth(p.stats, p.tag_ids, bus.store))
 
     def services(self) -> list[Service]:
         return [Service(f"source.{p.source.name}", p.run) for p in self.pollers]
@@ -258,18 +281,19 @@ class Acquisition:
         await poller.write(tag_id, value)
 
 
-def build_services(cfg: AgentConfig, bus: SampleBus) -> list[Service]:
-    """runtime.py's hook: one supervised service per enabled source."""
-    return Acquisition(cfg, bus).services()
+def build_services(
+    cfg: AgentConfig, bus: SampleBus, board: StatusRegistry | None = None
+) -> list[Service]:
+    """One supervised service per enabled source (the runtime keeps the `Acquisition` itself,
+    because control writes through its connections)."""
+    return Acquisition(cfg, bus, board=board).services()
 
 
 __all__ = [
     "Acquisition",
-    "Backoff",
     "QualityGate",
+    "SourceHealth",
     "SourcePoller",
-    "SourceStats",
     "build_services",
     "make_driver",
-    "source_stats",
 ]

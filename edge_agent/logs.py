@@ -3,7 +3,11 @@
 Event names are stable snake_case (`source_connected`, `service_failed`) with context bound as
 keys (`source=`, `tag=`), so that journald and log shippers can filter on them. Libraries that
 log through the standard `logging` module (asyncua, pymodbus, aiohttp) come out through the same
-renderer, at warning and above unless the agent runs at debug.
+renderer, at warning and above unless the agent runs at debug; our own drivers log through
+`logging` too (they stand alone), at the agent's level, their `extra=` fields rendered as keys.
+
+Every line goes to stderr, never stdout: stdout belongs to a command's output (`probe --json` is
+one JSON document and nothing else), and journald takes both.
 
 No output ever contains a secret: tracebacks are rendered without their frames' local variables
 (structlog's default shows them, and a connect function's locals hold its password), and the
@@ -42,7 +46,7 @@ def configure_logging(
     `mask` knows the secret values to keep out of the output (`SecretMask.learn` adds more).
     """
     mask = mask if mask is not None else SecretMask()
-    out = stream if stream is not None else sys.stdout
+    out = stream if stream is not None else sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
     levelno = _LEVELS.get(level.lower(), logging.INFO)
     shared: list[Any] = [
@@ -74,7 +78,11 @@ def configure_logging(
     handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            foreign_pre_chain=[
+                structlog.stdlib.add_logger_name,
+                structlog.stdlib.ExtraAdder(),
+                *shared,
+            ],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 renderer,
@@ -85,3 +93,4 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if levelno == logging.DEBUG else logging.WARNING)
+    logging.getLogger("drivers").setLevel(levelno)

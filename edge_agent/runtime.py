@@ -16,11 +16,11 @@ import structlog
 
 from edge_agent import acquisition, control, health, kpi, sinks, sparkplug, web
 from edge_agent.config import AgentConfig
-from edge_agent.health import StatusBoard
 from edge_agent.outbox import Outbox
 from edge_agent.pipeline import SampleBus, SampleWriter
 from edge_agent.reload import ReloadRequests, next_config
 from edge_agent.sdnotify import Notifier, ProgressWatch, run_notify_loop, watchdog_interval_s
+from edge_agent.status_board import StatusBoard
 from edge_agent.supervisor import STOP_HEALTH, Service, Supervisor
 from edge_agent.tagstore import TagStore
 
@@ -47,20 +47,19 @@ def build_services(agent: Agent) -> list[Service]:
     """Each component contributes its services here, one line each (stop order is theirs)."""
     services: list[Service] = []
     # -- hooks: one line per component, in data-flow order --------------------------------------
-    acq = acquisition.Acquisition(agent.cfg, agent.bus)  # control writes through its connections
+    # Each component puts its own status providers on the board it is given.
+    acq = acquisition.Acquisition(agent.cfg, agent.bus, board=agent.board)  # control writes via it
     services += acq.services()
-    health.add_sources(agent.board, agent.cfg, acquisition.source_stats())
-    agent.control = control.ControlPath(agent.cfg, agent.store, acq)  # before sinks: DCMD uses it
-    services += kpi.build_services(agent.cfg, agent.store, agent.bus)
+    # Before the sinks: Sparkplug DCMD goes through the control path.
+    agent.control = control.ControlPath(agent.cfg, agent.store, acq, agent.board)
+    services += kpi.build_services(agent.cfg, agent.store, agent.bus, agent.board)
     if agent.outbox is not None:
         services += sinks.build_services(agent.cfg, agent.outbox, agent.board)
     services += sparkplug.build_services(
         agent.cfg, agent.outbox, agent.store, agent.control, agent.board
     )
     services += agent.control.services()
-    agent.board.add(agent.control)
-    health.add_kpis(agent.board, agent.cfg)
-    view = web.attach(agent.cfg, agent.board, agent.bus)
+    view = web.attach(agent.cfg, agent.board, agent.bus)  # the browser view, on the bus
     services += health.build_services(
         agent.cfg, agent.board, view.install if view else None, web.tls_context(agent.cfg.web)
     )

@@ -13,11 +13,12 @@ cannot hang the agent's exit.
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
+
+from drivers.backoff import Backoff
 
 log = structlog.get_logger(__name__)
 
@@ -41,27 +42,13 @@ class Service:
     stop_order: int = STOP_ACQUISITION
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """Delay before restart number n: initial * factor**(n-1), capped, times 1 ± jitter.
-
-    The jitter keeps several failed sources from reconnecting to one gateway in lockstep. A run
-    that lasted `reset_after_s` counts as a recovery: its next failure starts from `initial_s`.
-    """
-
-    initial_s: float = 0.5
-    max_s: float = 30.0
-    factor: float = 2.0
-    jitter: float = 0.2
-    reset_after_s: float = 60.0
-
-    def delay_s(self, failures: int, rand: Callable[[], float] = random.random) -> float:
-        base = min(self.max_s, self.initial_s * self.factor ** max(0, failures - 1))
-        return base * (1.0 + self.jitter * (2.0 * rand() - 1.0))
-
-
 class Supervisor:
-    """Runs services as tasks, restarts the ones that fail, stops them all within a bound."""
+    """Runs services as tasks, restarts the ones that fail, stops them all within a bound.
+
+    Restart delays follow `backoff.delay_s(n)` for the n-th failure in a row (drivers/backoff.py:
+    0.5 s doubling to 30 s, ±20 % jitter); a run that lasted `reset_after_s` counts as a recovery,
+    so its next failure starts from the beginning again.
+    """
 
     def __init__(
         self,
@@ -69,12 +56,14 @@ class Supervisor:
         *,
         backoff: Backoff | None = None,
         shutdown_timeout_s: float = 10.0,
+        reset_after_s: float = 60.0,
     ) -> None:
         names = [s.name for s in services]
         if len(set(names)) != len(names):
             raise ValueError(f"service names must be unique: {names}")
         self.services = list(services)
         self.backoff = backoff or Backoff()
+        self.reset_after_s = reset_after_s  # a run this long counts as a recovery
         self.shutdown_timeout_s = shutdown_timeout_s
         self.restarts: dict[str, int] = dict.fromkeys(names, 0)
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -128,7 +117,7 @@ class Supervisor:
                 slog.debug("service_stopped")
                 raise
             except Exception as exc:
-                if loop.time() - started >= self.backoff.reset_after_s:
+                if loop.time() - started >= self.reset_after_s:
                     failures = 0
                 failures += 1
                 delay = self.backoff.delay_s(failures)

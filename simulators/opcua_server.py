@@ -127,6 +127,10 @@ class OpcUaPlantServer:
         server.set_security_policy(policies)
         if self.options.users:
             server.set_identity_tokens([ua.UserNameIdentityToken])
+        elif self.options.cert_dir is None:
+            # Without a certificate nothing can be signed or encrypted: offer anonymous sessions
+            # only, rather than user tokens asyncua would have to warn about on every start.
+            server.set_identity_tokens([ua.AnonymousIdentityToken])
         # After a restart the namespace index moves: clients must resolve nsu=, not cache ns=.
         for n in range(self.restarts):
             await server.register_namespace(f"urn:smelter:sim:restart:{n}")

@@ -14,15 +14,17 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import aiomqtt
+import paho.mqtt.client as paho
 import pytest
 
+from drivers.mqtt_client import ClientSettings, MqttClient, PublishRefused, Received
 from edge_agent.config import AgentConfig
 from edge_agent.contracts.samples import iso_utc, now_ns
 from edge_agent.control import ControlPath
 from tests.conftest import ROOT
 from tests.fake_plant import CONFIG, RecordingDriver, config, plant_store, stop_tasks
 from tests.services import Mosquitto, free_port
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.services
 
@@ -64,14 +66,9 @@ def agent_config(tmp_path: Path, broker: Mosquitto) -> AgentConfig:
     return config(tmp_path, text, heartbeat={"enabled": False})
 
 
-def client(broker: Mosquitto, user: str | None) -> aiomqtt.Client:
-    return aiomqtt.Client(
-        broker.host,
-        broker.port,
-        username=user,
-        password=USERS.get(user or ""),
-        protocol=aiomqtt.ProtocolVersion.V5,
-    )
+def client(broker: Mosquitto, user: str | None) -> MqttClient:
+    settings = ClientSettings(broker.host, broker.port, username=user)
+    return MqttClient(settings, client_id=f"test-{user}", password=USERS.get(user or ""))
 
 
 def command(request_id: str, value: float) -> str:
@@ -81,30 +78,23 @@ def command(request_id: str, value: float) -> str:
 class Inbox:
     """Everything one client receives, by topic, so a test can await a message in any order."""
 
-    def __init__(self, mqtt: aiomqtt.Client) -> None:
-        self._mqtt = mqtt
+    def __init__(self) -> None:
         self._seen: list[tuple[str, dict[str, object]]] = []
-        self._changed = asyncio.Condition()
+        self._changed = asyncio.Event()
 
-    async def collect(self) -> None:
-        async for message in self._mqtt.messages:
-            assert isinstance(message.payload, bytes)
-            async with self._changed:
-                self._seen.append((message.topic.value, json.loads(message.payload)))
-                self._changed.notify_all()
+    def __call__(self, message: Received) -> None:
+        self._seen.append((message.topic, json.loads(message.payload)))
+        self._changed.set()
 
     async def get(self, topic_filter: str, request_id: str) -> dict[str, object]:
-        def found() -> dict[str, object] | None:
-            for topic, body in self._seen:
-                if aiomqtt.Topic(topic).matches(topic_filter) and body["request_id"] == request_id:
-                    return body
-            return None
-
-        async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(found), 10)
-        body = found()
-        assert body is not None
-        return body
+        async with asyncio.timeout(10):
+            while True:
+                for topic, body in self._seen:
+                    matches = paho.topic_matches_sub(topic_filter, topic)
+                    if matches and body["request_id"] == request_id:
+                        return body
+                self._changed.clear()
+                await self._changed.wait()
 
 
 async def test_only_scada_may_command_through_the_documented_acl(
@@ -119,34 +109,35 @@ async def test_only_scada_may_command_through_the_documented_acl(
     task = asyncio.create_task(service.run())
     try:
         await asyncio.wait_for(service.subscribed.wait(), 10)
-        async with client(broker, "scada") as scada:
-            await scada.subscribe(SET + "/result", qos=1)
-            await scada.subscribe("smelter/demo/_agent/+/audit", qos=1)
-            inbox = Inbox(scada)
-            collecting = asyncio.create_task(inbox.collect())
+        inbox = Inbox()
+        scada = client(broker, "scada")
+        scada.subscribe(SET + "/result", inbox)
+        scada.subscribe("smelter/demo/_agent/+/audit", inbox)
+        async with scada:
+            await asyncio.wait_for(scada.subscribed.wait(), 10)
 
-            # A read-only user's command is dropped by the broker (PUBACK "not authorized").
+            # A read-only user's command is refused by the broker (PUBACK "not authorized").
             async with client(broker, "historian") as historian:
-                await historian.publish(SET, command("rogue-1", 510.0), qos=1)
+                with pytest.raises(PublishRefused, match="Not authorized"):
+                    await historian.publish(SET, command("rogue-1", 510.0).encode(), qos=1)
 
-            await scada.publish(SET, command("scada-1", 540.0), qos=1)
+            await scada.publish(SET, command("scada-1", 540.0).encode(), qos=1)
             result = await inbox.get(SET + "/result", "scada-1")
             assert result["result"] == "written"
             assert result["written"] == 540.0
             audit = await inbox.get("smelter/demo/_agent/+/audit", "scada-1")
             assert audit["result"] == "written"
 
-            await scada.publish(SET, command("scada-2", 545.0), qos=1, retain=True)
+            await scada.publish(SET, command("scada-2", 545.0).encode(), qos=1, retain=True)
             result = await inbox.get(SET + "/result", "scada-2")
             assert (result["result"], result["reason"]) == ("refused", "retained")
-            collecting.cancel()
 
         assert driver.writes == [("fsf.fuel_flow_sp", 540.0)]
         assert [line["request_id"] for line in path.audit.read()] == ["scada-1", "scada-2"]
 
-        with pytest.raises(aiomqtt.MqttError):
-            async with client(broker, None):
-                pass
+        async with client(broker, None) as anonymous:  # refused at CONNACK, never connected
+            await eventually(lambda: "refused" in anonymous.last_error, 10, "CONNACK refusal")
+            assert not anonymous.connected.is_set()
     finally:
         await stop_tasks(task)
 
@@ -164,8 +155,6 @@ async def test_command_service_moves_to_a_backup_broker(
     path = ControlPath(cfg, store, RecordingDriver(store))
     service = path.command_service
     assert service is not None
-    with pytest.raises(aiomqtt.MqttError):
-        await service.run()  # the primary is down; the supervisor would restart us
     task = asyncio.create_task(service.run())
     try:
         await asyncio.wait_for(service.subscribed.wait(), 10)

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import pytest
 
+from drivers.mqtt_client import ClientSettings, MqttClient, Received
 from edge_agent import kpi
 from edge_agent.acquisition import Acquisition
 from edge_agent.config import AgentConfig, MqttSection
@@ -317,12 +317,14 @@ async def test_scada_command_over_mqtt_moves_the_simulator(
         assert service is not None
         await asyncio.wait_for(service.subscribed.wait(), 10)
         topic = agent.control.topics.set_topic(O2)
-        async with aiomqtt.Client(mosquitto.host, mosquitto.port) as scada:
-            await scada.subscribe(topic + "/result", qos=1)
+        results: asyncio.Queue[Received] = asyncio.Queue()
+        scada = MqttClient(ClientSettings(mosquitto.host, mosquitto.port), client_id="scada")
+        scada.subscribe(topic + "/result", results.put_nowait)
+        async with scada:
+            await asyncio.wait_for(scada.subscribed.wait(), 10)
             body = {"request_id": "mqtt-1", "value": target, "ts": iso_utc(now_ns())}
-            await scada.publish(topic, json.dumps(body), qos=1)
-            message = await asyncio.wait_for(anext(aiter(scada.messages)), 10)
-        assert isinstance(message.payload, bytes)
+            await scada.publish(topic, json.dumps(body).encode(), qos=1)
+            message = await asyncio.wait_for(results.get(), 10)
         result = json.loads(message.payload)
         assert (result["request_id"], result["result"]) == ("mqtt-1", "written"), result
     assert tap.setpoint_writes() == [(O2, target)]

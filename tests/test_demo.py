@@ -18,7 +18,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.commands.demo import summary_line
 from edge_agent.contracts.samples import Quality, Sample
-from edge_agent.health import ComponentStatus, StatusBoard
+from edge_agent.contracts.status import ComponentStatus
+from edge_agent.status_board import StatusBoard
 from edge_agent.tagstore import TagStore
 
 pytestmark = pytest.mark.slow
@@ -99,6 +100,55 @@ def test_headless_demo_publishes_on_the_embedded_broker_within_30_s(tmp_path: Pa
             proc.wait(timeout=10)
         assert proc.stdout is not None
         proc.stdout.close()
+
+
+# Warnings the demo still shows on purpose: its InfluxDB sink points at a closed port so that the
+# outbox visibly holds InfluxDB's share (docs/operations.md, "The demo").
+EXPECTED_WARNINGS = {"influx_unreachable"}
+# Being fixed where their code is being rewritten (the MQTT connection layer, the Modbus bus).
+PENDING = {"mqtt_disconnected"}
+WARNING = re.compile(r"\[(warning|error|critical) *\] (\S+)")
+
+
+def _run_until_kpis(state_dir: Path) -> list[str]:
+    """Run the headless demo until its first summary line with KPIs, Ctrl-C it, all lines."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge_agent.cli", "demo", "--headless", "--state-dir",
+         str(state_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    seen: list[str] = []
+    try:
+        lines = _lines(proc)
+        _wait_line(lines, r"^demo: .* recycled=\d", time.monotonic() + 45, seen)
+        proc.send_signal(signal.SIGINT)
+        _wait_line(lines, r"^demo stopped$", time.monotonic() + 20, seen)
+        assert proc.wait(timeout=10) == 0
+        while not lines.empty():
+            seen.append(lines.get())
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        assert proc.stdout is not None
+        proc.stdout.close()
+    return seen
+
+
+def test_demo_start_stop_and_restart_warn_of_nothing_to_act_on(tmp_path: Path) -> None:
+    """asyncua's security notes, totaliser resets after a restart, a clean MQTT stop: noise."""
+    state = tmp_path / "demo"
+    first = _run_until_kpis(state)
+    second = _run_until_kpis(state)  # restores the KPI state the first run saved
+    assert any("kpi_state_restored" in line for line in second)
+    noise = [
+        line
+        for line in first + second
+        if (m := WARNING.search(line))
+        and m.group(2) not in EXPECTED_WARNINGS | PENDING
+        and "[pymodbus.logging]" not in line
+    ]
+    assert noise == []
 
 
 def test_summary_line_without_kpis_does_not_fail() -> None:

@@ -11,13 +11,9 @@ from urllib.request import urlopen
 import pytest
 
 from edge_agent.contracts.samples import Quality, Sample
-from edge_agent.health import (
-    ComponentStatus,
-    HealthServer,
-    LatencyHistogram,
-    StatusBoard,
-    parse_listen,
-)
+from edge_agent.contracts.status import ComponentStatus, LatencyHistogram
+from edge_agent.health import HealthServer, parse_listen
+from edge_agent.status_board import StatusBoard
 from edge_agent.tagstore import TagStore
 
 
@@ -177,8 +173,8 @@ def test_parse_listen_names_the_bad_value() -> None:
 
 def test_source_health_progress_follows_the_sources_newest_sample() -> None:
     """Bad samples from failed reconnects count as progress too: only a hung loop stalls."""
-    from edge_agent.acquisition import SourceStats
-    from edge_agent.health import SourceHealth
+    from edge_agent.acquisition import SourceHealth
+    from edge_agent.contracts.status import SourceStats
 
     store = TagStore()
     stats = SourceStats("fsf", "opcua", 2)

@@ -161,3 +161,33 @@ def test_block_segments_decode_runs_in_one_call_and_agree_with_decode() -> None:
         if t.id != "t.f1":
             own = words[t.address : t.address + t.registers]
             assert samples[t.id].value == decode(t, own), t.id
+
+
+# -------------------------------------------------------------- float32 as the instrument meant it
+
+
+@pytest.mark.parametrize("order", ["ABCD", "CDAB", "BADC", "DCBA"])
+def test_float32_is_published_with_float32_precision_in_every_path(order: str) -> None:
+    """18.404083 on the wire, not 18.404083251953125, whichever decoder runs."""
+    t = tag(type="float32", byte_order=order)
+    wire = encode(t, 18.404083)
+    assert repr(decode(t, wire)) == "18.404083"
+    block = registers_to_bytes(wire, "ABCD")  # a response block is packed big-endian
+    assert repr(block_decoder(t)(block, 0)) == "18.404083"
+    run = [tag(id=f"t.{i}", address=2 * i, type="float32", byte_order=order) for i in range(3)]
+    blocks = b"".join(registers_to_bytes(encode(r, 18.404083), "ABCD") for r in run)
+    values = [v for _ids, at, read, _f in block_segments(run, 0) for v in read(blocks, at)]
+    assert [repr(v) for v in values] == ["18.404083"] * 3
+
+
+@given(st.integers(min_value=0, max_value=2**32 - 1))
+def test_float32_shortest_form_reads_back_as_the_same_float32(bits: int) -> None:
+    from edge_agent.contracts.samples import shortest_float32
+
+    (wide,) = struct.unpack(">f", bits.to_bytes(4, "big"))
+    short = shortest_float32(wide)
+    if wide != wide:  # NaN stays NaN (the driver marks it Bad)
+        assert short != short
+        return
+    assert struct.pack(">f", short) == struct.pack(">f", wide)
+    assert len(repr(short)) <= len(repr(wide))

@@ -96,35 +96,35 @@ def test_sigterm_stops_cleanly_within_the_bound(
             *("--set", f"source.kiln.endpoint=tcp://127.0.0.1:{nobody}"),
         ]
     )
-    assert proc.stdout is not None
-    started = wait_for_event(proc.stdout, "agent_started")
+    assert proc.stderr is not None
+    started = wait_for_event(proc.stderr, "agent_started")
     assert started["site"] == "demo"
     assert started["level"] == "info"
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
-    assert wait_for_event(proc.stdout, "agent_stopped")["clean"] is True
+    assert wait_for_event(proc.stderr, "agent_stopped")["clean"] is True
 
 
 @pytest.mark.timeout(60)
 def test_service_ignoring_cancellation_does_not_hang_exit(spawn: Spawn) -> None:
     proc = spawn([sys.executable, "-c", STUBBORN, "0.3"])
-    assert proc.stdout is not None
-    wait_for_event(proc.stdout, "agent_started")
+    assert proc.stderr is not None
+    wait_for_event(proc.stderr, "agent_started")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 1
-    assert wait_for_event(proc.stdout, "services_did_not_stop")["services"] == ["stubborn"]
+    assert wait_for_event(proc.stderr, "services_did_not_stop")["services"] == ["stubborn"]
 
 
 @pytest.mark.timeout(60)
 def test_second_signal_exits_at_once(spawn: Spawn) -> None:
     proc = spawn([sys.executable, "-c", STUBBORN, "300"])
-    assert proc.stdout is not None
-    wait_for_event(proc.stdout, "agent_started")
+    assert proc.stderr is not None
+    wait_for_event(proc.stderr, "agent_started")
     proc.send_signal(signal.SIGTERM)
-    wait_for_event(proc.stdout, "stop_requested")
+    wait_for_event(proc.stderr, "stop_requested")
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=30) == 128 + signal.SIGINT
-    assert wait_for_event(proc.stdout, "forced_exit")["signal"] == "SIGINT"
+    assert wait_for_event(proc.stderr, "forced_exit")["signal"] == "SIGINT"
 
 
 def test_config_error_exits_2_and_starts_nothing(tmp_path: Path) -> None:
@@ -135,7 +135,7 @@ def test_config_error_exits_2_and_starts_nothing(tmp_path: Path) -> None:
     )
     assert result.returncode == EXIT_CONFIG
     assert result.stderr == f'{bad}: agent.colour: unknown key (got: "red")\n'
-    assert "agent_started" not in result.stdout
+    assert "agent_started" not in result.stderr
 
 
 async def test_stop_signals_first_stops_second_forces() -> None:

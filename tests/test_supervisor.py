@@ -8,7 +8,8 @@ import itertools
 import pytest
 from structlog.testing import capture_logs
 
-from edge_agent.supervisor import Backoff, Service, Supervisor
+from drivers.backoff import Backoff
+from edge_agent.supervisor import Service, Supervisor
 from tests.waiting import eventually
 
 FAST = Backoff(initial_s=0.001, max_s=0.004, jitter=0.0)
@@ -95,7 +96,7 @@ async def test_long_healthy_run_resets_backoff() -> None:
         raise RuntimeError("boom")
 
     supervisor = Supervisor(
-        [Service("kpi", fails_after_a_while)], backoff=Recording(reset_after_s=0.0)
+        [Service("kpi", fails_after_a_while)], backoff=Recording(), reset_after_s=0.0
     )
     supervisor.start()
     await asyncio.wait_for(fourth_run.wait(), 5)

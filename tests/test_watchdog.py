@@ -11,12 +11,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from edge_agent.acquisition import SourcePoller
+from edge_agent.acquisition import SourceHealth, SourcePoller
 from edge_agent.config import AgentConfig
 from edge_agent.contracts.samples import Quality, Sample, Value, now_ns
-from edge_agent.health import SourceHealth, StatusBoard
 from edge_agent.pipeline import SampleBus
 from edge_agent.sdnotify import Notifier, ProgressWatch, run_notify_loop
+from edge_agent.status_board import StatusBoard
 from edge_agent.tagstore import TagStore
 
 

@@ -19,7 +19,8 @@ import pytest
 from pydantic import ValidationError
 
 from edge_agent.config import AgentConfig
-from edge_agent.health import HealthServer, StatusBoard
+from edge_agent.health import HealthServer
+from edge_agent.status_board import StatusBoard
 from edge_agent.tagstore import TagStore
 from edge_agent.web import WebView, tls_context
 from edge_agent.web.access import CSP

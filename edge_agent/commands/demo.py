@@ -37,9 +37,12 @@ from edge_agent.commands.arguments import add_config_argument, command_parser
 from edge_agent.config import AgentConfig
 from edge_agent.config.loader import ConfigError
 from edge_agent.contracts.samples import Quality, Sample
-from edge_agent.health import ComponentStatus, StatusBoard
+from edge_agent.contracts.status import ComponentStatus
+from edge_agent.kpi.engine import STATE_FILE as KPI_STATE_FILE
+from edge_agent.kpi.state import forget_totaliser_readings
 from edge_agent.logs import configure_logging
 from edge_agent.runtime import EXIT_FAILURE, Agent, run_agent
+from edge_agent.status_board import StatusBoard
 from edge_agent.tagstore import TagStore
 
 log = structlog.get_logger(__name__)
@@ -320,6 +323,8 @@ def _demo_command(args: argparse.Namespace) -> int:
     interactive = sys.stdout.isatty() and not args.headless
     state_dir = Path(args.state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
+    # The simulators' totalisers start afresh each run; the KPI windows carry on from theirs.
+    forget_totaliser_readings(state_dir / KPI_STATE_FILE)
     level = args.log_level or "info"
     if interactive:
         # The view owns the terminal; the log goes to a file beside the state.

@@ -21,7 +21,6 @@ from edge_agent.config.delivery import (
     OutboxSection,
     SparkplugId,
     SparkplugSection,
-    TlsConfig,
 )
 from edge_agent.config.health import HealthSection
 from edge_agent.config.kpi import (
@@ -49,17 +48,22 @@ from edge_agent.config.loader import ConfigError, load_config
 from edge_agent.config.root import AgentConfig
 from edge_agent.config.rules import Loc, RuleViolation, RuleViolations, raw_rule_violations
 from edge_agent.config.sources import (
+    JsonTag,
     ModbusSource,
     ModbusTag,
+    MqttSource,
     OpcUaSource,
     OpcUaTag,
     QualityFrom,
     Source,
     SourceBase,
+    SparkplugSource,
+    SparkplugTag,
     TagBase,
 )
 from edge_agent.config.web import WebSection
 from edge_agent.contracts.modbus import ByteOrder, ModbusTable, ModbusType
+from edge_agent.contracts.mqtt import TlsConfig
 from edge_agent.contracts.opcua import SecurityConfig, SubscriptionGroup
 from edge_agent.contracts.secrets import SecretError, SecretRef
 from edge_agent.contracts.section import Section
@@ -83,6 +87,7 @@ __all__ = [
     "HeartbeatConfig",
     "HeatBalanceConfig",
     "InfluxSection",
+    "JsonTag",
     "KpiSection",
     "KpiSectionBase",
     "Loc",
@@ -92,6 +97,7 @@ __all__ = [
     "ModbusTag",
     "ModbusType",
     "MqttSection",
+    "MqttSource",
     "OpcUaSource",
     "OpcUaTag",
     "OrganicsConfig",
@@ -113,6 +119,8 @@ __all__ = [
     "SourceBase",
     "SparkplugId",
     "SparkplugSection",
+    "SparkplugSource",
+    "SparkplugTag",
     "StreamName",
     "SubscriptionGroup",
     "TagBase",

@@ -8,12 +8,13 @@ from __future__ import annotations
 from pydantic import model_validator
 
 from edge_agent.config.agent import AgentSection
+from edge_agent.config.alarms import AlarmConfig, AlarmsSection
 from edge_agent.config.control import ControlSection
 from edge_agent.config.delivery import InfluxSection, MqttSection, OutboxSection
 from edge_agent.config.health import HealthSection
 from edge_agent.config.kpi import KpiSection
 from edge_agent.config.rules import RuleViolations, SourceView, TagView, check_rules
-from edge_agent.config.sources import ModbusSource, ModbusTag, OpcUaTag, Source
+from edge_agent.config.sources import ModbusSource, Source, TagBase
 from edge_agent.config.web import WebSection, check_login
 from edge_agent.contracts.section import Section
 
@@ -28,8 +29,10 @@ class AgentConfig(Section):
     control: ControlSection = ControlSection()
     health: HealthSection = HealthSection()
     web: WebSection = WebSection()
+    alarm: list[AlarmConfig] = []
+    alarms: AlarmsSection = AlarmsSection()
 
-    def tags(self) -> dict[str, OpcUaTag | ModbusTag]:
+    def tags(self) -> dict[str, TagBase]:
         return {t.id: t for s in self.source for t in s.tag}
 
     @model_validator(mode="after")
@@ -40,7 +43,8 @@ class AgentConfig(Section):
             ])
             for i, src in enumerate(self.source)
         ]  # fmt: skip
-        violations = check_rules(sources, self.kpi.sections(), self.control)
+        alarms = list(enumerate(self.alarm))
+        violations = check_rules(sources, self.kpi.sections(), self.control, alarms)
         if violations:
             raise RuleViolations(violations)
         check_login(self.web, self.health.listen)

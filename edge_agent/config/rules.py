@@ -9,16 +9,25 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from edge_agent.config.alarms import AlarmConfig, alarm_rules
 from edge_agent.config.control import ControlSection
 from edge_agent.config.kpi import KpiSection, KpiSectionBase
-from edge_agent.config.sources import ModbusTag, OpcUaTag, TagBase
+from edge_agent.config.sources import TAG_MODELS, ModbusTag, OpcUaTag, TagBase
 
 Loc = tuple[str | int, ...]
+# The `kpi.*` tag families each KPI section produces (alarms may watch KPIs).
+KPI_TAG_PREFIXES = {
+    "recycled_ratio": "kpi.recycled_ratio.",
+    "heat_balance": "kpi.heat",
+    "advisor": "kpi.advisor.",
+    "co2": "kpi.co2.",
+}
 
 
 @dataclass(frozen=True)
@@ -62,7 +71,7 @@ def raw_rule_violations(data: Any) -> list[RuleViolation]:
     for i, src in enumerate(raw_sources if isinstance(raw_sources, list) else []):
         if not isinstance(src, dict):
             continue
-        model: type[TagBase] = ModbusTag if src.get("protocol") == "modbus" else OpcUaTag
+        model = TAG_MODELS.get(src.get("protocol"), OpcUaTag)
         raw_tags = src.get("tag")
         tags = [
             TagView(("source", i, "tag", j), t.get("id"), _valid_or_none(model, t))
@@ -83,7 +92,15 @@ def raw_rule_violations(data: Any) -> list[RuleViolation]:
     control: ControlSection | None = None
     with contextlib.suppress(ValidationError):
         control = ControlSection.model_validate(data.get("control", {}))
-    return check_rules(sources, kpi_sections, control)
+    return check_rules(sources, kpi_sections, control, _valid_alarms(data.get("alarm")))
+
+
+def _valid_alarms(raw: Any) -> list[tuple[int, AlarmConfig]]:
+    alarms: list[tuple[int, AlarmConfig]] = []
+    for i, entry in enumerate(raw if isinstance(raw, list) else []):
+        with contextlib.suppress(ValidationError):
+            alarms.append((i, AlarmConfig.model_validate(entry)))
+    return alarms
 
 
 def _valid_or_none(model: type[TagBase], raw: dict[str, Any]) -> TagBase | None:
@@ -97,6 +114,7 @@ def check_rules(
     sources: list[SourceView],
     kpi_sections: dict[str, KpiSectionBase],
     control: ControlSection | None = None,
+    alarms: Sequence[tuple[int, AlarmConfig]] = (),
 ) -> list[RuleViolation]:
     known = {view.id for src in sources for view in src.tags}
     found = _duplicates(sources)
@@ -113,6 +131,8 @@ def check_rules(
     if control is not None:
         tags = {v.id: v.tag for src in sources for v in src.tags if v.tag is not None}
         found.extend(_control_rules(control, tags))
+    kpi_prefixes = [KPI_TAG_PREFIXES[name] for name in kpi_sections if name in KPI_TAG_PREFIXES]
+    found.extend(RuleViolation(*v) for v in alarm_rules(alarms, known, kpi_prefixes))
     return found
 
 

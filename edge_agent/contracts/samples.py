@@ -6,10 +6,13 @@ per second, exact to store in the outbox and in InfluxDB, and unambiguous across
 
 from __future__ import annotations
 
+import math
+import struct
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 
 Value = float | int | bool | str
 
@@ -53,11 +56,41 @@ class Sample:
         return cls(tag, None, Quality.BAD, acq_ns if acq_ns is not None else now_ns(), None, reason)
 
 
+_FLOAT32 = struct.Struct("<f")
+
+
+def shortest_float32(x: float) -> float:
+    """The float32 `x` as the shortest decimal that reads back as the same float32.
+
+    A float32 widened to a Python float carries binary noise (the instrument's 18.404083
+    becomes 18.404083251953125); published as is, it claims digits the instrument never had.
+    Python's repr of the result is what the instrument meant. Nine digits always round-trip.
+    """
+    if not math.isfinite(x):
+        return x
+    packed = _FLOAT32.pack(x)
+    for digits in (6, 7, 8):
+        candidate = float(f"{x:.{digits}g}")
+        if _FLOAT32.pack(candidate) == packed:
+            return candidate
+    return float(f"{x:.9g}")
+
+
 def now_ns() -> int:
     return time.time_ns()
 
 
 def iso_utc(ts_ns: int) -> str:
-    """RFC 3339 UTC with millisecond precision, as the MQTT payloads carry it."""
-    dt = datetime.fromtimestamp(ts_ns / 1e9, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{(ts_ns // 1_000_000) % 1000:03d}Z"
+    """RFC 3339 UTC with millisecond precision, as the MQTT payloads carry it.
+
+    Called for every published sample, and the samples of one poll share their second: the
+    calendar part is formatted once per second (`_second_prefix`), only the milliseconds per call.
+    Integer arithmetic throughout, so a time just below a full second never rounds up into it.
+    """
+    seconds, ns = divmod(ts_ns, 1_000_000_000)
+    return f"{_second_prefix(seconds)}{ns // 1_000_000:03d}Z"
+
+
+@lru_cache(maxsize=256)
+def _second_prefix(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")

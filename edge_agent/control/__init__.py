@@ -11,6 +11,7 @@ switched on. See docs/control.md for what may be written, when, and how the DCS 
 from __future__ import annotations
 
 from edge_agent.config import AgentConfig
+from edge_agent.contracts.status import ComponentStatus, StatusRegistry
 from edge_agent.control.audit import AUDIT_FILE, AuditLog, AuditRecord
 from edge_agent.control.commands import CommandHandler, CommandService, CommandTopics
 from edge_agent.control.executor import Executor, Outcome, TagWriter
@@ -18,7 +19,6 @@ from edge_agent.control.follower import AdvisorFollower
 from edge_agent.control.freshness import acquisition_health, advisor_health, all_of
 from edge_agent.control.guard import Decision, Guard, Origin, Refusal, WriteRequest
 from edge_agent.control.heartbeat import Heartbeat
-from edge_agent.health import ComponentStatus
 from edge_agent.supervisor import STOP_ACQUISITION, Service
 from edge_agent.tagstore import TagStore
 
@@ -45,7 +45,13 @@ STOP_FIRST = STOP_ACQUISITION - 10
 class ControlPath:
     """Everything of the control path for one configuration, wired together."""
 
-    def __init__(self, cfg: AgentConfig, store: TagStore, writer: TagWriter) -> None:
+    def __init__(
+        self,
+        cfg: AgentConfig,
+        store: TagStore,
+        writer: TagWriter,
+        board: StatusRegistry | None = None,
+    ) -> None:
         section = cfg.control
         self.cfg = cfg
         tags = cfg.tags()
@@ -93,6 +99,8 @@ class ControlPath:
             )
         self._counts = {"written": 0, "refused": 0, "failed": 0}
         self.audit.add_listener(self._count)
+        if board is not None:
+            board.add(self)
 
     def services(self) -> list[Service]:
         """The follower only in closed loop (in advisory mode it would only collect refusals),

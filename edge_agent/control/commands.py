@@ -16,18 +16,14 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import ssl
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import aiomqtt
 import structlog
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from edge_agent.config import ControlSection, MqttSection, TlsConfig
+from drivers.mqtt_client import MqttClient, MqttError, Received
+from edge_agent.config import ControlSection, MqttSection
 from edge_agent.contracts.samples import iso_utc, now_ns
 from edge_agent.control.audit import AuditLog
 from edge_agent.control.executor import Executor, Outcome
@@ -207,9 +203,12 @@ class CommandHandler:
 class CommandService:
     """Subscribes to the set topics on its own MQTT connection and answers each command.
 
-    A connection of its own (client id `{instance_id}-control`) keeps the command path apart from
-    data delivery: its session is clean (nothing queued while the agent was away is delivered),
-    and the broker's ACL can grant it reading the set topics without granting that to anyone else.
+    A connection of its own (client id `{instance_id}-control`, always MQTT 5 for retain as
+    published) keeps the command path apart from data delivery: its session is clean (nothing
+    queued while the agent was away is delivered), and the broker's ACL can grant it reading the
+    set topics without granting that to anyone else. It reconnects on its own, like every
+    `MqttClient`, so it is back within about a second of the broker. Results and audit records
+    are QoS 1 and their PUBACK reason code is checked: a broker that refuses them is logged.
     """
 
     def __init__(
@@ -227,71 +226,45 @@ class CommandService:
         self._audit = audit
         self._audit_topic = audit_topic
         self._password = password
+        self.client: MqttClient | None = None
         self.subscribed = asyncio.Event()
-        backups = [_host_port(server, mqtt.port) for server in mqtt.backup_servers]
-        self._servers = [(mqtt.host, mqtt.port), *backups]
-        self._attempts = 0
 
     async def run(self) -> None:
         password = self._password
         if password is None and self._mqtt.password is not None:
             password = self._mqtt.password.resolve()
-        connect_props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        connect_props.SessionExpiryInterval = 0
-        host, port = self._servers[self._attempts % len(self._servers)]
-        self._attempts += 1  # the supervisor restarts us after a failure: try the next server
-        tls = self._mqtt.tls
-        client = aiomqtt.Client(
-            host,
-            port,
-            tls_params=_tls_params(tls) if tls is not None else None,
-            tls_insecure=tls.insecure_skip_verify if tls is not None else None,
-            identifier=self._client_id,
-            username=self._mqtt.username,
-            password=password,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            clean_start=True,
-            properties=connect_props,
-            keepalive=self._mqtt.keepalive_s,
+        client = MqttClient(
+            self._mqtt, client_id=self._client_id, password=password, protocol="5", name="control"
         )
-        async with client:
+        inbox: asyncio.Queue[Received] = asyncio.Queue()
+        for pattern in self._handler.topics.subscriptions():
+            # Retain-as-published: a command someone published with retain still carries the
+            # flag when it reaches us live, so it is refused like a stored one.
+            client.subscribe(pattern, inbox.put_nowait, qos=1, retain_as_published=True)
+        self.client = client
+        client.subscribed = self.subscribed  # one event across restarts, for whoever waits on it
 
-            async def publish_audit(body: bytes) -> None:
-                await client.publish(self._audit_topic, body, qos=1)
+        async def publish_audit(body: bytes) -> None:
+            await client.publish(self._audit_topic, body, qos=1)
 
-            self._audit.set_publisher(publish_audit)
-            self._attempts = 0  # connected: after a loss, the primary server is tried first
-            try:
-                # Retain-as-published: a command someone published with retain still carries the
-                # flag when it reaches us live, so it is refused like a stored one.
-                options = SubscribeOptions(qos=1, retainAsPublished=True)
-                for pattern in self._handler.topics.subscriptions():
-                    await client.subscribe(pattern, options=options)
-                log.info("control_commands_subscribed", topics=self._handler.topics.subscriptions())
-                self.subscribed.set()
-                async for message in client.messages:
-                    topic = message.topic.value
-                    payload = message.payload if isinstance(message.payload, bytes) else b""
-                    outcome = await self._handler.handle(
-                        topic, payload, retained=bool(message.retain)
-                    )
-                    reply = outcome.reply() | {"ts": iso_utc(now_ns())}
-                    await client.publish(topic + "/result", json.dumps(reply), qos=1)
-            finally:
-                self.subscribed.clear()
-                self._audit.set_publisher(None)
+        self._audit.set_publisher(publish_audit)
+        try:
+            async with client:
+                log.info(
+                    "control_commands_subscribing", topics=self._handler.topics.subscriptions()
+                )
+                while True:
+                    await self._answer(client, await inbox.get())
+        finally:
+            self.subscribed.clear()
+            self._audit.set_publisher(None)
 
-
-def _tls_params(tls: TlsConfig) -> aiomqtt.TLSParameters:
-    """The same [mqtt.tls] settings the data connection uses."""
-    return aiomqtt.TLSParameters(
-        ca_certs=str(tls.ca_file) if tls.ca_file else None,
-        certfile=str(tls.certificate) if tls.certificate else None,
-        keyfile=str(tls.private_key) if tls.private_key else None,
-        cert_reqs=ssl.CERT_NONE if tls.insecure_skip_verify else ssl.CERT_REQUIRED,
-    )
-
-
-def _host_port(server: str, default_port: int) -> tuple[str, int]:
-    host, _, port = server.rpartition(":")
-    return (host, int(port)) if host and port.isdigit() else (server, default_port)
+    async def _answer(self, client: MqttClient, message: Received) -> None:
+        outcome = await self._handler.handle(
+            message.topic, message.payload, retained=message.retain
+        )
+        reply = outcome.reply() | {"ts": iso_utc(now_ns())}
+        try:
+            await client.publish(message.topic + "/result", json.dumps(reply).encode(), qos=1)
+        except MqttError as exc:  # refused (ACL) or the connection closed: the audit file has it
+            log.error("control_result_not_published", topic=message.topic, error=str(exc))

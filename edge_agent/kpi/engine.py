@@ -38,7 +38,9 @@ import structlog
 
 from edge_agent.config import AgentConfig, HeatBalanceConfig, SensibleHeatConfig
 from edge_agent.contracts.samples import Quality, Sample, Value, now_ns
+from edge_agent.contracts.status import StatusRegistry
 from edge_agent.kpi.advisor import Advice, AdvisorSettings, Limits, advise, hold_reasons
+from edge_agent.kpi.advisor_status import AdvisorHealth
 from edge_agent.kpi.co2 import FuelFactor, co2_rate, fuel_factor
 from edge_agent.kpi.heat_balance import (
     NM3_PER_KMOL,
@@ -749,10 +751,15 @@ def advice_samples(advice: Advice, sp_tags: dict[str, str], now: int) -> list[Sa
     return out
 
 
-def build_services(cfg: AgentConfig, store: TagStore, bus: SampleBus) -> list[Service]:
-    """The KPI engine as one supervised service (none when no KPI is configured)."""
+def build_services(
+    cfg: AgentConfig, store: TagStore, bus: SampleBus, board: StatusRegistry | None = None
+) -> list[Service]:
+    """The KPI engine as one supervised service (none when no KPI is configured); with a
+    `board`, the advisor's verdict goes on it when the advisor is configured."""
     if not cfg.kpi.sections():
         return []
+    if board is not None and cfg.kpi.advisor is not None:
+        board.add(AdvisorHealth(store))
     engine = KpiEngine(cfg, store, bus)
     return [Service("kpi", engine.run)]
 

@@ -9,7 +9,7 @@ added to the health board when one is given.
 from __future__ import annotations
 
 from edge_agent.config import AgentConfig
-from edge_agent.health import StatusBoard
+from edge_agent.contracts.status import StatusRegistry
 from edge_agent.outbox import Outbox
 from edge_agent.sinks.influx import InfluxSink
 from edge_agent.sinks.mqtt_json import MqttJsonSink
@@ -41,7 +41,7 @@ async def open_outbox(cfg: AgentConfig) -> Outbox:
 
 
 def build_services(
-    cfg: AgentConfig, outbox: Outbox, board: StatusBoard | None = None
+    cfg: AgentConfig, outbox: Outbox, board: StatusRegistry | None = None
 ) -> list[Service]:
     services = [Service("outbox", outbox.run_maintenance, STOP_SINKS)]
     states: list[SinkState] = []

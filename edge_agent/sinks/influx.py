@@ -25,7 +25,8 @@ Errors never cost accepted data: NaN and infinities become Bad points with a rea
 (or 413) the batch is split in halves until the offending point is alone, which is quarantined
 in the outbox (persisted, logged with the server's reason) while the rest is delivered; 429 and
 5xx are retried with capped backoff honouring Retry-After; 401/403 keep the data in the outbox,
-mark the sink unhealthy and log an alert on every attempt; unreachable servers are retried.
+mark the sink unhealthy and log an error when it starts, a summary while it lasts and a line when
+it ends; unreachable servers are probed every half second and written to as soon as they answer.
 """
 
 from __future__ import annotations
@@ -36,12 +37,15 @@ import email.utils
 import gzip
 import math
 import time
+import urllib.parse
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 import aiohttp
 import structlog
 
+from drivers.backoff import Backoff, tcp_probe
+from drivers.conditions import Condition
 from edge_agent.config import AgentConfig, InfluxSection
 from edge_agent.contracts.samples import Sample
 from edge_agent.outbox import Batch, Outbox
@@ -223,6 +227,11 @@ class InfluxSink:
         self.state = SinkState(self.name, cursor=self.cursor)
         self.encoder = LineEncoder(cfg.agent.site, self.settings.precision)
         self._writer = writer
+        self.backoff = Backoff(self.settings.retry_min_s, self.settings.retry_max_s)
+        self.unreachable = Condition("influx_unreachable", _emit)
+        self.throttled = Condition("influx_write_retry", _emit)
+        self.refused = Condition("influx_write_refused", _emit, level="error")
+        self.unauthorized = Condition("influx_unauthorized", _emit, level="error")
 
     async def run(self) -> None:
         writer = self._writer or make_writer(self.settings)
@@ -242,33 +251,47 @@ class InfluxSink:
             self.state.state = "stopped"
 
     async def deliver(self, writer: Writer, lines: list[str]) -> None:
-        """Write all lines; returns once each is stored or quarantined. Retries forever."""
+        """Write all lines; returns once each is stored or quarantined. Retries forever.
+
+        An unreachable server is probed every half second once the backoff has grown, so that
+        delivery resumes as soon as it accepts connections again (drivers/backoff.py).
+        """
         chunks: list[list[str]] = [lines]
-        backoff = self.settings.retry_min_s
         while chunks:
             chunk = chunks[0]
+            probe = delay = None
             try:
                 await writer.write(chunk)
             except WriteError as exc:
                 if exc.status in (400, 413, 422):
                     chunks[:1] = await self._split(chunk, exc)
                     continue
-                delay = self._retry_delay(exc, backoff)
+                delay = self._retry_delay(exc)
                 self._failed(exc, delay)
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                delay = backoff
-                self.state.fail("unreachable", f"{type(exc).__name__}: {exc}")
-                log.warning(
-                    "influx_unreachable", error=str(exc) or type(exc).__name__, retry_in_s=delay
-                )
+                error = f"{type(exc).__name__}: {exc}"
+                self.state.fail("unreachable", error)
+                self.unreachable.occurred(url=self.settings.url, error=str(exc) or error)
+                probe = self._probe
             else:
                 chunks.pop(0)
-                backoff = self.settings.retry_min_s
+                self.backoff.reset()
+                for condition in (
+                    self.unreachable,
+                    self.throttled,
+                    self.refused,
+                    self.unauthorized,
+                ):
+                    condition.cleared(url=self.settings.url)
                 continue
             self.state.retries_total += 1
             self.state.progress += 1  # a retry is the loop alive: not a hang for the watchdog
-            await asyncio.sleep(delay)
-            backoff = min(backoff * 2, self.settings.retry_max_s)
+            await self.backoff.wait(probe, delay)
+
+    async def _probe(self) -> bool:
+        url = urllib.parse.urlsplit(self.settings.url)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        return await tcp_probe(url.hostname or "127.0.0.1", port)
 
     async def _split(self, chunk: list[str], exc: WriteError) -> list[list[str]]:
         """Halve a refused chunk; a refused single point goes to quarantine instead."""
@@ -281,30 +304,28 @@ class InfluxSink:
         log.warning("influx_point_quarantined", reason=reason, line=chunk[0][:300])
         return []
 
-    def _retry_delay(self, exc: WriteError, backoff: float) -> float:
-        delay = backoff
-        if exc.retry_after:
-            delay = _parse_retry_after(exc.retry_after) or backoff
-        return min(max(delay, 0.0), self.settings.retry_max_s)
+    def _retry_delay(self, exc: WriteError) -> float | None:
+        """The server's Retry-After where it gives one (capped), else None: the backoff's."""
+        after = _parse_retry_after(exc.retry_after) if exc.retry_after else None
+        if after is None:
+            return None
+        self.backoff.failures += 1
+        return min(max(after, 0.0), self.settings.retry_max_s)
 
-    def _failed(self, exc: WriteError, delay: float) -> None:
+    def _failed(self, exc: WriteError, delay: float | None) -> None:
         if exc.status in (401, 403):
             self.state.fail("unauthorized", str(exc))
-            log.error(
-                "influx_unauthorized",
+            self.unauthorized.occurred(
                 status=exc.status,
                 message=exc.message,
                 action="check the token / username and password; data is kept in the outbox",
-                retry_in_s=delay,
             )
         elif exc.status == 429 or exc.status >= 500:
             self.state.fail("throttled" if exc.status == 429 else "server_error", str(exc))
-            log.warning("influx_write_retry", status=exc.status, retry_in_s=delay)
+            self.throttled.occurred(status=exc.status, retry_after_s=delay)
         else:
             self.state.fail("refused", str(exc))
-            log.error(
-                "influx_write_refused", status=exc.status, message=exc.message, retry_in_s=delay
-            )
+            self.refused.occurred(status=exc.status, message=exc.message)
 
 
 def _parse_retry_after(value: str) -> float | None:
@@ -319,3 +340,7 @@ def _parse_retry_after(value: str) -> float | None:
     except (TypeError, ValueError):
         return None
     return when.timestamp() - time.time()
+
+
+def _emit(level: str, event: str, **fields: object) -> None:
+    getattr(log, level)(event, **fields)

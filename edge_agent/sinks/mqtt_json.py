@@ -36,11 +36,13 @@ from typing import Any
 
 import structlog
 
+from drivers.backoff import Backoff
+from drivers.conditions import Condition
+from drivers.mqtt_client import MqttClient, MqttError, Will
 from edge_agent.config import AgentConfig, MqttSection
 from edge_agent.contracts.samples import Quality, Sample, iso_utc
 from edge_agent.kpi.engine import kpi_units
 from edge_agent.outbox import Batch, Outbox
-from edge_agent.sinks.mqtt_connection import MqttConnection, MqttError, Will
 from edge_agent.sinks.state import SinkState
 
 log = structlog.get_logger("edge_agent.sinks.mqtt")
@@ -48,6 +50,7 @@ log = structlog.get_logger("edge_agent.sinks.mqtt")
 BATCH_SCHEMA = "edge-agent/batch/1"
 IDLE_WAKEUP_S = 5.0
 DISCONNECTED_CHECK_S = 1.0
+ACK_EVERY_S = 0.25  # while a backlog drains: the crash-replay bound's share (docs/delivery.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +172,11 @@ def client_id(cfg: AgentConfig) -> str:
 
 
 class MqttJsonSink:
-    """Service body: read the outbox, publish, wait for every PUBACK, then confirm the batch."""
+    """Service body: read the outbox, publish, and confirm each batch once all of it is PUBACKed.
+
+    Confirmation is prompt and time-bounded (every `ACK_EVERY_S` while a long backlog drains),
+    so that a crash replays only about a second of what was delivered (docs/delivery.md).
+    """
 
     name = "mqtt"
 
@@ -184,15 +191,17 @@ class MqttJsonSink:
         units.update({tag: unit for tag, unit in kpi_units(cfg).items() if unit})
         self.encoder = JsonEncoder(self.settings, cfg.agent.site, units)
         self.status_topic = self.encoder.status_topic(cfg.agent.instance_id)
-        self.connection: MqttConnection | None = None
+        self.connection: MqttClient | None = None
+        self.refused = Condition("mqtt_publish_refused", _emit, level="error")
 
     async def run(self) -> None:
         password = self.settings.password.resolve() if self.settings.password else None
-        conn = MqttConnection(
+        conn = MqttClient(
             self.settings,
             client_id=client_id(self.cfg),
             will=lambda: Will(self.status_topic, b"offline", qos=1, retain=True),
             password=password,
+            name=self.name,
         )
         conn.on_connect(lambda: self._online(conn))
         self.connection = conn
@@ -203,33 +212,29 @@ class MqttJsonSink:
         finally:
             await self._offline(conn)
 
-    async def _deliver_forever(self, conn: MqttConnection) -> None:
-        backoff = self.settings.reconnect_min_s
+    async def _deliver_forever(self, conn: MqttClient) -> None:
+        backoff = Backoff(self.settings.reconnect_min_s, self.settings.reconnect_max_s)
         while True:
             self.state.progress += 1
             batches = await self.cursor.read(self.settings.max_samples_per_read, IDLE_WAKEUP_S)
-            if not batches:
-                continue
-            messages = self.encoder.encode(batches)
+            # Encoded once: report by exception must not judge a retried batch a second time.
+            todo = [(b, self.encoder.encode([b])) for b in batches]
             self.state.samples_suppressed_total = self.encoder.suppressed
-            while True:
+            while todo:
                 if not conn.connected.is_set():
                     await self._while_connected(conn, conn.connected.wait())
                 try:
-                    await self._while_connected(conn, self._publish_all(conn, messages))
+                    await self._while_connected(conn, self._publish(conn, todo))
                 except MqttError as exc:
                     self.state.fail("refused", str(exc))
                     self.state.retries_total += 1
-                    log.error("mqtt_publish_failed", error=str(exc), retry_in_s=backoff)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, self.settings.reconnect_max_s)
+                    self.refused.occurred(error=str(exc))
+                    await backoff.wait()
                     continue
-                backoff = self.settings.reconnect_min_s
-                break
-            await self.cursor.ack(batches[-1].id)
-            self.state.confirmed(len(batches), sum(len(b.samples) for b in batches))
+                backoff.reset()
+                self.refused.cleared()
 
-    async def _while_connected(self, conn: MqttConnection, work: Awaitable[Any]) -> None:
+    async def _while_connected(self, conn: MqttClient, work: Awaitable[Any]) -> None:
         """Await `work`; while the broker is unreachable, report it and count the wait as progress.
 
         paho resends unconfirmed messages after a reconnect, so waiting is right; but /healthz
@@ -247,21 +252,41 @@ class MqttJsonSink:
         finally:
             task.cancel()
 
-    async def _publish_all(self, conn: MqttConnection, messages: Sequence[Message]) -> None:
-        """Publish everything (paho keeps up to max_inflight on the wire), then await PUBACKs."""
-        futures = [conn.publish(m.topic, m.payload, qos=1, retain=m.retain) for m in messages]
+    async def _publish(self, conn: MqttClient, todo: list[tuple[Batch, list[Message]]]) -> None:
+        """Publish all (paho keeps up to max_inflight on the wire); confirm batches in order as
+        their PUBACKs arrive, taking them off `todo`, so a retry sends only the rest."""
+        sent = [
+            (batch, [conn.publish(m.topic, m.payload, qos=1, retain=m.retain) for m in messages])
+            for batch, messages in todo
+        ]
+        loop = asyncio.get_running_loop()
+        last_ack = loop.time()
+        done = 0
         try:
-            await asyncio.gather(*futures)
+            for i, (_, futures) in enumerate(sent):
+                await asyncio.gather(*futures)
+                if loop.time() - last_ack >= ACK_EVERY_S:
+                    await self._confirm([b for b, _ in sent[done : i + 1]])
+                    del todo[: i + 1 - done]
+                    done, last_ack = i + 1, loop.time()
+            await self._confirm([b for b, _ in sent[done:]])
+            todo.clear()
         finally:
-            for fut in futures:  # a refusal leaves the rest pending; retrieve, do not leak
-                if fut.done() and not fut.cancelled():
-                    fut.exception()
+            for _, futures in sent:  # a refusal leaves the rest pending; retrieve, do not leak
+                for fut in futures:
+                    if fut.done() and not fut.cancelled():
+                        fut.exception()
 
-    async def _online(self, conn: MqttConnection) -> None:
+    async def _confirm(self, batches: Sequence[Batch]) -> None:
+        if batches:
+            await self.cursor.ack(batches[-1].id)
+            self.state.confirmed(len(batches), sum(len(b.samples) for b in batches))
+
+    async def _online(self, conn: MqttClient) -> None:
         self.state.state = "connected"
         await conn.publish(self.status_topic, b"online", qos=1, retain=True)
 
-    async def _offline(self, conn: MqttConnection) -> None:
+    async def _offline(self, conn: MqttClient) -> None:
         """Clean shutdown: say so ourselves (a clean DISCONNECT suppresses the will)."""
         try:
             if conn.connected.is_set():
@@ -273,3 +298,7 @@ class MqttJsonSink:
         finally:
             await conn.close()
             self.state.state = "stopped"
+
+
+def _emit(level: str, event: str, **fields: Any) -> None:
+    getattr(log, level)(event, **fields)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from edge_agent.health import ComponentStatus
+from edge_agent.contracts.status import ComponentStatus
 from edge_agent.outbox import Cursor, OutboxState
 
 

@@ -7,8 +7,9 @@ agent must not start again at a number a host may still hold for its previous se
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from edge_agent.state_files import write_atomic
 
 
 class BdSeqStore:
@@ -32,11 +33,5 @@ class BdSeqStore:
         """The bdSeq for the next CONNECT, recorded durably before it is used (blocking I/O)."""
         last = self.last()
         value = 0 if last is None else (last + 1) % 256
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        with tmp.open("w", encoding="ascii") as f:
-            f.write(f"{value}\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        write_atomic(self.path, f"{value}\n", encoding="ascii")
         return value

@@ -31,13 +31,13 @@ from typing import Protocol
 
 import structlog
 
+from drivers.mqtt_client import MqttClient, Received, Will
 from drivers.sparkplug.payload import DataType
 from drivers.sparkplug.topics import Topics, state_topic
 from edge_agent.config import AgentConfig, MqttSection
 from edge_agent.contracts.samples import Sample, now_ns
-from edge_agent.health import StatusBoard
+from edge_agent.contracts.status import StatusRegistry
 from edge_agent.outbox import Batch, Cursor, Outbox
-from edge_agent.sinks.mqtt_connection import MqttConnection, Will
 from edge_agent.sinks.state import SinkState
 from edge_agent.sparkplug.bdseq import BdSeqStore
 from edge_agent.sparkplug.catalogue import Catalogue, TagHint
@@ -117,7 +117,7 @@ class SparkplugEdgeNode:
         current: Callable[[], Mapping[str, Sample]],
         dcmd: DcmdHandler | None = None,
         password: str | None = None,
-        connection_factory: Callable[..., MqttConnection] = MqttConnection,
+        connection_factory: Callable[..., MqttClient] = MqttClient,
         state: SinkState | None = None,
     ) -> None:
         sp = mqtt.sparkplug
@@ -131,8 +131,6 @@ class SparkplugEdgeNode:
         self._dcmd: DcmdHandler = dcmd or refuse_all
         self._password = password
         self._connection_factory = connection_factory
-        self._servers = [f"{mqtt.host}:{mqtt.port}", *mqtt.backup_servers]
-        self._server_index = 0
         self._wake = asyncio.Event()
         self._inbox: list[tuple[str, bytes]] = []
         self._reports: list[str] = []
@@ -142,7 +140,7 @@ class SparkplugEdgeNode:
         self._served_generation = -1
         self._read: asyncio.Task[list[Batch]] | None = None
         self._dcmd_tasks: set[asyncio.Task[None]] = set()
-        self.connection: MqttConnection | None = None  # the current one, for health and tests
+        self.connection: MqttClient | None = None  # the current one, for health and tests
         self.state = state or SinkState(SINK_NAME)
         self.log = log.bind(group=sp.group_id, edge_node=edge_node_id)
 
@@ -152,43 +150,36 @@ class SparkplugEdgeNode:
     # ---------------------------------------------------------------------------- lifecycle
 
     async def run(self) -> None:
-        """Serve until cancelled, walking to the next server when told to leave."""
+        """Serve until cancelled; told to leave, walk on to the next server on the same client."""
+        conn = self._connect()
+        await conn.start()
         try:
             while True:
-                conn = self._connect()
-                await conn.start()
                 try:
                     await self._serve(conn)
                 except _Leave as leave:
                     self.log.warning("sparkplug_leaving_server", server=conn.server, why=leave.why)
-                    await self._leave(conn)
-                    self._server_index = (self._server_index + 1) % len(self._servers)
-                except BaseException:
-                    await asyncio.shield(self._leave(conn))
-                    raise
+                    with_will = await self._say_goodbye(conn)
+                    conn.next_server(with_will=with_will)
         finally:
+            await asyncio.shield(self._leave(conn))
             if self._read is not None:
                 self._read.cancel()
             for task in list(self._dcmd_tasks):
                 task.cancel()
 
-    def _connect(self) -> MqttConnection:
-        rotated = self._servers[self._server_index :] + self._servers[: self._server_index]
-        host, _, port = rotated[0].rpartition(":")
-        settings = self.settings.model_copy(
-            update={"host": host, "port": int(port), "backup_servers": rotated[1:]}
-        )
+    def _connect(self) -> MqttClient:
         conn = self._connection_factory(
-            settings,
+            self.settings,
             client_id=self.settings.client_id or f"{self.topics.group}-{self.topics.node}",
             will=self._will,
             password=self._password,
+            name="sparkplug",
         )
         for topic in self.topics.subscriptions(self.host.host_id if self.host else None):
             conn.subscribe(topic, self._on_message, qos=1)
         conn.on_connect(self._on_connected)
         self.connection = conn
-        self._generation += 1  # a fresh connection starts a fresh session
         return conn
 
     def _will(self) -> Will:
@@ -203,26 +194,30 @@ class SparkplugEdgeNode:
         self._session_bd = self._connect_bd
         self._wake.set()
 
-    def _on_message(self, topic: str, payload: bytes) -> None:
-        self._inbox.append((topic, payload))
+    def _on_message(self, message: Received) -> None:
+        self._inbox.append((message.topic, message.payload))
         self._wake.set()
 
-    async def _leave(self, conn: MqttConnection) -> None:
-        """Intentional disconnect: hosts must see an NDEATH (spec: before the DISCONNECT)."""
+    async def _say_goodbye(self, conn: MqttClient) -> bool:
+        """Before an intentional disconnect hosts must see an NDEATH (spec: before the
+        DISCONNECT). Returns True when the broker is to publish it as the will (MQTT 5)."""
         self.node.end_session()
-        with_will = False
-        if conn.connected.is_set() and self._session_bd is not None:
-            if conn.v5:
-                with_will = True  # 0x04: the broker publishes our NDEATH will
-                self.log.info("sparkplug_ndeath_sent", bd_seq=self._session_bd, via="will")
-            else:
-                await self._publish_death(conn)
+        if not conn.connected.is_set() or self._session_bd is None:
+            return False
+        if conn.v5:
+            self.log.info("sparkplug_ndeath_sent", bd_seq=self._session_bd, via="will")
+            return True  # 0x04: the broker publishes our NDEATH will
+        await self._publish_death(conn)
+        return False
+
+    async def _leave(self, conn: MqttClient) -> None:
+        with_will = await self._say_goodbye(conn)
         try:
             await conn.close(with_will=with_will)
         except Exception:  # paho can trip over its own thread ending first: nothing to undo
             self.log.warning("sparkplug_close_failed", exc_info=True)
 
-    async def _publish_death(self, conn: MqttConnection) -> None:
+    async def _publish_death(self, conn: MqttClient) -> None:
         """MQTT 3.1.1 has no disconnect-with-will: publish the NDEATH and wait for its PUBACK."""
         death = self.node.death()
         try:
@@ -236,7 +231,7 @@ class SparkplugEdgeNode:
 
     # ------------------------------------------------------------------------------- session
 
-    async def _serve(self, conn: MqttConnection) -> None:
+    async def _serve(self, conn: MqttClient) -> None:
         while True:
             self._wake.clear()
             self._report_state(conn)
@@ -248,7 +243,7 @@ class SparkplugEdgeNode:
             if not busy:
                 await self._wait_for_news()
 
-    async def _step(self, conn: MqttConnection) -> bool:
+    async def _step(self, conn: MqttClient) -> bool:
         """Do what is due now; True when it forwarded a batch (more may be waiting)."""
         if self._generation != self._served_generation and conn.connected.is_set():
             self._new_session()
@@ -271,7 +266,7 @@ class SparkplugEdgeNode:
         self.state.samples_suppressed_total = self.node.suppressed
         return True
 
-    def _report_state(self, conn: MqttConnection) -> None:
+    def _report_state(self, conn: MqttClient) -> None:
         """For /healthz and the watchdog: progress on every turn, idle ones included."""
         st = self.state
         st.progress += 1
@@ -291,19 +286,19 @@ class SparkplugEdgeNode:
             self.host.online = False  # this server's retained STATE decides
         self.log.info("sparkplug_session", bd_seq=self._session_bd)
 
-    def _may_publish(self, conn: MqttConnection) -> bool:
+    def _may_publish(self, conn: MqttClient) -> bool:
         if not conn.connected.is_set() or self._served_generation != self._generation:
             return False
         return self.host is None or self.host.online
 
-    async def _births(self, conn: MqttConnection, messages: list[Message]) -> None:
+    async def _births(self, conn: MqttClient, messages: list[Message]) -> None:
         await self._publish(conn, messages)
         self.log.info(
             "sparkplug_births", bd_seq=self.node.bd_seq, devices=len(messages) - 1,
             live_since_ns=self.node.live_since_ns,
         )  # fmt: skip
 
-    async def _publish(self, conn: MqttConnection, messages: Sequence[Message]) -> None:
+    async def _publish(self, conn: MqttClient, messages: Sequence[Message]) -> None:
         """Hand messages to paho in order and wait until all are written to the socket."""
         generation = self._generation
         futures = [conn.publish(m.topic, m.payload, qos=m.qos, retain=m.retain) for m in messages]
@@ -326,7 +321,7 @@ class SparkplugEdgeNode:
 
     # ------------------------------------------------------------------------------ commands
 
-    async def _handle(self, conn: MqttConnection, topic: str, payload: bytes) -> None:
+    async def _handle(self, conn: MqttClient, topic: str, payload: bytes) -> None:
         if self.host is not None and topic == state_topic(self.host.host_id):
             self._on_state(payload)
             return
@@ -355,7 +350,7 @@ class SparkplugEdgeNode:
         else:
             self.log.warning("sparkplug_primary_host_offline", host=self.host.host_id)
             # Leave only a live session, or walk on when there is another server to try.
-            if was_born or len(self._servers) > 1:
+            if was_born or self.settings.backup_servers:
                 raise _Leave(f"primary host {self.host.host_id} is offline")
 
     async def _write(self, command: DeviceWrite) -> None:
@@ -396,7 +391,7 @@ class SparkplugEdgeNode:
 
     async def _wait_for_news(self) -> None:
         """Sleep until a message, a connection event or outbox data; poll the connection flag
-        briefly because MqttConnection signals a lost connection only by clearing it."""
+        briefly because MqttClient signals a lost connection only by clearing it."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(0.5):  # not wait_for: in 3.11 it can eat a cancel
                 await self._wake.wait()
@@ -436,7 +431,7 @@ def build_services(
     outbox: Outbox | None,
     store: TagStore,
     control: ControlEntry | None = None,
-    board: StatusBoard | None = None,
+    board: StatusRegistry | None = None,
 ) -> list[Service]:
     """The `mqtt.format = "sparkplug_b"` sink: the edge node reading the outbox's `mqtt` cursor
     (the JSON sink's, which it replaces), its DCMDs going to the control path."""

@@ -5,8 +5,8 @@ the delivery health, with every asset served by the agent itself."""
 from __future__ import annotations
 
 from edge_agent.config import AgentConfig
-from edge_agent.health import StatusBoard
 from edge_agent.pipeline import SampleBus
+from edge_agent.status_board import StatusBoard
 from edge_agent.web.access import tls_context
 from edge_agent.web.view import WebView
 

@@ -30,7 +30,7 @@ from aiohttp import web
 
 from edge_agent.config import AgentConfig
 from edge_agent.contracts.samples import Sample, now_ns
-from edge_agent.health import StatusBoard
+from edge_agent.status_board import StatusBoard
 from edge_agent.tagstore import TagStore
 from edge_agent.web import documents
 from edge_agent.web.access import Access, Credentials

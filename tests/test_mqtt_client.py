@@ -1,4 +1,4 @@
-"""MqttConnection against a real Mosquitto: confirmation, refusal, will, reconnect."""
+"""MqttClient against a real Mosquitto: confirmation, refusal, will, reconnect, fast resume."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from drivers.mqtt_client import MqttClient, PublishRefused, Received, Will, host_port
 from edge_agent.config import MqttSection
-from edge_agent.sinks.mqtt_connection import MqttConnection, PublishRefused, Will
 from tests.mqtt_subscriber import Subscriber
 from tests.services import Mosquitto
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.services
 
@@ -29,7 +30,7 @@ async def test_publish_resolves_after_puback_and_the_subscriber_has_it(
     mosquitto: Mosquitto, protocol: str
 ) -> None:
     sub = await asyncio.to_thread(Subscriber, mosquitto.host, mosquitto.port, "t/#")
-    conn = MqttConnection(section(mosquitto, protocol=protocol), client_id="c1")
+    conn = MqttClient(section(mosquitto, protocol=protocol), client_id="c1")
     await conn.start()
     try:
         await asyncio.wait_for(conn.connected.wait(), 10)
@@ -47,7 +48,7 @@ async def test_mqtt5_puback_failure_reason_is_an_error(tmp_path: Path) -> None:
     acl = tmp_path / "acl"
     acl.write_text("topic readwrite allowed/#\n")
     with Mosquitto(tmp_path / "broker", extra_config=["user root", f"acl_file {acl}"]) as broker:
-        conn = MqttConnection(section(broker, protocol="5"), client_id="c2")
+        conn = MqttClient(section(broker, protocol="5"), client_id="c2")
         await conn.start()
         try:
             await asyncio.wait_for(conn.publish("allowed/x", b"1"), 10)
@@ -63,7 +64,7 @@ async def test_publishes_made_during_an_outage_are_delivered_after_reconnect(
     # A persistent broker keeps the subscriber's session across the restart, as a real one does.
     with Mosquitto(tmp_path / "broker", extra_config=PERSISTENT) as broker:
         sub = await asyncio.to_thread(Subscriber, broker.host, broker.port, "o/#")
-        conn = MqttConnection(section(broker), client_id="c3")
+        conn = MqttClient(section(broker), client_id="c3")
         await conn.start()
         try:
             await asyncio.wait_for(conn.connected.wait(), 10)
@@ -83,11 +84,11 @@ KILLED = textwrap.dedent(
     """
     import asyncio, sys
     from edge_agent.config import MqttSection
-    from edge_agent.sinks.mqtt_connection import MqttConnection, Will
+    from drivers.mqtt_client import MqttClient, Will
 
     async def main() -> None:
         s = MqttSection(host="127.0.0.1", port=int(sys.argv[1]))
-        conn = MqttConnection(s, client_id="doomed", will=lambda: Will("w/status", b"offline"))
+        conn = MqttClient(s, client_id="doomed", will=lambda: Will("w/status", b"offline"))
         conn.on_connect(lambda: conn.publish("w/status", b"online", retain=True))
         await conn.start()
         await conn.connected.wait()
@@ -122,7 +123,7 @@ async def test_last_will_is_published_when_the_process_is_killed(mosquitto: Mosq
 
 async def test_close_with_will_makes_an_mqtt5_broker_publish_it(mosquitto: Mosquitto) -> None:
     sub = await asyncio.to_thread(Subscriber, mosquitto.host, mosquitto.port, "ww/#")
-    conn = MqttConnection(
+    conn = MqttClient(
         section(mosquitto), client_id="c4", will=lambda: Will("ww/status", b"offline")
     )
     await conn.start()
@@ -143,7 +144,7 @@ async def test_backup_server_is_tried_when_the_primary_is_down(mosquitto: Mosqui
             "backup_servers": [f"{mosquitto.host}:{mosquitto.port}"],
         }
     )
-    conn = MqttConnection(settings, client_id="backup")
+    conn = MqttClient(settings, client_id="backup")
     await conn.start()
     try:
         await asyncio.wait_for(conn.connected.wait(), 15)
@@ -151,3 +152,77 @@ async def test_backup_server_is_tried_when_the_primary_is_down(mosquitto: Mosqui
         await asyncio.wait_for(conn.publish("b/x", b"1"), 10)
     finally:
         await conn.close()
+
+
+async def test_reconnects_at_once_when_the_broker_returns_however_grown_the_backoff(
+    tmp_path: Path,
+) -> None:
+    # A backoff of 30 s and more: without connection probes the client would stay away that long.
+    with Mosquitto(tmp_path / "broker") as broker:
+        settings = section(broker, reconnect_min_s=30, reconnect_max_s=60)
+        conn = MqttClient(settings, client_id="probed")
+        await conn.start()
+        try:
+            await asyncio.wait_for(conn.connected.wait(), 10)
+            await asyncio.to_thread(broker.stop)
+            await eventually(lambda: conn.backoff.failures >= 1, 10, "a failed reconnect")
+            await asyncio.sleep(1.0)  # well inside the 30 s delay
+            await asyncio.to_thread(broker.start)
+            back = asyncio.get_running_loop().time()
+            await asyncio.wait_for(conn.connected.wait(), 10)
+            assert conn.connects == 2
+            # The probe interval, not the 24-36 s delay, decided when it came back.
+            assert asyncio.get_running_loop().time() - back < 10
+        finally:
+            await conn.close()
+
+
+async def test_subscription_delivers_received_with_retain_flag_and_survives_reconnect(
+    tmp_path: Path,
+) -> None:
+    with Mosquitto(tmp_path / "broker") as broker:
+        got: list[Received] = []
+        conn = MqttClient(section(broker), client_id="sub")
+        conn.subscribe("s/#", got.append, retain_as_published=True)
+        await conn.start()
+        try:
+            await asyncio.wait_for(conn.connected.wait(), 10)
+            await eventually(lambda: _publish_and_seen(conn, got, "s/1"), 10, "subscribed")
+            await asyncio.wait_for(conn.publish("s/r", b"kept", retain=True), 10)
+            await eventually(lambda: any(m.topic == "s/r" for m in got), 10, "retained seen")
+            assert next(m for m in got if m.topic == "s/r").retain is True  # retain as published
+            await asyncio.to_thread(broker.restart)
+            await eventually(lambda: conn.connects == 2, 15, "reconnected")
+            got.clear()
+            await eventually(lambda: _publish_and_seen(conn, got, "s/2"), 10, "resubscribed")
+        finally:
+            await conn.close()
+
+
+def _publish_and_seen(conn: MqttClient, got: list[Received], topic: str) -> bool:
+    if any(m.topic == topic for m in got):
+        return True
+    conn.publish(topic, b"x", qos=0)
+    return False
+
+
+async def test_a_refused_login_is_not_probed_its_backoff_grows(tmp_path: Path) -> None:
+    config = ["allow_anonymous false"]
+    with Mosquitto(tmp_path / "broker", extra_config=config) as broker:
+        conn = MqttClient(section(broker, reconnect_min_s=1, reconnect_max_s=4), client_id="anon")
+        await conn.start()
+        try:
+            await eventually(lambda: conn.backoff.failures >= 2, 15, "two refusals")
+            assert "refused" in conn.last_error
+            assert not conn.connected.is_set()
+            # Probing would have retried every half second: at most one attempt per delay.
+            await asyncio.sleep(1.0)
+            assert conn.backoff.failures <= 3
+        finally:
+            await conn.close()
+
+
+def test_host_port_parses_the_server_list_forms() -> None:
+    assert host_port("broker.plant:8883", 1883) == ("broker.plant", 8883)
+    assert host_port("broker.plant", 1883) == ("broker.plant", 1883)
+    assert host_port("10.0.0.7:1884", 1883) == ("10.0.0.7", 1884)

@@ -1,0 +1,208 @@
+"""All alarms of one agent, indexed by tag: a sample touches only the alarms that watch its tag.
+
+`AlarmSet` is pure (no I/O, no clock of its own): the engine feeds it samples as they reach the
+bus, calls `tick(now)` about once a second for what time alone decides (delays running out,
+stale tags, shelves expiring), and forwards operator actions. Each returns the `AlarmEvent`s it
+caused, in order.
+
+Cost per sample: one dict look-up when no alarm watches the tag (the common case); otherwise a
+few comparisons per watching alarm. `tick` visits only the alarms with something scheduled
+plus the stale alarms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from edge_agent.alarms.conditions import ConditionMemory, raw_condition, stale_due
+from edge_agent.alarms.machine import AlarmStatus
+from edge_agent.alarms.model import (
+    ActionRefused,
+    AlarmDefinition,
+    AlarmEvent,
+    Kind,
+    State,
+)
+from edge_agent.contracts.samples import Sample
+
+NS = 1_000_000_000
+
+
+class LatestValues(Protocol):
+    """Where reference and suppression tags are read (the TagStore, updated before alarms run)."""
+
+    def get(self, tag: str) -> Sample | None: ...
+
+
+@dataclass(slots=True)
+class _Alarm:
+    status: AlarmStatus
+    memory: ConditionMemory
+
+    @property
+    def defn(self) -> AlarmDefinition:
+        return self.status.defn
+
+
+class AlarmSet:
+    def __init__(
+        self, definitions: Sequence[AlarmDefinition], latest: LatestValues, started_ns: int
+    ) -> None:
+        self._latest = latest
+        self._alarms: dict[str, _Alarm] = {}
+        self._by_tag: dict[str, list[_Alarm]] = {}
+        for defn in definitions:
+            alarm = _Alarm(AlarmStatus(defn), ConditionMemory(started_ns))
+            self._alarms[defn.id] = alarm
+            for tag in sorted(defn.watched_tags()):
+                self._by_tag.setdefault(tag, []).append(alarm)
+        self._stale = [a for a in self._alarms.values() if a.defn.kind is Kind.STALE]
+        self._scheduled: set[str] = set()  # ids with a pending delay or a shelf
+
+    # --------------------------------------------------------------------------- reading
+
+    def __len__(self) -> int:
+        return len(self._alarms)
+
+    def __contains__(self, alarm_id: object) -> bool:
+        return alarm_id in self._alarms
+
+    def watches(self, tag: str) -> bool:
+        return tag in self._by_tag
+
+    def status(self, alarm_id: str) -> AlarmStatus:
+        return self._alarms[alarm_id].status
+
+    def statuses(self) -> Iterable[AlarmStatus]:
+        return (a.status for a in self._alarms.values())
+
+    def counts(self) -> dict[State, int]:
+        counts = dict.fromkeys(State, 0)
+        for alarm in self._alarms.values():
+            counts[alarm.status.state] += 1
+        return counts
+
+    # ---------------------------------------------------------------------------- process
+
+    def on_samples(self, samples: Iterable[Sample]) -> list[AlarmEvent]:
+        events: list[AlarmEvent] = []
+        by_tag = self._by_tag
+        for sample in samples:
+            alarms = by_tag.get(sample.tag)
+            if alarms is not None:
+                for alarm in alarms:
+                    events += self._on_sample(alarm, sample)
+        return events
+
+    def _on_sample(self, alarm: _Alarm, sample: Sample) -> list[AlarmEvent]:
+        defn, status = alarm.defn, alarm.status
+        events: list[AlarmEvent] = []
+        if defn.suppress_when and any(s.tag == sample.tag for s in defn.suppress_when):
+            events += status.set_suppressed(self._suppressed(defn), sample.ts_ns)
+        if sample.tag == defn.tag:
+            reference = self._latest.get(defn.reference) if defn.reference else None
+            raw, value = raw_condition(defn, sample, reference, status.active, alarm.memory)
+            events += status.observe(raw, sample.ts_ns, value)
+        elif sample.tag == defn.reference:
+            own = self._latest.get(defn.tag)
+            if own is not None:
+                raw, value = raw_condition(defn, own, sample, status.active, alarm.memory)
+                events += status.observe(raw, max(own.ts_ns, sample.ts_ns), value)
+        self._schedule(status)
+        return events
+
+    def _suppressed(self, defn: AlarmDefinition) -> bool:
+        for cond in defn.suppress_when:
+            sample = self._latest.get(cond.tag)
+            if sample is not None and sample.good and cond.holds(sample.value):
+                return True
+        return False
+
+    def tick(self, now_ns: int) -> list[AlarmEvent]:
+        events: list[AlarmEvent] = []
+        for alarm in self._stale:
+            if stale_due(alarm.defn, now_ns, alarm.memory):
+                assert alarm.defn.limit is not None
+                due = alarm.memory.last_advance_ns + int(alarm.defn.limit * NS)
+                events += alarm.status.observe(True, due, alarm.status.value)
+                self._schedule(alarm.status)
+        for alarm_id in sorted(self._scheduled, key=self._due_key):
+            status = self._alarms[alarm_id].status
+            next_due = status.next_due_ns()
+            if next_due is not None and next_due <= now_ns:
+                events += status.tick(now_ns)
+            self._schedule(status)
+        events.sort(key=lambda e: e.ts_ns)
+        return events
+
+    def _due_key(self, alarm_id: str) -> int:
+        return self._alarms[alarm_id].status.next_due_ns() or 0
+
+    def _schedule(self, status: AlarmStatus) -> None:
+        if status.next_due_ns() is None:
+            self._scheduled.discard(status.defn.id)
+        else:
+            self._scheduled.add(status.defn.id)
+
+    # ---------------------------------------------------------------------------- operator
+
+    def acknowledge(
+        self, alarm_id: str, ts_ns: int, operator: str, reason: str | None
+    ) -> list[AlarmEvent]:
+        return [self._get(alarm_id).acknowledge(ts_ns, operator, reason)]
+
+    def shelve(
+        self, alarm_id: str, ts_ns: int, duration_s: float, operator: str, reason: str
+    ) -> list[AlarmEvent]:
+        status = self._get(alarm_id)
+        event = status.shelve(ts_ns, ts_ns + int(duration_s * NS), operator, reason)
+        self._schedule(status)
+        return [event]
+
+    def unshelve(
+        self, alarm_id: str, ts_ns: int, operator: str, reason: str | None
+    ) -> list[AlarmEvent]:
+        status = self._get(alarm_id)
+        events = status.unshelve(ts_ns, operator, reason)
+        self._schedule(status)
+        return events
+
+    def remove_from_service(
+        self, alarm_id: str, ts_ns: int, operator: str, reason: str
+    ) -> list[AlarmEvent]:
+        status = self._get(alarm_id)
+        event = status.remove_from_service(ts_ns, operator, reason)
+        self._schedule(status)
+        return [event]
+
+    def return_to_service(
+        self, alarm_id: str, ts_ns: int, operator: str, reason: str | None
+    ) -> list[AlarmEvent]:
+        return self._get(alarm_id).return_to_service(ts_ns, operator, reason)
+
+    def _get(self, alarm_id: str) -> AlarmStatus:
+        alarm = self._alarms.get(alarm_id)
+        if alarm is None:
+            raise ActionRefused(f"no alarm {alarm_id!r} is configured")
+        return alarm.status
+
+    # ------------------------------------------------------------------------- persistence
+
+    def snapshot(self) -> dict[str, Any]:
+        return {alarm_id: a.status.snapshot() for alarm_id, a in self._alarms.items()}
+
+    def restore(self, data: dict[str, Any]) -> list[str]:
+        """Take back saved states, quietly (no events: nothing changed while we were down that
+        fresh samples will not tell). Returns the ids that could not be restored (the
+        definition's tag or kind changed, or the entry is unreadable): they start normal."""
+        skipped: list[str] = []
+        for alarm_id, saved in data.items():
+            alarm = self._alarms.get(alarm_id)
+            if alarm is None:
+                continue
+            if not isinstance(saved, dict) or not alarm.status.restore(saved):
+                skipped.append(alarm_id)
+            self._schedule(alarm.status)
+        return skipped

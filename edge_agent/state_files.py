@@ -1,0 +1,34 @@
+"""Small state files in `agent.state_dir` (KPI windows, the Sparkplug bdSeq), written atomically.
+
+`write_atomic` writes a temporary file beside the target, fsyncs it, renames it over the target
+and fsyncs the directory: after a crash or power loss the file holds either the old content or
+the new, never a torn mix, and a completed write is not rolled back. It blocks; callers on the
+event loop use `asyncio.to_thread`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+
+def write_atomic(path: Path, text: str, encoding: str = "utf-8") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding=encoding) as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    with contextlib.suppress(OSError):  # not every filesystem lets a directory be fsynced
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
