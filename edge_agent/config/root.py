@@ -15,7 +15,7 @@ from edge_agent.config.health import HealthSection
 from edge_agent.config.kpi import KpiSection
 from edge_agent.config.rules import RuleViolations, SourceView, TagView, check_rules
 from edge_agent.config.sources import ModbusSource, Source, TagBase
-from edge_agent.config.web import WebSection, check_login
+from edge_agent.config.web import WebSection, check_login, check_trends
 from edge_agent.contracts.section import Section
 
 
@@ -48,4 +48,5 @@ class AgentConfig(Section):
         if violations:
             raise RuleViolations(violations)
         check_login(self.web, self.health.listen)
+        check_trends(self.web, self.influx)
         return self

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -33,6 +33,9 @@ class WebSection(Section):
     history_s: float = Field(3600.0, ge=60, le=86400)
     history_step_s: float = Field(30.0, ge=1, le=3600)
     push_interval_s: float = Field(0.5, ge=0.1, le=10)
+    # Where charts get history: the ring only, or the database the InfluxDB sink writes to
+    # (VictoriaMetrics through its Prometheus API, InfluxDB 1.x through InfluxQL).
+    trends: Literal["ring", "prometheus", "influxql"] = "ring"
     max_clients: int = Field(20, ge=1, le=1000)
 
     @model_validator(mode="after")
@@ -81,3 +84,15 @@ def check_login(web: WebSection, listen: str) -> None:
             f"{why}, so the web view requires a login: give web.token, or web.username and "
             "web.password (secret references), or set web.enabled = false"
         )
+
+
+def check_trends(web: WebSection, influx: Any) -> None:
+    """Trends from a database need the [influx] section that says where it is."""
+    if web.trends == "ring":
+        return
+    if influx is None:
+        raise ValueError(
+            f"web.trends = {web.trends!r} reads the InfluxDB sink's database: add [influx]"
+        )
+    if web.trends == "influxql" and influx.api != "v1":
+        raise ValueError("web.trends = 'influxql' needs influx.api = 'v1' (its db is queried)")

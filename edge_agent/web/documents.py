@@ -83,6 +83,7 @@ def meta(cfg: AgentConfig, ring: HistoryRing, started_ms: int) -> dict[str, Any]
         "reserve_mw": adv.reserve_mw if adv is not None else None,
         "control_mode": cfg.control.mode,
         "influx": _influx_note(cfg),
+        "trends": cfg.web.trends,
     }
 
 
@@ -266,4 +267,5 @@ def history_document(ring: HistoryRing, tags: Iterable[str], now_ns: int) -> dic
         "start_ms": start_ms,
         "step_ms": step_ms,
         "series": {t: ring.series(t, now_ns) for t in tags},
+        "source": "ring",
     }

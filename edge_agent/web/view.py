@@ -14,7 +14,8 @@ Routes (all GET, all read-only, all behind `access.Access`):
     /api/audit            the newest control audit records (closed loop)
     /api/delivery         /healthz's verdict and every component's status
     /api/config           the running configuration, secrets masked
-    /api/history          ?tag=a&tag=b: the ring's buckets for those tags
+    /api/history          ?tag=a&tag=b&seconds=3600: bucket means from the ring, or from the
+                          database when `web.trends` names one (longer windows, up to a week)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import structlog
 from aiohttp import web
 
 from edge_agent.config import AgentConfig
@@ -36,10 +38,15 @@ from edge_agent.web import documents
 from edge_agent.web.access import Access, Credentials
 from edge_agent.web.history import ChangeLog, HistoryRing
 from edge_agent.web.push import LiveFeed
+from edge_agent.web.trends import TrendError, TrendSource
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_PAGE = 10_000
 MAX_HISTORY_TAGS = 500
+MAX_TREND_S = 7 * 86400  # from a database: up to a week ...
+MAX_POINTS = 720  # ... in at most this many buckets
+
+log = structlog.get_logger(__name__)
 
 
 class WebView:
@@ -54,6 +61,8 @@ class WebView:
         self.changes = ChangeLog(documents.advisor_watched_tags(cfg))
         hello = {"instance_id": cfg.agent.instance_id, "started_ms": self.started_ms}
         self.feed = LiveFeed(store, cfg.web.push_interval_s, cfg.web.max_clients, hello)
+        self.trends = TrendSource(cfg) if cfg.web.trends != "ring" else None
+        self._trend_failed = False
         self.access = Access(
             cfg.web, cfg.health.listen, Credentials.resolve(cfg.web), ("/static/", "/api/")
         )
@@ -127,7 +136,27 @@ class WebView:
         tags = request.query.getall("tag", [])
         if len(tags) > MAX_HISTORY_TAGS:
             raise web.HTTPBadRequest(text=f"{len(tags)} tags: ask for at most {MAX_HISTORY_TAGS}")
-        return _json(documents.history_document(self.ring, tags, now_ns()))
+        ring_s = int(self.ring.slots * self.ring.step_ns // 1_000_000_000)
+        longest = MAX_TREND_S if self.trends is not None else ring_s
+        seconds = _int_param(request.query, "seconds", ring_s, 60, longest)
+        if self.trends is None:
+            return _json(documents.history_document(self.ring, tags, now_ns()))
+        step_s = max(int(self.ring.step_ns // 1_000_000_000), -(-seconds // MAX_POINTS))
+        slots = -(-seconds // step_s)
+        first = now_ns() // 1_000_000_000 // step_s - slots + 1
+        try:
+            series = await self.trends.series(tags, first, slots, step_s)
+        except TrendError as exc:
+            if not self._trend_failed:
+                log.warning("web_trends_failed", error=str(exc), fallback="history ring")
+            self._trend_failed = True
+            doc = documents.history_document(self.ring, tags, now_ns())
+            return _json({**doc, "source": "ring", "error": str(exc)})
+        self._trend_failed = False
+        return _json({
+            "start_ms": first * step_s * 1000, "step_ms": step_s * 1000,
+            "series": series, "source": self.trends.name,
+        })  # fmt: skip
 
 
 def _int_param(query: Any, name: str, default: int, low: int, high: int) -> int:

@@ -167,11 +167,13 @@ export function range(lists, extra = [], pad = 0.08) {
 }
 
 export function timeLabel(ms) {
+  if (Date.now() - ms > 86400000) {
+    return new Date(ms).toLocaleDateString("en-GB", { day: "2-digit", month: "short" });
+  }
   return new Date(ms).toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit", hour12: false });
 }
 
-export function timeTicks(lo, hi) {
-  const step = 10 * 60 * 1000;
+export function timeTicks(lo, hi, step = 10 * 60 * 1000) {
   const ticks = [];
   for (let t = Math.ceil(lo / step) * step; t <= hi; t += step) ticks.push(t);
   return ticks;

@@ -3,7 +3,7 @@
 
 import { badge, el, value } from "./format.js";
 import { Chart, range, timeLabel, timeTicks } from "./charts.js";
-import { condition, follow, serverNow, state } from "./state.js";
+import { condition, followTrends, serverNow, state } from "./state.js";
 
 const RR = "kpi.recycled_ratio.";
 const WINDOW_LABEL = { hour: "hour", shift: "shift", day: "day", month: "month", fiscal_year: "fiscal year" };
@@ -95,13 +95,13 @@ function trajectory() {
 
 function trend(svgId, legendId, lines, opts = {}) {
   const now = serverNow();
-  const span = state.meta.history.seconds * 1000;
-  const data = lines.map((l) => [l, state.series.get(l.tag) ? state.series.get(l.tag).points() : []]);
+  const span = (state.trendRange || state.meta.history.seconds) * 1000;
+  const data = lines.map((l) => [l, state.trends.get(l.tag) ? state.trends.get(l.tag).points() : []]);
   const y = range(data.map((d) => d[1]), opts.extra || []);
   const chart = new Chart($(svgId), {
     x: [now - span, now],
     y,
-    xTicks: timeTicks(now - span, now),
+    xTicks: timeTicks(now - span, now, span > 7200000 ? 3600000 * Math.ceil(span / 21600000) : 600000),
     xLabel: timeLabel,
     yUnit: opts.unit,
     yLabel: (v) => value(v),
@@ -112,7 +112,13 @@ function trend(svgId, legendId, lines, opts = {}) {
   $(legendId).replaceChildren(
     ...lines.map((l) => el("span", { class: "key key-" + l.cls, text: `${l.label} ${value(num(l.tag))}` })),
     ...(opts.legend || []),
+    el("span", { class: "source", text: sourceNote() }),
   );
+}
+
+function sourceNote() {
+  if (state.trendSource === "ring" || !state.trendSource) return "from the agent's memory";
+  return "from " + state.trendSource;
 }
 
 function windowsTable() {
@@ -137,10 +143,34 @@ function windowsTable() {
   $("kpi-windows").replaceChildren(...rows);
 }
 
+let rangeS = 0;
+let fetchedAt = 0;
+
+function rangeControl() {
+  const select = $("kpi-range");
+  $("kpi-range-bar").hidden = state.meta.trends === "ring";
+  if (state.meta.trends === "ring") return;
+  if (!select.dataset.bound) {
+    select.dataset.bound = "1";
+    select.addEventListener("change", () => {
+      rangeS = Number(select.value);
+      fetchedAt = 0;
+      refreshTrends();
+    });
+  }
+}
+
+function refreshTrends() {
+  fetchedAt = Date.now();
+  followTrends(TREND_TAGS, rangeS).then(draw).catch((err) => console.warn(err));
+}
+
 export function renderKpis(changed, structure, secondPassed) {
   if (!state.meta) return;
-  if (structure) follow(TREND_TAGS).then(() => draw()).catch(() => {});
-  if (structure || secondPassed) draw();
+  if (structure) rangeControl();
+  // A database answers for longer windows; refresh them every minute, the ring's once.
+  if (structure || (rangeS && Date.now() - fetchedAt > 60000)) refreshTrends();
+  else if (secondPassed) draw();
 }
 
 function draw() {

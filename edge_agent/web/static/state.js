@@ -11,7 +11,10 @@ export const state = {
   offsetMs: 0, // server clock - our clock
   changed: new Set(), // tags changed since the pages last rendered
   structure: true, // the set of tags changed (re-filter, re-page)
-  series: new Map(), // tag -> Series
+  series: new Map(), // tag -> Series (the ring's window: sparklines)
+  trends: new Map(), // tag -> Series over the KPI page's chosen range
+  trendRange: 0, // seconds; 0: the ring's window
+  trendSource: "",
   latencies: [], // sample acquisition -> DOM, ms (read by the benchmark)
 };
 
@@ -30,6 +33,8 @@ export function applyTags(tags, snapshot) {
     state.changed.add(tag);
     const series = state.series.get(tag);
     if (series) series.add(s);
+    const trend = state.trends.get(tag);
+    if (trend) trend.add(s);
   }
 }
 
@@ -85,6 +90,19 @@ export async function follow(tags, refresh = false) {
       state.series.set(tag, new Series(doc.start_ms, doc.step_ms, values));
     }
   }
+}
+
+// The KPI page's trends over `seconds` (from the database when the agent reads one).
+export async function followTrends(tags, seconds) {
+  const query = tags.map((t) => "tag=" + encodeURIComponent(t)).join("&");
+  const doc = await getJSON(`/api/history?${query}${seconds ? "&seconds=" + seconds : ""}`);
+  const trends = new Map();
+  for (const [tag, values] of Object.entries(doc.series)) {
+    trends.set(tag, new Series(doc.start_ms, doc.step_ms, values));
+  }
+  state.trends = trends;
+  state.trendRange = seconds;
+  state.trendSource = doc.source;
 }
 
 export async function getJSON(url) {
