@@ -25,12 +25,28 @@ class Driver(Protocol):
 
 
 @runtime_checkable
+class ReportsRanges(Protocol):
+    """A driver whose server states each tag's instrument range (OPC UA: EURange). Acquisition
+    takes them, after each connect, as the validity ranges of tags that configure none."""
+
+    def value_ranges(self) -> dict[str, tuple[float, float]]: ...
+
+
+@runtime_checkable
 class HistoryDriver(Protocol):
     """A driver that also receives history: samples of the past (a Sparkplug node's backlog,
     `is_historical`) that belong in the outbox and the databases but must never replace the
     latest value the KPIs read."""
 
     def drain_history(self) -> list[Sample]: ...
+
+
+@runtime_checkable
+class PushDriver(Protocol):
+    """A driver whose values arrive when the other side sends them (MQTT, Sparkplug): a single
+    read right after connecting would find nothing yet, so a one-shot reader waits first."""
+
+    async def settled(self, timeout_s: float) -> None: ...
 
 
 class DriverError(Exception):

@@ -10,9 +10,11 @@ failed reconnect attempt. Reconnects back off exponentially with jitter, capped 
 so that the source is Good again within 10 s of its server's return; each attempt builds a new
 driver (and so a new client), which recovers from whatever state the old client was left in.
 
-`quality_from` lets a device status tag veto the quality of the tags it vouches for: while
-`status & mask != 0` (an analyser calibrating), those tags are downgraded, whatever their read
-said.
+Every batch passes plausibility first (`edge_agent.plausibility`: validity ranges, the server's
+EURange, "no value" markers, step limits), so that a value that cannot be true is Bad before
+anything sees it. Then `quality_from` lets a device status tag veto the quality of the tags it
+vouches for: while `status & mask != 0` (an analyser calibrating), those tags are downgraded,
+whatever their read said.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import structlog
 
 from drivers.backoff import Backoff
-from drivers.base import Driver, DriverConnectionError, HistoryDriver, WriteRefused
+from drivers.base import Driver, DriverConnectionError, HistoryDriver, ReportsRanges, WriteRefused
 from edge_agent.config import (
     AgentConfig,
     MqttSource,
@@ -36,6 +39,7 @@ from edge_agent.config import (
 from edge_agent.contracts.samples import Quality, Sample, Value, now_ns
 from edge_agent.contracts.status import ComponentStatus, SourceStats, StatusRegistry
 from edge_agent.pipeline import SampleBus
+from edge_agent.plausibility import Plausibility
 from edge_agent.supervisor import Service
 from edge_agent.tagstore import TagStore
 
@@ -50,8 +54,12 @@ OVERRUN_LOG_EVERY_S = 60.0
 DriverFactory = Callable[[Source], Driver]
 
 
-def make_driver(source: Source) -> Driver:
-    """The protocol driver for a source (imported lazily: each pulls in a protocol library)."""
+def make_driver(source: Source, shared: dict[str, Any] | None = None) -> Driver:
+    """The protocol driver for a source (imported lazily: each pulls in a protocol library).
+
+    `shared` holds what the drivers of one agent share (the Modbus buses: sources on one serial
+    port or gateway use one connection); without it a driver has its link to itself.
+    """
     if isinstance(source, OpcUaSource):
         from drivers.opcua import OpcUaDriver
 
@@ -61,8 +69,16 @@ def make_driver(source: Source) -> Driver:
 
         return make_source(source)
     from drivers.modbus import ModbusDriver
+    from drivers.modbus_bus import ModbusBuses
 
-    return ModbusDriver(source)
+    buses = None if shared is None else shared.setdefault("modbus_buses", ModbusBuses())
+    return ModbusDriver(source, buses)
+
+
+def shared_driver_factory() -> DriverFactory:
+    """A factory whose drivers share links: one per agent."""
+    shared: dict[str, Any] = {}
+    return lambda source: make_driver(source, shared)
 
 
 class QualityGate:
@@ -109,6 +125,10 @@ class SourcePoller:
         self.tag_ids = [t.id for t in source.tag]
         rules = {t.id: t.quality_from for t in source.tag if t.quality_from is not None}
         self.gate = QualityGate(rules, bus)
+        self.plausibility = Plausibility.for_tags(source.tag)
+        self._own_ranges = {
+            t.id for t in source.tag if t.valid_min is not None or t.valid_max is not None
+        }
         self.stats = SourceStats(source.name, source.protocol, len(self.tag_ids))
         self.log = log.bind(source=source.name)
         self._driver: Driver | None = None
@@ -149,6 +169,8 @@ class SourcePoller:
         await self._driver.write(tag_id, value)
 
     def _connected(self, driver: Driver) -> None:
+        if isinstance(driver, ReportsRanges):
+            self.plausibility.learn_ranges(driver.value_ranges(), self._own_ranges)
         self._driver = driver
         self.stats.connected = True
         self.stats.connects += 1
@@ -185,7 +207,7 @@ class SourcePoller:
             self.stats.last_read_s = elapsed
             self.stats.read_seconds_total += elapsed
             self.stats.read_latency.observe(elapsed)
-            await self.bus.publish(self.gate.apply(samples))
+            await self.bus.publish(self.gate.apply(self.plausibility.apply(samples)))
             if isinstance(driver, HistoryDriver):
                 await self.bus.record(driver.drain_history())
             deadline += interval
@@ -262,9 +284,10 @@ class Acquisition:
         self,
         cfg: AgentConfig,
         bus: SampleBus,
-        factory: DriverFactory = make_driver,
+        factory: DriverFactory | None = None,
         board: StatusRegistry | None = None,
     ) -> None:
+        factory = factory or shared_driver_factory()
         self.pollers = [SourcePoller(s, bus, factory) for s in cfg.source if s.enabled]
         self._by_tag = {t: p for p in self.pollers for t in p.tag_ids}
         if board is not None:
@@ -296,4 +319,5 @@ __all__ = [
     "SourcePoller",
     "build_services",
     "make_driver",
+    "shared_driver_factory",
 ]

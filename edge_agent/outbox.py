@@ -1,10 +1,10 @@
 """The durable outbox: every accepted sample is on disk before any sink sees it.
 
 Layout: one SQLite database (WAL) in `agent.state_dir`, one row per appended batch holding a
-compact payload (the rows `(tag, value, quality, acq_ns, source_ns, reason)`, see `encode`), and
-one cursor
-row per sink holding the id of the last batch that sink confirmed. A batch is forgotten when every
-sink has confirmed it, or when the size cap drops it (oldest first, counted and logged).
+compact payload (the rows `(tag, value, quality, acq_ns, source_ns, reason[, raw])`, see
+`encode`), and one cursor row per sink holding the id of the last batch that sink confirmed. A
+batch is forgotten when every sink has confirmed it, or when the size cap drops it (oldest
+first, counted and logged).
 
 Threading: all SQLite work runs in one dedicated worker thread with one connection, so the event
 loop never blocks on disk and SQLite never sees two threads. Appends that arrive while a commit is
@@ -51,6 +51,9 @@ log = structlog.get_logger("edge_agent.outbox")
 T = TypeVar("T")
 
 SCHEMA_VERSION = 3
+# Confirmed cursor positions reach the disk at least this often (with the next commit if sooner):
+# half of the crash-replay bound in docs/delivery.md, the sinks' prompt confirmation the other.
+CURSOR_PERSIST_S = 0.25
 _ROW_OVERHEAD_BYTES = 48  # rough per-row cost beside the payload, so tiny batches count too
 
 # Version 1 was the first layout (batches and cursors). Version 2 records the sample count and
@@ -137,7 +140,10 @@ def encode(samples: Sequence[Sample]) -> bytes:
     make the agent run code.
     """
     rows = [
-        (s.tag, s.value, _QUALITY_CODE[s.quality], s.acq_ns, s.source_ns, s.reason) for s in samples
+        (s.tag, s.value, _QUALITY_CODE[s.quality], s.acq_ns, s.source_ns, s.reason)
+        if s.raw is None
+        else (s.tag, s.value, _QUALITY_CODE[s.quality], s.acq_ns, s.source_ns, s.reason, s.raw)
+        for s in samples
     ]
     return pickle.dumps(rows, protocol=5)
 
@@ -154,9 +160,10 @@ def decode(payload: bytes, encoding: int = ENCODING_PICKLE) -> list[Sample]:
         rows = json.loads(payload)
     else:
         rows = _PlainUnpickler(io.BytesIO(payload)).load()
+    # Rows are six fields, seven when the sample keeps an implausible raw value.
     return [
-        Sample(tag, value, _QUALITIES[q], acq, src, reason)
-        for tag, value, q, acq, src, reason in rows
+        Sample(r[0], r[1], _QUALITIES[r[2]], r[3], r[4], r[5], r[6] if len(r) > 6 else None)
+        for r in rows
     ]
 
 
@@ -279,7 +286,7 @@ class Outbox:
         """(reason, item) of every quarantined point of `sink`, oldest first."""
         return await self._call(lambda: self._quarantined(sink))
 
-    async def run_maintenance(self, interval_s: float = 1.0) -> None:
+    async def run_maintenance(self, interval_s: float = CURSOR_PERSIST_S) -> None:
         """Service body: retries a disk alarm's memory buffer so delivery resumes on its own."""
         while True:
             await asyncio.sleep(interval_s)

@@ -8,6 +8,10 @@ from typing import Protocol
 from edge_agent.contracts.samples import Sample
 from edge_agent.tagstore import TagStore
 
+# A synchronous look at each published batch (after the TagStore has it); the records it returns
+# (alarm events) are written to the outbox in the same batch, right after the samples.
+Tap = Callable[[Sequence[Sample]], Sequence[Sample]]
+
 
 class SampleWriter(Protocol):
     """The outbox's write side: commits a batch to disk (in a worker thread) before returning."""
@@ -21,25 +25,27 @@ class SampleBus:
     def __init__(self, store: TagStore, writer: SampleWriter | None = None) -> None:
         self.store = store
         self._writer = writer
-        self._subscribers: list[Callable[[Sequence[Sample]], None]] = []
+        self._taps: list[Tap] = []
 
-    def subscribe(self, subscriber: Callable[[Sequence[Sample]], None]) -> None:
-        """Also hand every batch to `subscriber` (on the loop, after the TagStore, before the
-        outbox): the web view's history and push. It must be quick and must not raise."""
-        self._subscribers.append(subscriber)
+    def add_tap(self, tap: Tap) -> None:
+        """`tap` runs on the publisher's time, so it must be cheap (the alarms index by tag)."""
+        self._taps.append(tap)
 
     async def publish(self, samples: Sequence[Sample]) -> None:
         if not samples:
             return
         self.store.update(samples)
-        for subscriber in self._subscribers:
-            subscriber(samples)
+        batch = samples
+        for tap in self._taps:
+            records = tap(samples)
+            if records:
+                batch = [*batch, *records]
         if self._writer is not None:
-            await self._writer.append(samples)
+            await self._writer.append(batch)
 
     async def record(self, samples: Sequence[Sample]) -> None:
-        """History (samples of the past, e.g. a Sparkplug node's backlog): to the outbox only,
-        so the databases get them with their own timestamps and the TagStore keeps the live
-        value."""
+        """History (samples of the past, e.g. a Sparkplug node's backlog) and records that are not
+        tag values (alarm events from the clock or an operator): to the outbox only, so the
+        databases get them with their own timestamps and the TagStore keeps the live value."""
         if samples and self._writer is not None:
             await self._writer.append(samples)

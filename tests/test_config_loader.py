@@ -59,7 +59,8 @@ def errors(path: Path, overrides: list[str] | None = None) -> list[str]:
 
 @pytest.mark.parametrize("name", ["demo.toml", "plant.example.toml"])
 def test_shipped_files_validate(name: str) -> None:
-    cfg = load_config(ROOT / "config" / name)
+    # The example names /etc/edge-agent files and systemd credentials: its content is judged.
+    cfg = load_config(ROOT / "config" / name, resolve=name == "demo.toml")
     assert cfg.source, "the shipped files describe a plant"
 
 
@@ -181,12 +182,20 @@ def test_misspelt_secret_key_is_not_printed_either(tmp_path: Path) -> None:
     assert lines[0].endswith("mqtt.pasword: unknown key (got: <secret, not shown>)")
 
 
-def test_secret_references_are_accepted(tmp_path: Path) -> None:
+def test_secret_references_are_resolved_at_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = write(tmp_path, '[mqtt]\nusername = "edge"\npassword = { credential = "mqtt" }\n')
+    (tmp_path / "creds").mkdir()
+    (tmp_path / "creds" / "mqtt").write_text("s3cret\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / "creds"))
     cfg = load_config(path)
     assert cfg.mqtt is not None
     assert cfg.mqtt.password is not None
     assert cfg.mqtt.password.credential == "mqtt"
+    (tmp_path / "creds" / "mqtt").unlink()  # resolved once: the services need the file no more
+    assert cfg.mqtt.password.resolve() == "s3cret"
+    assert "s3cret" not in repr(cfg) + str(cfg.model_dump())
 
 
 def test_kpi_naming_an_unknown_tag() -> None:
@@ -207,7 +216,11 @@ def test_rules_also_hold_for_configs_built_in_code() -> None:
     tag = ModbusTag(id="offgas.sp", address=0, writable=True)
     with pytest.raises(ValidationError, match=r"source\.0\.tag\.0\.min: a writable tag"):
         AgentConfig.model_validate(
-            {"source": [{"name": "offgas", "protocol": "modbus", "endpoint": "x", "tag": [tag]}]}
+            {
+                "source": [
+                    {"name": "offgas", "protocol": "modbus", "endpoint": "tcp://x", "tag": [tag]}
+                ]
+            }
         )
 
 
@@ -329,3 +342,21 @@ def test_example_file_shows_every_option() -> None:
         if not re.search(rf"(^|[\s{{,#]){name} = |\[\[?([\w.]+\.)?{name}\]", text, re.MULTILINE)
     )
     assert not missing, f"add these options to config/plant.example.toml: {missing}"
+
+
+def test_sources_sharing_a_serial_bus_must_agree_on_its_settings() -> None:
+    def rtu(name: str, **kw: object) -> dict[str, object]:
+        return {"name": name, "protocol": "modbus", "transport": "rtu",
+                "serial_port": "/dev/ttyS4", **kw}  # fmt: skip
+
+    AgentConfig.model_validate({"source": [rtu("a"), rtu("b", poll_interval_s=5)]})
+    with pytest.raises(
+        ValidationError, match=r"sources a and b share a bus .* disagree on baudrate"
+    ):
+        AgentConfig.model_validate({"source": [rtu("a"), rtu("b", baudrate=9600)]})
+    with pytest.raises(ValidationError, match="transport 'rtu' needs serial_port"):
+        AgentConfig.model_validate({"source": [rtu("a", serial_port=None)]})
+    with pytest.raises(ValidationError, match="address 0 with address_base = 1"):
+        AgentConfig.model_validate(
+            {"source": [rtu("a", address_base=1, tag=[{"id": "a.x", "address": 0}])]}
+        )

@@ -16,7 +16,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_agent.commands.demo import summary_line
+from edge_agent.commands.demo_view import summary_line
 from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.contracts.status import ComponentStatus
 from edge_agent.status_board import StatusBoard

@@ -18,5 +18,5 @@ def attach(cfg: AgentConfig, board: StatusBoard, bus: SampleBus) -> WebView | No
     if not cfg.web.enabled or not cfg.health.enabled:
         return None
     view = WebView(cfg, bus.store, board)
-    bus.subscribe(view.record)
+    bus.add_tap(view.record)
     return view

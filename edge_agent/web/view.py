@@ -67,11 +67,13 @@ class WebView:
             cfg.web, cfg.health.listen, Credentials.resolve(cfg.web), ("/static/", "/api/")
         )
 
-    def record(self, samples: Sequence[Sample]) -> None:
-        """The SampleBus subscriber: history, the advisor's change log, the push streams."""
+    def record(self, samples: Sequence[Sample]) -> Sequence[Sample]:
+        """The SampleBus tap: history, the advisor's change log, the push streams (it adds
+        nothing to the outbox)."""
         self.ring.record(samples)
         self.changes.record(samples)
         self.feed.record(samples)
+        return ()
 
     def install(self, app: web.Application) -> None:
         """Add the view to the health listener's application (before it starts)."""
