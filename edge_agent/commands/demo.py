@@ -96,6 +96,7 @@ def demo_document(
     *,
     embedded_broker: bool,
     trends: str | None = None,
+    rtu_over_tcp_endpoint: str | None = None,
 ) -> dict[str, Any]:
     """The demo config pointed at this run's simulators, broker, state dir and health port.
 
@@ -103,7 +104,7 @@ def demo_document(
     the InfluxDB sink stays off rather than failing in front of the user."""
     from simulators.agent_config import demo_config
 
-    doc = demo_config(opcua_endpoint, modbus_endpoint, path)
+    doc = demo_config(opcua_endpoint, modbus_endpoint, path, rtu_over_tcp_endpoint)
     doc.setdefault("agent", {})["state_dir"] = str(state_dir)
     section = doc.setdefault("mqtt", {})
     section["host"], section["port"] = mqtt
@@ -129,7 +130,8 @@ async def run_demo(args: argparse.Namespace, state_dir: Path, tap: WarningTap | 
     `tap` on the agent's log the live view runs, without one the headless summary lines."""
     from simulators.simulation import Simulation, SimulationOptions
 
-    sim = Simulation(SimulationOptions(opcua_port=0, modbus_port=0, time_scale=args.time_scale))
+    sim = Simulation(SimulationOptions(opcua_port=0, modbus_port=0, time_scale=args.time_scale,
+                                       modbus_rtu_over_tcp_port=0))  # fmt: skip
     broker: EmbeddedBroker | None = None
     unit: UnitAgentProcess | None = None
     view: asyncio.Task[None] | None = None
@@ -155,6 +157,7 @@ async def run_demo(args: argparse.Namespace, state_dir: Path, tap: WarningTap | 
         doc = demo_document(
             Path(args.config), sim.opcua_endpoint, sim.modbus_endpoint, mqtt, influx,
             state_dir, health_port, embedded_broker=broker is not None, trends=trends,
+            rtu_over_tcp_endpoint=sim.modbus_rtu_over_tcp_endpoint,
         )  # fmt: skip
         if args.fleet:  # docs/fleet.md: the kiln's unit agent in its own process
             version = "3.1.1" if broker is not None else "5"  # amqtt speaks 3.1.1 only
@@ -169,7 +172,8 @@ async def run_demo(args: argparse.Namespace, state_dir: Path, tap: WarningTap | 
         )
         print(header, flush=True)
         print(
-            f"simulators: {sim.opcua_endpoint}  {sim.modbus_endpoint}   state: {state_dir}",
+            f"simulators: {sim.opcua_endpoint}  {sim.modbus_endpoint} (RTU over TCP: "
+            f"{sim.modbus_rtu_over_tcp_endpoint})   state: {state_dir}",
             flush=True,
         )
 
