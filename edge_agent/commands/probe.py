@@ -146,11 +146,15 @@ def add_parser(subparsers: Subparsers) -> None:
         examples=[
             "edge-agent probe --config /etc/edge-agent/agent.toml",
             "edge-agent probe plant.toml --json",
+            "edge-agent probe plant.toml --not-good",
         ],
         exits=["0      every tag read Good", "1      at least one tag is not Good"],
     )
     add_config_argument(parser)
     parser.add_argument("--json", action="store_true", help="one JSON document for scripts")
+    parser.add_argument(
+        "--not-good", action="store_true", help="list only the tags that are not Good, and why"
+    )
     add_set_argument(parser)
     parser.set_defaults(func=_run)
 
@@ -163,14 +167,19 @@ def _run(args: argparse.Namespace) -> int:
     ok = all(row.sample.good for row in rows)
     for error in errors:
         print(error, file=sys.stderr)
+    shown = [r for r in rows if not r.sample.good] if args.not_good else rows
     if args.json:
-        doc = {"ok": ok, "errors": errors, "tags": [r.as_dict() for r in rows],
+        doc = {"ok": ok, "errors": errors, "tags": [r.as_dict() for r in shown],
                "buses": bus_report(cfg)}  # fmt: skip
         print(json.dumps(doc, ensure_ascii=False))
     else:
-        print(render_table(rows))
+        if shown:
+            print(render_table(shown) + "\n")
         bad = sum(not r.sample.good for r in rows)
-        print(f"\n{len(rows) - bad}/{len(rows)} Good in {time.perf_counter() - t0:.2f} s")
+        line = f"{len(rows) - bad}/{len(rows)} Good in {time.perf_counter() - t0:.2f} s"
+        if bad and not args.not_good:
+            line += f"; --not-good lists only the {bad} others"
+        print(line)
         for line in bus_report(cfg):
             print(line)
     return 0 if ok else 1
