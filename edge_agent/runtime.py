@@ -7,10 +7,12 @@ EXIT_CONFIG is the loader's, before anything starts).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import structlog
 
@@ -83,20 +85,27 @@ class StopSignals:
         self._force_exit = force_exit
 
     def __call__(self, signum: int) -> None:
+        """Act first, then log: a log line that cannot be written must not cancel the stop."""
         self.received += 1
         name = signal.Signals(signum).name
         if self.received == 1:
-            log.info("stop_requested", signal=name)
             self.stop.set()
+            _log_quietly(log.info, "stop_requested", signal=name)
             return
-        log.warning("forced_exit", signal=name)
-        sys.stdout.flush()
-        sys.stderr.flush()
+        _log_quietly(log.warning, "forced_exit", signal=name)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
         self._force_exit(128 + signum)
 
     def install(self, loop: asyncio.AbstractEventLoop) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self, signum)
+
+
+def _log_quietly(emit: Callable[..., Any], event: str, **fields: Any) -> None:
+    with contextlib.suppress(Exception):
+        emit(event, **fields)
 
 
 async def run_agent(

@@ -274,3 +274,4 @@ def test_a_sparkplug_metric_read_twice_is_refused() -> None:
     src = AgentConfig.model_validate({"source": [doc]}).source[0]
     assert isinstance(src, object)
     assert (src.port, src.tls_enabled) == (8883, True)  # type: ignore[union-attr]
+    assert (src.poll_interval_s, src.timeout_s) == (0.2, 5.0)  # not the polled sources' defaults

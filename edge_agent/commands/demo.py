@@ -34,6 +34,11 @@ from rich.table import Table
 from rich.text import Text
 
 from edge_agent.commands.arguments import add_config_argument, command_parser
+from edge_agent.commands.demo_fleet import (
+    PLANT_LEVEL_TOML,
+    UnitAgentProcess,
+    point_sources_at_broker,
+)
 from edge_agent.config import AgentConfig
 from edge_agent.config.loader import ConfigError
 from edge_agent.contracts.samples import Quality, Sample
@@ -245,6 +250,7 @@ async def run_demo(args: argparse.Namespace, state_dir: Path, interactive: bool)
 
     sim = Simulation(SimulationOptions(opcua_port=0, modbus_port=0, time_scale=args.time_scale))
     broker: EmbeddedBroker | None = None
+    unit: UnitAgentProcess | None = None
     view: asyncio.Task[None] | None = None
     await sim.start()
     try:
@@ -260,6 +266,11 @@ async def run_demo(args: argparse.Namespace, state_dir: Path, interactive: bool)
             Path(args.config), sim.opcua_endpoint, sim.modbus_endpoint, mqtt, args.influx,
             state_dir, health_port, embedded_broker=broker is not None,
         )  # fmt: skip
+        if args.fleet:  # docs/fleet.md: the kiln's unit agent in its own process
+            version = "3.1.1" if broker is not None else "5"  # amqtt speaks 3.1.1 only
+            point_sources_at_broker(doc, *mqtt, version)
+            unit = UnitAgentProcess(sim.modbus_endpoint, mqtt, version, state_dir)
+            unit.start()
         cfg = AgentConfig.model_validate(doc)
         root = f"{cfg.mqtt.topic_root}/{cfg.agent.site}" if cfg.mqtt else "?"
         header = (
@@ -283,6 +294,8 @@ async def run_demo(args: argparse.Namespace, state_dir: Path, interactive: bool)
     finally:
         if view is not None:
             view.cancel()
+        if unit is not None:
+            await asyncio.to_thread(unit.stop)
         if broker is not None:
             await _stop_within(broker.stop(), "broker", STOP_PART_TIMEOUT_S)
         await _stop_within(sim.stop(), "simulators", STOP_PART_TIMEOUT_S)
@@ -320,6 +333,8 @@ async def _live(agent: Agent, header: str) -> None:
 
 
 def _demo_command(args: argparse.Namespace) -> int:
+    if args.fleet and args.config == str(DEMO_TOML):
+        args.config = str(PLANT_LEVEL_TOML)
     interactive = sys.stdout.isatty() and not args.headless
     state_dir = Path(args.state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -363,7 +378,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "demo",
         help="run the simulated plant, a broker and the agent with a live view",
         description=__doc__ or "",
-        examples=["edge-agent demo", "edge-agent demo --headless --time-scale 60"],
+        examples=[
+            "edge-agent demo",
+            "edge-agent demo --headless --time-scale 60",
+            "edge-agent demo --fleet",
+        ],
         exits=["0      stopped by Ctrl-C", "1      a part failed to start or stop"],
     )
     add_config_argument(parser, default=str(DEMO_TOML))
@@ -374,4 +393,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--state-dir", default=".demo", metavar="DIR")
     parser.add_argument("--time-scale", type=float, default=1.0, help="simulated s per wall s")
     parser.add_argument("--headless", action="store_true", help="log lines, no live view")
+    parser.add_argument(
+        "--fleet", action="store_true",
+        help="two agents: the kiln's unit agent publishing Sparkplug B, and this one on "
+        "config/plant-level.toml reading it (docs/fleet.md)",
+    )  # fmt: skip
     parser.set_defaults(func=_demo_command)

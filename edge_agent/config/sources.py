@@ -82,12 +82,12 @@ class SparkplugTag(_ReadOnly, SparkplugPoint):
     """A tag read from a Sparkplug B metric (`protocol = "sparkplug"`)."""
 
 
-class MqttSource(SourceBase, MqttEndpointSettings):
+class MqttSource(MqttEndpointSettings, SourceBase):  # the former's defaults win
     protocol: Literal["mqtt"]
     tag: list[JsonTag] = []
 
 
-class SparkplugSource(SourceBase, MqttEndpointSettings, SparkplugSettings):
+class SparkplugSource(MqttEndpointSettings, SparkplugSettings, SourceBase):
     protocol: Literal["sparkplug"]
     tag: list[SparkplugTag] = []
 
