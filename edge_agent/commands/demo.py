@@ -114,6 +114,7 @@ def demo_document(
         # advisory view and the data flow need no commands. `--broker` with an MQTT 5 broker
         # (Mosquitto) brings them back.
         doc.setdefault("control", {})["commands"] = False
+        doc.setdefault("alarms", {}).setdefault("commands", {})["enabled"] = False
     if influx_url is not None or "influx" not in doc:
         influx = doc.setdefault("influx", {"api": "v2", "org": "demo", "bucket": "smelter"})
         # Nothing listens there: the outbox holds InfluxDB's share until a database appears.
