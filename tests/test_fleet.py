@@ -84,7 +84,7 @@ async def test_plant_agent_kpis_equal_a_single_agents_and_a_dead_unit_shows_offl
             )
             co2 = plant.get("kpi.co2.tph")
             assert co2 is not None
-            assert "kiln.feed_rate" in (co2.reason or "")
+            assert "kiln.feed_rate bad (node_offline)" in (co2.reason or ""), co2.reason
             assert plant.good("kpi.heat_margin_mw")  # what needs no kiln tag is unaffected
 
             unit.start()
