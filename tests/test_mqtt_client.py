@@ -229,6 +229,26 @@ def test_host_port_parses_the_server_list_forms() -> None:
     assert host_port("10.0.0.7:1884", 1883) == ("10.0.0.7", 1884)
 
 
+async def test_a_clean_close_is_info_a_lost_broker_a_warning(
+    mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`mqtt_disconnected reason='Normal disconnection'` on every clean stop was noise."""
+    caplog.set_level(logging.INFO, logger="drivers")
+    conn = MqttClient(section(mosquitto), client_id="c-close")
+    await conn.start()
+    try:
+        await asyncio.wait_for(conn.connected.wait(), 10)
+        await asyncio.to_thread(mosquitto.stop)
+        await eventually(lambda: not conn.connected.is_set(), 10, "the loss noticed")
+        await asyncio.to_thread(mosquitto.start)
+        await asyncio.wait_for(conn.connected.wait(), 20)
+    finally:
+        await conn.close()
+    levels = [r.levelname for r in caplog.records if r.getMessage() == "mqtt_disconnected"]
+    assert levels == ["WARNING", "INFO"]
+    assert conn.disconnects == 1  # our own close is not a fault
+
+
 async def test_an_unreachable_broker_is_one_warning_not_one_per_attempt(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
