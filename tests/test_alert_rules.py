@@ -98,6 +98,9 @@ async def test_every_rule_names_real_metrics_and_fires_on_a_faulty_agent(
     for alert, expr in rules().items():
         for name in re.findall(r"\bedge_agent_\w+", expr):
             assert name in exported, f"{alert}: {name} is not a metric the agent exports"
+    dashboard = (ROOT / "deploy" / "grafana" / "smelter-trends-victoriametrics.json").read_text()
+    for name in set(re.findall(r"\bedge_agent_\w+", dashboard)):
+        assert name in exported, f"the VictoriaMetrics dashboard's {name} is not exported"
 
     status, _ = _http(
         "POST", f"{victoria_metrics.url}/api/v1/import/prometheus", exposition.encode()
