@@ -216,7 +216,16 @@ def test_rules_also_hold_for_configs_built_in_code() -> None:
     tag = ModbusTag(id="offgas.sp", address=0, writable=True)
     with pytest.raises(ValidationError, match=r"source\.0\.tag\.0\.min: a writable tag"):
         AgentConfig.model_validate(
-            {"source": [{"name": "offgas", "protocol": "modbus", "endpoint": "x", "tag": [tag]}]}
+            {
+                "source": [
+                    {
+                        "name": "offgas",
+                        "protocol": "modbus",
+                        "endpoint": "tcp://127.0.0.1",
+                        "tag": [tag],
+                    }
+                ]
+            }
         )
 
 
