@@ -7,14 +7,17 @@ EXIT_CONFIG is the loader's, before anything starts).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import structlog
 
-from edge_agent import acquisition, control, health, kpi, sinks, sparkplug
+from edge_agent import acquisition, control, health, kpi, sinks, sparkplug, web
+from edge_agent.alarms import commands as alarm_commands
 from edge_agent.alarms import engine as alarms
 from edge_agent.config import AgentConfig
 from edge_agent.outbox import Outbox
@@ -57,13 +60,17 @@ def build_services(agent: Agent) -> list[Service]:
     services += kpi.build_services(agent.cfg, agent.store, agent.bus, agent.board)
     agent.alarms = alarms.build(agent.cfg, agent.store, agent.bus, agent.board)  # taps the bus
     services += agent.alarms.services() if agent.alarms else []
+    services += alarm_commands.build_services(agent.cfg, agent.alarms)
     if agent.outbox is not None:
         services += sinks.build_services(agent.cfg, agent.outbox, agent.board)
     services += sparkplug.build_services(
         agent.cfg, agent.outbox, agent.store, agent.control, agent.board
     )
     services += agent.control.services()
-    services += health.build_services(agent.cfg, agent.board)
+    view = web.attach(agent.cfg, agent.board, agent.bus)  # the browser view, on the bus
+    services += health.build_services(
+        agent.cfg, agent.board, view.install if view else None, web.tls_context(agent.cfg.web)
+    )
     return services
 
 
@@ -81,20 +88,27 @@ class StopSignals:
         self._force_exit = force_exit
 
     def __call__(self, signum: int) -> None:
+        """Act first, then log: a log line that cannot be written must not cancel the stop."""
         self.received += 1
         name = signal.Signals(signum).name
         if self.received == 1:
-            log.info("stop_requested", signal=name)
             self.stop.set()
+            _log_quietly(log.info, "stop_requested", signal=name)
             return
-        log.warning("forced_exit", signal=name)
-        sys.stdout.flush()
-        sys.stderr.flush()
+        _log_quietly(log.warning, "forced_exit", signal=name)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
         self._force_exit(128 + signum)
 
     def install(self, loop: asyncio.AbstractEventLoop) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self, signum)
+
+
+def _log_quietly(emit: Callable[..., Any], event: str, **fields: Any) -> None:
+    with contextlib.suppress(Exception):
+        emit(event, **fields)
 
 
 async def run_agent(

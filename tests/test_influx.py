@@ -135,6 +135,26 @@ async def test_v1_every_sample_comes_back_with_value_tags_timestamp_and_quality(
 
 
 @pytest.mark.services
+async def test_v2_against_influxdb_1x_says_to_set_api_v1(
+    influxdb1: InfluxDB1, outbox: Outbox
+) -> None:
+    """A 404 from /api/v2/write is InfluxDB before 1.8: the error says what to change."""
+    cfg = config({"api": "v2", "url": influxdb1.url, "org": "o", "bucket": influxdb1.db})
+    sink = InfluxSink(cfg, outbox)
+    with capture_logs() as logs:
+        async with Running(sink):
+            await outbox.append(numbered(2))
+            await eventually(lambda: sink.state.retries_total >= 1, 15.0, "a refused write")
+    refused = [e for e in logs if e["event"] == "influx_write_refused"]
+    assert refused
+    assert refused[0]["status"] == 404
+    assert 'set [influx] api = "v1"' in refused[0]["message"]
+    assert f"{influxdb1.url} is InfluxDB 1." in refused[0]["message"]
+    assert 'api = "v1"' in sink.state.status().detail
+    assert sink.cursor.lag_batches == 1  # nothing lost meanwhile
+
+
+@pytest.mark.services
 async def test_v1_nan_and_a_type_conflict_do_not_poison_the_batch(
     influxdb1: InfluxDB1, outbox: Outbox
 ) -> None:
@@ -275,6 +295,9 @@ async def test_unauthorized_keeps_the_data_and_marks_the_sink_unhealthy(
                 )
     assert sink.state.healthy
     assert len(server.stored) == 4
+    events = [e["event"] for e in logs if e["event"].startswith("influx_unauthorized")]
+    # One error when it starts and one line when it ends, not one per retry.
+    assert events == ["influx_unauthorized", "influx_unauthorized_cleared"], events
     assert any(e["event"] == "influx_unauthorized" and e["log_level"] == "error" for e in logs)
 
 

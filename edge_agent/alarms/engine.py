@@ -95,6 +95,7 @@ class AlarmEngine:
         self.events_total = 0
         self.tap_failures = 0
         self.progress = 0
+        self.commands: Any = None  # the MQTT command service, when one runs (commands.py)
         self._dirty = False
         self._restore()
         bus.add_tap(self.tap)

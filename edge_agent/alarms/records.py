@@ -12,6 +12,7 @@ prefix never clashes with a plant tag.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from edge_agent.alarms.model import AlarmEvent
 from edge_agent.contracts.samples import Quality, Sample, now_ns
@@ -21,6 +22,14 @@ PREFIX = "_alarms."
 
 def is_alarm_record(sample: Sample) -> bool:
     return sample.tag.startswith(PREFIX)
+
+
+def split(samples: Sequence[Sample]) -> tuple[Sequence[Sample], list[Sample]]:
+    """(tag samples, alarm records) of a batch; the batch itself when it holds no record."""
+    records = [s for s in samples if s.tag.startswith(PREFIX)]
+    if not records:
+        return samples, records
+    return [s for s in samples if not s.tag.startswith(PREFIX)], records
 
 
 def to_sample(event: AlarmEvent, acq_ns: int | None = None) -> Sample:

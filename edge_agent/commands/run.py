@@ -10,8 +10,9 @@ import faulthandler
 from typing import TYPE_CHECKING
 
 from edge_agent.commands.arguments import add_config_argument, command_parser
+from edge_agent.commands.check_config import idle_warnings
 from edge_agent.config import AgentConfig
-from edge_agent.config.loader import add_set_argument, load_config
+from edge_agent.config.loader import ConfigError, add_set_argument, load_config
 from edge_agent.config.resources import secret_values
 from edge_agent.logs import configure_logging
 from edge_agent.redaction import SecretMask
@@ -40,12 +41,23 @@ def add_parser(subparsers: Subparsers) -> None:
     )
     add_config_argument(parser)
     add_set_argument(parser)
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="start even with no enabled source or no sink (check-config names what is missing)",
+    )
     parser.set_defaults(func=_run_command)
 
 
 def _run_command(args: argparse.Namespace) -> int:
     # Secrets are resolved here, before anything starts: ConfigError (cli prints it, exits 2).
     cfg = load_config(args.config, args.overrides)
+    idle = idle_warnings(cfg)
+    if idle and not args.force:
+        raise ConfigError(
+            [f"{args.config}: {warning}" for warning in idle]
+            + ["not started: fix the file, or give --force to run it as it is"]
+        )
     mask = SecretMask(secret_values(cfg))  # no log line may show them
     configure_logging(args.log_level or cfg.agent.log_level, cfg.agent.log_format, mask=mask)
     # systemd's watchdog aborts a hung agent with SIGABRT: print every thread's stack first.

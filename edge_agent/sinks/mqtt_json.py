@@ -14,6 +14,8 @@ Topics (ISA-95 style; a tag id's dots become topic levels):
   `{"schema": "edge-agent/batch/1", "site": "demo", "unit": "fsf",
   "samples": [{"tag": "fsf.matte_temp", "value": …, "quality": …, "ts": …, "ts_ns": …}, …]}`
   (each element is the per-tag payload plus `tag`; docs/mqtt.md has the JSON Schema).
+- Alarms (docs/alarms.md): `{root}/{site}/_alarms/{alarm id}`, retained, the alarm's current
+  state after each event; `{root}/{site}/_alarms/{alarm id}/event`, each event, not retained.
 - Agent status: `{root}/{site}/_agent/{instance_id}/status`, retained, `online` after every
   connect and `offline` as the last will (and on a clean shutdown). The `_` prefix cannot clash
   with a unit, whose ids start with a letter.
@@ -41,9 +43,11 @@ import structlog
 from drivers.backoff import Backoff
 from drivers.conditions import Condition
 from drivers.mqtt_client import MqttClient, MqttError, Will
+from edge_agent.alarms import records
 from edge_agent.config import AgentConfig, MqttSection
 from edge_agent.contracts.samples import Quality, Sample, iso_utc
 from edge_agent.kpi.engine import kpi_units
+from edge_agent.logs import emitter
 from edge_agent.outbox import Batch, Outbox
 from edge_agent.sinks.state import SinkState
 
@@ -111,11 +115,27 @@ class JsonEncoder:
     def encode(self, batches: Iterable[Batch]) -> list[Message]:
         out: list[Message] = []
         for batch in batches:
-            samples = self._exceptions(batch.samples)
+            plain, alarms = records.split(batch.samples)
+            samples = self._exceptions(plain)
             if self.settings.layout == "tag":
                 out.extend(self._per_tag(samples))
             else:
                 out.extend(self._per_unit(samples))
+            out.extend(self._alarms(alarms))
+        return out
+
+    def alarm_topic(self, alarm_id: str) -> str:
+        return f"{self.prefix}/_alarms/{alarm_id}"
+
+    def _alarms(self, alarm_records: Sequence[Sample]) -> list[Message]:
+        """Each event twice: the alarm's current state, retained (a SCADA connecting later sees
+        what is active), and the event itself on the alarm's event stream, not retained."""
+        out: list[Message] = []
+        for record in alarm_records:
+            topic = self.alarm_topic(record.tag.removeprefix(records.PREFIX))
+            payload = str(record.value).encode()
+            out.append(Message(topic, payload, retain=True))
+            out.append(Message(f"{topic}/event", payload))
         return out
 
     def _per_tag(self, samples: Sequence[Sample]) -> list[Message]:
@@ -200,7 +220,7 @@ class MqttJsonSink:
         self.encoder = JsonEncoder(self.settings, cfg.agent.site, units)
         self.status_topic = self.encoder.status_topic(cfg.agent.instance_id)
         self.connection: MqttClient | None = None
-        self.refused = Condition("mqtt_publish_refused", _emit, level="error")
+        self.refused = Condition("mqtt_publish_refused", emitter(log), level="error")
 
     async def run(self) -> None:
         password = self.settings.password.resolve() if self.settings.password else None
@@ -272,7 +292,8 @@ class MqttJsonSink:
         done = 0
         try:
             for i, (_, futures) in enumerate(sent):
-                await asyncio.gather(*futures)
+                for fut in futures:  # cheaper than a gather per batch; a done one returns at once
+                    await fut
                 if loop.time() - last_ack >= ACK_EVERY_S:
                     await self._confirm([b for b, _ in sent[done : i + 1]])
                     del todo[: i + 1 - done]
@@ -306,7 +327,3 @@ class MqttJsonSink:
         finally:
             await conn.close()
             self.state.state = "stopped"
-
-
-def _emit(level: str, event: str, **fields: Any) -> None:
-    getattr(log, level)(event, **fields)
