@@ -62,17 +62,13 @@ def test_install_twice_then_uninstall(tmp_path: Path) -> None:
     assert (root / "opt/edge-agent/share/doc/operations.md").is_file()
     assert (root / "etc/edge-agent/credentials").stat().st_mode & 0o777 == 0o700
     assert os.access(binary, os.X_OK)
-    # The installed program runs and accepts the example configuration it was given, except for
-    # the secrets and certificates the operator has still to put in place: check-config names
-    # each of those, and nothing else.
+    # The installed program runs and accepts the example configuration it was given (whose
+    # secrets and certificates the operator has yet to install: its content is judged).
     checked = subprocess.run(
-        [binary, "check-config", config], capture_output=True, text=True, timeout=120, check=False
-    )
-    problems = checked.stderr.strip().splitlines()
-    assert checked.returncode == 2, checked.stdout + checked.stderr
-    assert problems, checked.stdout
-    missing = ("cannot read", "is not set", "no such file", "not found")
-    assert all(any(m in p.lower() for m in missing) for p in problems), problems
+        [binary, "check-config", "--content-only", config],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
     # The operator's config survives a re-install; everything else is the same as before.
     config.write_text(config.read_text() + "\n# edited by the operator\n")
