@@ -114,6 +114,7 @@ def demo_document(
         # advisory view and the data flow need no commands. `--broker` with an MQTT 5 broker
         # (Mosquitto) brings them back.
         doc.setdefault("control", {})["commands"] = False
+        doc.setdefault("alarms", {}).setdefault("commands", {})["enabled"] = False
     if influx is not None:
         doc["influx"] = {**doc.get("influx", {}), **influx}
     if trends is not None:
