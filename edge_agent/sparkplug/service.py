@@ -34,11 +34,13 @@ import structlog
 from drivers.mqtt_client import MqttClient, Received, Will
 from drivers.sparkplug.payload import DataType
 from drivers.sparkplug.topics import Topics, state_topic
+from edge_agent.alarms import records
 from edge_agent.config import AgentConfig, MqttSection
 from edge_agent.contracts.samples import Sample, now_ns
 from edge_agent.contracts.status import StatusRegistry
 from edge_agent.outbox import Batch, Cursor, Outbox
 from edge_agent.sinks.state import SinkState
+from edge_agent.sparkplug import alarms as alarm_metrics
 from edge_agent.sparkplug.bdseq import BdSeqStore
 from edge_agent.sparkplug.catalogue import Catalogue, TagHint
 from edge_agent.sparkplug.node import (
@@ -128,6 +130,7 @@ class SparkplugEdgeNode:
         self._bdseq = bdseq
         self._cursor = cursor
         self._current = current
+        self._alarm_latest: dict[str, Sample] = {}  # alarm metrics are not in the TagStore
         self._dcmd: DcmdHandler = dcmd or refuse_all
         self._password = password
         self._connection_factory = connection_factory
@@ -252,7 +255,8 @@ class SparkplugEdgeNode:
         if not self._may_publish(conn):
             return False
         if not self.node.born:
-            await self._births(conn, self.node.births(self._current()))
+            current = {**self._current(), **self._alarm_latest}
+            await self._births(conn, self.node.births(current))
         for text in self._take_reports():
             await self._publish(conn, [self.node.command_result(text)])
         batches = self._ready_batches()
@@ -260,7 +264,12 @@ class SparkplugEdgeNode:
             self._ensure_read()
             return False
         samples = [s for b in batches for s in b.samples]
-        await self._publish(conn, self.node.data(samples))
+        plain, alarm_records = records.split(samples)
+        if alarm_records:  # alarm events as metrics of their unit's device
+            metrics = alarm_metrics.metric_samples(alarm_records)
+            self._alarm_latest.update((m.tag, m) for m in metrics)
+            plain = [*plain, *metrics]
+        await self._publish(conn, self.node.data(plain))
         await self._cursor.ack(batches[-1].id)  # written to an open connection: delivered
         self.state.confirmed(len(batches), len(samples))
         self.state.samples_suppressed_total = self.node.suppressed
@@ -415,7 +424,7 @@ def catalogue_for(cfg: AgentConfig) -> Catalogue:
         elif kind == "string":
             datatype = DataType.STRING
         hints.append(TagHint(tag.id, tag.unit, datatype, tag.writable))
-    return Catalogue(hints)
+    return Catalogue([*hints, *alarm_metrics.hints(cfg.alarm)])
 
 
 class ControlEntry(Protocol):
