@@ -16,6 +16,8 @@ import structlog
 
 from edge_agent import acquisition, control, health, kpi, sinks, sparkplug
 from edge_agent.config import AgentConfig
+from edge_agent.contracts.catalogue import TagCatalogue
+from edge_agent.kpi.catalogue import kpi_tags
 from edge_agent.outbox import Outbox
 from edge_agent.pipeline import SampleBus, SampleWriter
 from edge_agent.reload import ReloadRequests, next_config
@@ -53,14 +55,21 @@ def build_services(agent: Agent) -> list[Service]:
     # Before the sinks: Sparkplug DCMD goes through the control path.
     agent.control = control.ControlPath(agent.cfg, agent.store, acq, agent.board)
     services += kpi.build_services(agent.cfg, agent.store, agent.bus, agent.board)
+    catalogue = build_catalogue(agent.cfg)  # one for every sink: units and types of every tag
     if agent.outbox is not None:
-        services += sinks.build_services(agent.cfg, agent.outbox, agent.board)
+        services += sinks.build_services(agent.cfg, agent.outbox, catalogue, agent.board)
     services += sparkplug.build_services(
-        agent.cfg, agent.outbox, agent.store, agent.control, agent.board
+        agent.cfg, agent.outbox, agent.store, catalogue, agent.control, agent.board
     )
     services += agent.control.services()
     services += health.build_services(agent.cfg, agent.board)
     return services
+
+
+def build_catalogue(cfg: AgentConfig) -> TagCatalogue:
+    """Every tag the agent publishes, with unit and type: the source tags as configured and the
+    KPIs the engine will compute, known before any value arrives."""
+    return TagCatalogue([*(tag.info() for tag in cfg.tags().values()), *kpi_tags(cfg)])
 
 
 async def open_writer(cfg: AgentConfig) -> SampleWriter | None:

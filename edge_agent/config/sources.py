@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from edge_agent.contracts.catalogue import TagInfo, ValueType
 from edge_agent.contracts.modbus import ModbusPoint, ModbusSettings
 from edge_agent.contracts.opcua import OpcUaPoint, OpcUaSettings
 from edge_agent.contracts.section import Section
@@ -30,6 +31,17 @@ class TagBase(TagPoint):
     # "A writable tag needs bounds" is a cross-field rule on AgentConfig, so that its error names
     # the missing key even when other fields of the file are wrong too.
 
+    def value_type(self) -> ValueType:
+        """What the configuration says the tag carries; "number" unless a protocol type says."""
+        return "number"
+
+    def info(self) -> TagInfo:
+        """The tag's entry in the catalogue every sink is given."""
+        return TagInfo(
+            self.id, self.unit, self.value_type(), self.description, self.min, self.max,
+            self.writable,
+        )  # fmt: skip
+
 
 class QualityFrom(Section):
     tag: str
@@ -43,6 +55,11 @@ class OpcUaTag(TagBase, OpcUaPoint):
 
 class ModbusTag(TagBase, ModbusPoint):
     """A Modbus tag of the agent."""
+
+    def value_type(self) -> ValueType:
+        if self.type in ("bool", "bit"):
+            return "boolean"
+        return "string" if self.type == "string" else "number"
 
 
 class SourceBase(SourceSettings):

@@ -32,15 +32,15 @@ from typing import Protocol
 import structlog
 
 from drivers.mqtt_client import MqttClient, Received, Will
-from drivers.sparkplug.payload import DataType
 from drivers.sparkplug.topics import Topics, state_topic
 from edge_agent.config import AgentConfig, MqttSection
+from edge_agent.contracts.catalogue import TagCatalogue
 from edge_agent.contracts.samples import Sample, now_ns
 from edge_agent.contracts.status import StatusRegistry
 from edge_agent.outbox import Batch, Cursor, Outbox
 from edge_agent.sinks.state import SinkState
 from edge_agent.sparkplug.bdseq import BdSeqStore
-from edge_agent.sparkplug.catalogue import Catalogue, TagHint
+from edge_agent.sparkplug.catalogue import Catalogue
 from edge_agent.sparkplug.node import (
     DeviceWrite,
     EdgeNode,
@@ -404,20 +404,6 @@ def _now_ms() -> int:
 # ----------------------------------------------------------------------------------- wiring
 
 
-def catalogue_for(cfg: AgentConfig) -> Catalogue:
-    """Every configured tag, typed where the configuration says (Modbus bool/string)."""
-    hints = []
-    for tag in cfg.tags().values():
-        datatype = None
-        kind = getattr(tag, "type", None)
-        if kind == "bool":
-            datatype = DataType.BOOLEAN
-        elif kind == "string":
-            datatype = DataType.STRING
-        hints.append(TagHint(tag.id, tag.unit, datatype, tag.writable))
-    return Catalogue(hints)
-
-
 class ControlEntry(Protocol):
     """What the control path offers the edge node (edge_agent.control.ControlPath)."""
 
@@ -430,6 +416,7 @@ def build_services(
     cfg: AgentConfig,
     outbox: Outbox | None,
     store: TagStore,
+    catalogue: TagCatalogue,
     control: ControlEntry | None = None,
     board: StatusRegistry | None = None,
 ) -> list[Service]:
@@ -450,7 +437,7 @@ def build_services(
     async def run() -> None:
         password = mqtt.password.resolve() if mqtt.password is not None else None
         edge = SparkplugEdgeNode(
-            mqtt, edge_node_id=node_id, bdseq=bdseq, catalogue=catalogue_for(cfg),
+            mqtt, edge_node_id=node_id, bdseq=bdseq, catalogue=Catalogue(catalogue),
             cursor=cursor, current=store.snapshot, dcmd=dcmd, password=password, state=state,
         )  # fmt: skip
         await edge.run()
