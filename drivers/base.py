@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from edge_agent.contracts.samples import Sample, Value
 
@@ -22,6 +22,15 @@ class Driver(Protocol):
     async def write(self, tag_id: str, value: Value) -> None: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class HistoryDriver(Protocol):
+    """A driver that also receives history: samples of the past (a Sparkplug node's backlog,
+    `is_historical`) that belong in the outbox and the databases but must never replace the
+    latest value the KPIs read."""
+
+    def drain_history(self) -> list[Sample]: ...
 
 
 class DriverError(Exception):

@@ -199,10 +199,15 @@ class MqttClient:
         will: Callable[[], Will | None] | None = None,
         protocol: str | None = None,
         name: str = "mqtt",
+        session_expiry_s: int = 0,
     ) -> None:
         self.settings = settings
         self.client_id = client_id
         self.protocol = protocol or settings.protocol
+        # > 0: a persistent session (what a subscriber needs so that nothing published while it
+        # was away is lost): MQTT 5 clean start off with this Session Expiry Interval, MQTT
+        # 3.1.1 clean session off. 0: a fresh session on every connect.
+        self.session_expiry_s = session_expiry_s
         self._password = password
         self._will = will
         self.connected = asyncio.Event()
@@ -383,11 +388,18 @@ class MqttClient:
     def _connect(self, host: str, port: int) -> None:
         """In a worker thread: TCP (+TLS) connect and send CONNECT; CONNACK comes later."""
         assert self._client is not None
+        properties = None
+        persistent = self.v5 and self.session_expiry_s > 0
+        clean_start = False if persistent else True if self.v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY
+        if persistent:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = self.session_expiry_s
         self._client.connect(
             host,
             port,
             keepalive=self.settings.keepalive_s,
-            clean_start=True if self.v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+            clean_start=clean_start,
+            properties=properties,
         )
 
     # ---------------------------------------------------------------------------- paho plumbing
@@ -398,6 +410,7 @@ class MqttClient:
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
             protocol=MQTTProtocolVersion.MQTTv5 if self.v5 else MQTTProtocolVersion.MQTTv311,
+            clean_session=None if self.v5 else self.session_expiry_s == 0,
             reconnect_on_failure=False,  # ours: see _keep_connected
         )
         client.suppress_exceptions = True  # a bug in a callback must not kill the network thread

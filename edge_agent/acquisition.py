@@ -24,8 +24,15 @@ from collections.abc import Callable, Sequence
 import structlog
 
 from drivers.backoff import Backoff
-from drivers.base import Driver, DriverConnectionError, WriteRefused
-from edge_agent.config import AgentConfig, OpcUaSource, QualityFrom, Source
+from drivers.base import Driver, DriverConnectionError, HistoryDriver, WriteRefused
+from edge_agent.config import (
+    AgentConfig,
+    MqttSource,
+    OpcUaSource,
+    QualityFrom,
+    Source,
+    SparkplugSource,
+)
 from edge_agent.contracts.samples import Quality, Sample, Value, now_ns
 from edge_agent.contracts.status import ComponentStatus, SourceStats, StatusRegistry
 from edge_agent.pipeline import SampleBus
@@ -49,6 +56,10 @@ def make_driver(source: Source) -> Driver:
         from drivers.opcua import OpcUaDriver
 
         return OpcUaDriver(source)
+    if isinstance(source, MqttSource | SparkplugSource):
+        from drivers.mqtt_source import make_source
+
+        return make_source(source)
     from drivers.modbus import ModbusDriver
 
     return ModbusDriver(source)
@@ -175,6 +186,8 @@ class SourcePoller:
             self.stats.read_seconds_total += elapsed
             self.stats.read_latency.observe(elapsed)
             await self.bus.publish(self.gate.apply(samples))
+            if isinstance(driver, HistoryDriver):
+                await self.bus.record(driver.drain_history())
             deadline += interval
             now = loop.time()
             if now > deadline:

@@ -28,3 +28,10 @@ class SampleBus:
         self.store.update(samples)
         if self._writer is not None:
             await self._writer.append(samples)
+
+    async def record(self, samples: Sequence[Sample]) -> None:
+        """History (samples of the past, e.g. a Sparkplug node's backlog): to the outbox only,
+        so the databases get them with their own timestamps and the TagStore keeps the live
+        value."""
+        if samples and self._writer is not None:
+            await self._writer.append(samples)

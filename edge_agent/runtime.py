@@ -138,7 +138,9 @@ async def run_agent(
                 continue
             running = list(services) if services is not None else build_services(agent)
             running += notify_services(agent, notifier)
-            supervisor = Supervisor(running, shutdown_timeout_s=cfg.agent.shutdown_timeout_s)
+            supervisor = Supervisor(
+                running, shutdown_timeout_s=cfg.agent.shutdown_timeout_s, board=agent.board
+            )
             supervisor.start()
             notifier.ready(agent.board.summary())
             if on_started is not None:

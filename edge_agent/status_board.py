@@ -70,10 +70,16 @@ class StatusBoard:
         parts.append(f"{self._read_rate.update(read):.0f} samples/s")
         depth = sum(s.gauges.get("depth_samples", 0.0) for s in statuses if s.kind == "outbox")
         parts.append(f"outbox {depth:.0f}")
-        down = [f"{s.kind} {s.name} {s.state}" for s in statuses if not s.healthy]
+        down = [_down(s) for s in statuses if not s.healthy]
         if down:
             parts.append("; ".join(down))
         return ", ".join(parts)
+
+
+def _down(s: ComponentStatus) -> str:
+    """`sink influx starting` or, with its last error, `service sink:mqtt restarting: …`."""
+    text = f"{s.kind} {s.name} {s.state}"
+    return f"{text}: {s.detail[:120]}" if s.detail else text
 
 
 class _Rate:

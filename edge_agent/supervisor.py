@@ -13,12 +13,14 @@ cannot hang the agent's exit.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
 
 from drivers.backoff import Backoff
+from edge_agent.contracts.status import ComponentStatus, StatusRegistry
 
 log = structlog.get_logger(__name__)
 
@@ -42,6 +44,58 @@ class Service:
     stop_order: int = STOP_ACQUISITION
 
 
+REPEATEDLY = 2  # failures in a row that make a restarting service unhealthy
+
+
+@dataclass
+class ServiceRecord:
+    """How one service is doing, for /healthz, /metrics and STATUS= (on the status board).
+
+    A streak of failures ends only when a run lasts `reset_after_s`: a service that fails again
+    and again a few seconds after each start is restarting repeatedly, not recovered.
+    """
+
+    name: str
+    restarts: int = 0
+    failures: int = 0  # in the current streak
+    last_error: str = ""
+    run_started: float | None = None  # time.monotonic() of the current run
+    waiting: bool = False  # between a failure and its restart
+    finished: bool = False
+
+    def state(self, reset_after_s: float) -> str:
+        if self.finished:
+            return "finished"
+        if self.failures == 0 or self._recovered(reset_after_s):
+            return "running"
+        return "restarting"
+
+    def healthy(self, reset_after_s: float) -> bool:
+        return self.failures < REPEATEDLY or self._recovered(reset_after_s)
+
+    def status(self, reset_after_s: float) -> ComponentStatus:
+        """Restarting repeatedly is unhealthy, with the last error, whatever the service's own
+        state object says (it may never get as far as saying anything)."""
+        healthy = self.healthy(reset_after_s)
+        return ComponentStatus(
+            name=self.name,
+            kind="service",
+            state=self.state(reset_after_s),
+            healthy=healthy,
+            detail=self.last_error if self.failures else "",
+            watched=False,
+            counters={"restarts_total": float(self.restarts)},
+            gauges={"consecutive_failures": float(self.failures)},
+        )
+
+    def _recovered(self, reset_after_s: float) -> bool:
+        return (
+            not self.waiting
+            and self.run_started is not None
+            and time.monotonic() - self.run_started >= reset_after_s
+        )
+
+
 class Supervisor:
     """Runs services as tasks, restarts the ones that fail, stops them all within a bound.
 
@@ -57,6 +111,7 @@ class Supervisor:
         backoff: Backoff | None = None,
         shutdown_timeout_s: float = 10.0,
         reset_after_s: float = 60.0,
+        board: StatusRegistry | None = None,
     ) -> None:
         names = [s.name for s in services]
         if len(set(names)) != len(names):
@@ -65,8 +120,15 @@ class Supervisor:
         self.backoff = backoff or Backoff()
         self.reset_after_s = reset_after_s  # a run this long counts as a recovery
         self.shutdown_timeout_s = shutdown_timeout_s
-        self.restarts: dict[str, int] = dict.fromkeys(names, 0)
+        self.records = {name: ServiceRecord(name) for name in names}
+        if board is not None:
+            for record in self.records.values():
+                board.add(_ServiceStatus(record, self))
         self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    @property
+    def restarts(self) -> dict[str, int]:
+        return {name: r.restarts for name, r in self.records.items()}
 
     def start(self) -> None:
         for service in self.services:
@@ -107,10 +169,11 @@ class Supervisor:
     async def _keep_running(self, service: Service) -> None:
         loop = asyncio.get_running_loop()
         slog = log.bind(service=service.name)
-        failures = 0
+        record = self.records[service.name]
         while True:
             started = loop.time()
-            slog.debug("service_starting", restarts=self.restarts[service.name])
+            record.run_started, record.waiting = time.monotonic(), False
+            slog.debug("service_starting", restarts=record.restarts)
             try:
                 await service.run()
             except asyncio.CancelledError:
@@ -118,23 +181,35 @@ class Supervisor:
                 raise
             except Exception as exc:
                 if loop.time() - started >= self.reset_after_s:
-                    failures = 0
-                failures += 1
-                delay = self.backoff.delay_s(failures)
-                if failures == 1:
+                    record.failures = 0
+                record.failures += 1
+                record.last_error = f"{type(exc).__name__}: {exc}"
+                record.waiting = True
+                delay = self.backoff.delay_s(record.failures)
+                if record.failures == 1:
                     slog.exception("service_failed", restart_in_s=round(delay, 3))
                 else:
                     slog.warning(
                         "service_failed_again",
-                        error=f"{type(exc).__name__}: {exc}",
-                        failures=failures,
+                        error=record.last_error,
+                        failures=record.failures,
                         restart_in_s=round(delay, 3),
                     )
-                self.restarts[service.name] += 1
+                record.restarts += 1
                 await asyncio.sleep(delay)
                 continue
+            record.finished = True
             slog.info("service_finished")
             return
+
+
+@dataclass(frozen=True)
+class _ServiceStatus:
+    record: ServiceRecord
+    supervisor: Supervisor
+
+    def status(self) -> ComponentStatus:
+        return self.record.status(self.supervisor.reset_after_s)
 
 
 async def _cancel_until(

@@ -99,7 +99,7 @@ def test_demo_plant_has_its_instruments() -> None:
         pytest.param(
             '[[source]]\nname = "fsf"\nprotocol = "profibus"\nendpoint = "x"\n',
             "plant.toml: source.fsf: Input tag 'profibus' found using 'protocol' does not match "
-            "any of the expected tags: 'opcua', 'modbus'",
+            "any of the expected tags: 'opcua', 'modbus', 'mqtt', 'sparkplug'",
             id="unknown-protocol",
         ),
         pytest.param(

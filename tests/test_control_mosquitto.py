@@ -160,3 +160,32 @@ async def test_command_service_moves_to_a_backup_broker(
         await asyncio.wait_for(service.subscribed.wait(), 10)
     finally:
         await stop_tasks(task)
+
+
+async def test_command_service_is_back_within_2_s_of_the_broker_however_grown_its_backoff(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    # reconnect_min_s = 30: the first retry after the loss is due 24-36 s later; the connection
+    # probes must bring it back long before that.
+    text = CONFIG + (
+        f'\n[mqtt]\nhost = "{mosquitto.host}"\nport = {mosquitto.port}\n'
+        "reconnect_min_s = 30\nreconnect_max_s = 60\n"
+    )
+    cfg = config(tmp_path, text, heartbeat={"enabled": False})
+    store = plant_store()
+    service = ControlPath(cfg, store, RecordingDriver(store)).command_service
+    assert service is not None
+    task = asyncio.create_task(service.run())
+    try:
+        await asyncio.wait_for(service.subscribed.wait(), 10)
+        await asyncio.to_thread(mosquitto.stop)
+        assert service.client is not None
+        client = service.client
+        await eventually(lambda: client.backoff.failures >= 1, 10, "the loss noticed")
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(mosquitto.start)
+        back = asyncio.get_running_loop().time()
+        await asyncio.wait_for(service.subscribed.wait(), 30)
+        assert asyncio.get_running_loop().time() - back < 2.0
+    finally:
+        await stop_tasks(task)

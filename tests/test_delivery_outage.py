@@ -1,5 +1,7 @@
-"""Broker and database down for 30 s at once, during a run: afterwards every sample produced
-meanwhile has arrived at both, in order per tag, none lost (the outbox held them)."""
+"""Broker and database down for 45 s at once, during a run, longer than either backoff cap (30 s):
+each sink delivers again within 2 s of its server accepting connections (the backoff's connection
+probes), and afterwards every sample produced meanwhile has arrived at both, in order per tag, none
+lost (the outbox held them)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import pytest
 
 from edge_agent.config import AgentConfig
 from edge_agent.contracts.samples import Quality, Sample, now_ns
+from edge_agent.health import StatusBoard
 from edge_agent.sinks import build_services, open_outbox
 from tests.mqtt_subscriber import Subscriber
 from tests.services import InfluxDB1, Mosquitto
@@ -18,7 +21,8 @@ from tests.waiting import eventually
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
-OUTAGE_S = 30.0
+OUTAGE_S = 45.0
+RESUME_WITHIN_S = 2.0  # issue 12 item 6; docs/delivery.md states the measured figure
 TAGS = 10
 PERIOD_S = 0.1
 
@@ -32,14 +36,16 @@ async def test_broker_and_database_outage_loses_nothing(
             {
                 "agent": {"site": "demo", "instance_id": "edge-o", "state_dir": str(tmp_path)},
                 "outbox": {"synchronous": "normal"},
-                "mqtt": {"host": broker.host, "port": broker.port, "reconnect_max_s": 2},
+                "mqtt": {"host": broker.host, "port": broker.port, "reconnect_max_s": 30},
                 "influx": {"api": "v1", "url": influxdb1.url, "db": influxdb1.db,
-                           "retry_min_s": 0.2, "retry_max_s": 2},
+                           "retry_min_s": 1, "retry_max_s": 30},
             }
         )  # fmt: skip
         sub = await asyncio.to_thread(Subscriber, broker.host, broker.port, "plant/demo/fsf/#")
         outbox = await open_outbox(cfg)
-        tasks = [asyncio.create_task(s.run()) for s in build_services(cfg, outbox)]
+        board = StatusBoard()
+        tasks = [asyncio.create_task(s.run()) for s in build_services(cfg, outbox, board)]
+        sinks = {st.name: st for st in board.statuses() if st.kind == "sink"}
         produced: list[Sample] = []
 
         async def produce(stop: asyncio.Event) -> None:
@@ -60,9 +66,17 @@ async def test_broker_and_database_outage_loses_nothing(
             during = len(produced)
             await asyncio.sleep(OUTAGE_S)  # the outage itself: the run goes on meanwhile
             assert outbox.state.samples > 0
-            await asyncio.gather(
-                asyncio.to_thread(broker.start), asyncio.to_thread(influxdb1.start)
-            )
+            confirmed = {name: _confirmed(board, name) for name in sinks}
+            resumed = {name: asyncio.create_task(_resumed(board, name)) for name in sinks}
+            loop = asyncio.get_running_loop()
+            back = {}
+            for name, server in (("mqtt", broker), ("influx", influxdb1)):
+                await asyncio.to_thread(server.start)  # returns once it accepts connections
+                back[name] = loop.time()
+            took = {name: await resumed[name] - back[name] for name in sinks}
+            print(f"delivery resumed after the restart: {took}")  # docs/delivery.md quotes this
+            assert all(t < RESUME_WITHIN_S for t in took.values()), took
+            assert all(_confirmed(board, n) > confirmed[n] for n in sinks)
             await asyncio.sleep(1.0)
             stop.set()
             await producer
@@ -96,3 +110,15 @@ async def test_broker_and_database_outage_loses_nothing(
     for tag, values in expected.items():
         rows = influxdb1.points(f"SELECT value FROM fsf WHERE tag_id = '{tag}'")
         assert [r["value"] for r in rows] == values, tag
+
+
+def _confirmed(board: StatusBoard, sink: str) -> float:
+    status = next(s for s in board.statuses() if s.name == sink)
+    return status.counters["batches_confirmed_total"]
+
+
+async def _resumed(board: StatusBoard, sink: str) -> float:
+    """The loop time at which `sink` next confirms a batch."""
+    start = _confirmed(board, sink)
+    await eventually(lambda: _confirmed(board, sink) > start, 120, f"{sink} delivering again")
+    return asyncio.get_running_loop().time()

@@ -9,11 +9,14 @@ from urllib.error import HTTPError
 from urllib.request import urlopen
 
 import pytest
+from prometheus_client import generate_latest
 
+from drivers.backoff import Backoff
 from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.contracts.status import ComponentStatus, LatencyHistogram
-from edge_agent.health import HealthServer, parse_listen
+from edge_agent.health import HealthServer, health_document, metrics_registry, parse_listen
 from edge_agent.status_board import StatusBoard
+from edge_agent.supervisor import Service, Supervisor
 from edge_agent.tagstore import TagStore
 
 
@@ -194,3 +197,49 @@ def test_source_health_progress_follows_the_sources_newest_sample() -> None:
     status = health.status()
     assert (status.state, status.progress) == ("disconnected", 25)
     assert not SourceHealth(stats, [], store).status().watched
+
+
+async def test_a_sink_that_has_not_yet_connected_is_starting_and_not_ok() -> None:
+    from edge_agent.sinks.state import SinkState
+
+    board = StatusBoard()
+    state = SinkState("influx")
+    board.add(state)
+    code, doc = health_document(board)
+    assert (code, doc["sinks"]["influx"]["state"]) == (503, "starting")  # type: ignore[index]
+    state.confirmed(1, 10)
+    assert health_document(board)[0] == 200
+
+
+async def test_a_service_restarting_repeatedly_is_unhealthy_everywhere_with_its_last_error() -> (
+    None
+):
+    failed = asyncio.Event()
+    runs = 0
+
+    async def broken() -> None:
+        nonlocal runs
+        runs += 1
+        if runs >= 3:
+            failed.set()
+        raise RuntimeError(f"cannot open the port (run {runs})")
+
+    board = StatusBoard()
+    fast = Backoff(initial_s=0.001, max_s=0.002, jitter=0)
+    supervisor = Supervisor([Service("sink:influx", broken)], backoff=fast, board=board)
+    assert health_document(board)[0] == 200  # nothing has failed yet
+    supervisor.start()
+    try:
+        await asyncio.wait_for(failed.wait(), 5)
+        code, doc = health_document(board)
+        entry = doc["services"]["sink:influx"]  # type: ignore[index]
+        assert code == 503
+        assert entry["state"] == "restarting"
+        assert entry["healthy"] is False
+        assert entry["detail"].startswith("RuntimeError: cannot open the port")
+        assert "service sink:influx restarting: RuntimeError: cannot open" in board.summary()
+        text = generate_latest(metrics_registry(board, "demo", "edge-01")).decode()
+        assert 'edge_agent_component_up{kind="service",name="sink:influx"} 0.0' in text
+        assert 'edge_agent_service_restarts_total{service="sink:influx"}' in text
+    finally:
+        await supervisor.stop()

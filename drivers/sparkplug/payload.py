@@ -47,6 +47,9 @@ class QualityCode(IntEnum):
 
 QUALITY_CODES = {Quality.GOOD: QualityCode.GOOD, Quality.UNCERTAIN: QualityCode.STALE,
                  Quality.BAD: QualityCode.BAD}  # fmt: skip
+# Metric names the specification fixes: every edge node has them, whoever its host is.
+BD_SEQ = "bdSeq"
+REBIRTH = "Node Control/Rebirth"
 ENG_UNIT_PROPERTY = "engUnit"  # Ignition's tag property name; MQTT Engine maps it directly
 QUALITY_PROPERTY = "Quality"
 

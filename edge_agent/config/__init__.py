@@ -21,7 +21,6 @@ from edge_agent.config.delivery import (
     OutboxSection,
     SparkplugId,
     SparkplugSection,
-    TlsConfig,
 )
 from edge_agent.config.health import HealthSection
 from edge_agent.config.kpi import (
@@ -49,16 +48,21 @@ from edge_agent.config.loader import ConfigError, load_config
 from edge_agent.config.root import AgentConfig
 from edge_agent.config.rules import Loc, RuleViolation, RuleViolations, raw_rule_violations
 from edge_agent.config.sources import (
+    JsonTag,
     ModbusSource,
     ModbusTag,
+    MqttSource,
     OpcUaSource,
     OpcUaTag,
     QualityFrom,
     Source,
     SourceBase,
+    SparkplugSource,
+    SparkplugTag,
     TagBase,
 )
 from edge_agent.contracts.modbus import ByteOrder, ModbusTable, ModbusType
+from edge_agent.contracts.mqtt import TlsConfig
 from edge_agent.contracts.opcua import SecurityConfig, SubscriptionGroup
 from edge_agent.contracts.secrets import SecretError, SecretRef
 from edge_agent.contracts.section import Section
@@ -82,6 +86,7 @@ __all__ = [
     "HeartbeatConfig",
     "HeatBalanceConfig",
     "InfluxSection",
+    "JsonTag",
     "KpiSection",
     "KpiSectionBase",
     "Loc",
@@ -91,6 +96,7 @@ __all__ = [
     "ModbusTag",
     "ModbusType",
     "MqttSection",
+    "MqttSource",
     "OpcUaSource",
     "OpcUaTag",
     "OrganicsConfig",
@@ -112,6 +118,8 @@ __all__ = [
     "SourceBase",
     "SparkplugId",
     "SparkplugSection",
+    "SparkplugSource",
+    "SparkplugTag",
     "StreamName",
     "SubscriptionGroup",
     "TagBase",

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from edge_agent.contracts.mqtt import TlsConfig
 from edge_agent.contracts.secrets import SecretRef
 from edge_agent.contracts.section import Section
 
@@ -22,19 +22,6 @@ class OutboxSection(Section):
     # Samples held in memory while the disk refuses writes (full disk); beyond it oldest dropped.
     memory_buffer_samples: int = Field(200_000, ge=1000)
     file_name: str = Field("outbox.db", pattern=r"^[A-Za-z0-9_.-]+$")
-
-
-class TlsConfig(Section):
-    ca_file: Path | None = None
-    certificate: Path | None = None
-    private_key: Path | None = None
-    insecure_skip_verify: bool = False
-
-    @model_validator(mode="after")
-    def _pair(self) -> TlsConfig:
-        if (self.certificate is None) != (self.private_key is None):
-            raise ValueError("a client certificate needs both certificate and private_key")
-        return self
 
 
 SparkplugId = Annotated[str, Field(pattern=r"^[^+/#]+$", description="no '+', '/' or '#'")]

@@ -341,7 +341,7 @@ def summary(cfg: AgentConfig, path: Path | str) -> list[str]:
         f"  sources: {len(cfg.source)}, tags: {len(tags)} ({writable} writable)",
     ]
     for src in cfg.source:
-        mode = "poll" if isinstance(src, ModbusSource) else src.mode
+        mode = getattr(src, "mode", "poll" if isinstance(src, ModbusSource) else "subscribe")
         state = "" if src.enabled else ", disabled"
         lines.append(
             f"    {src.name}: {src.protocol} {src.endpoint}, {len(src.tag)} tags, "

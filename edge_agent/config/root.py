@@ -14,7 +14,7 @@ from edge_agent.config.delivery import InfluxSection, MqttSection, OutboxSection
 from edge_agent.config.health import HealthSection
 from edge_agent.config.kpi import KpiSection
 from edge_agent.config.rules import RuleViolations, SourceView, TagView, check_rules
-from edge_agent.config.sources import ModbusSource, ModbusTag, OpcUaTag, Source
+from edge_agent.config.sources import ModbusSource, Source, TagBase
 from edge_agent.contracts.section import Section
 
 
@@ -30,7 +30,7 @@ class AgentConfig(Section):
     alarm: list[AlarmConfig] = []
     alarms: AlarmsSection = AlarmsSection()
 
-    def tags(self) -> dict[str, OpcUaTag | ModbusTag]:
+    def tags(self) -> dict[str, TagBase]:
         return {t.id: t for s in self.source for t in s.tag}
 
     @model_validator(mode="after")

@@ -18,7 +18,7 @@ from pydantic import TypeAdapter, ValidationError
 from edge_agent.config.alarms import AlarmConfig, alarm_rules
 from edge_agent.config.control import ControlSection
 from edge_agent.config.kpi import KpiSection, KpiSectionBase
-from edge_agent.config.sources import ModbusTag, OpcUaTag, TagBase
+from edge_agent.config.sources import TAG_MODELS, ModbusTag, OpcUaTag, TagBase
 
 Loc = tuple[str | int, ...]
 # The `kpi.*` tag families each KPI section produces (alarms may watch KPIs).
@@ -71,7 +71,7 @@ def raw_rule_violations(data: Any) -> list[RuleViolation]:
     for i, src in enumerate(raw_sources if isinstance(raw_sources, list) else []):
         if not isinstance(src, dict):
             continue
-        model: type[TagBase] = ModbusTag if src.get("protocol") == "modbus" else OpcUaTag
+        model = TAG_MODELS.get(src.get("protocol"), OpcUaTag)
         raw_tags = src.get("tag")
         tags = [
             TagView(("source", i, "tag", j), t.get("id"), _valid_or_none(model, t))

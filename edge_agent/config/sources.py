@@ -1,18 +1,24 @@
 """Sources and their tags: each protocol's driver settings, plus what only the agent reads.
 
 The protocol-level part of a source or tag (addresses, node references, security, pacing) is the
-driver's contract (`edge_agent.contracts.modbus`, `.opcua`); these models extend it with the
-agent's own fields (unit, description, freshness, quality from a status tag, enabled).
+driver's contract (`edge_agent.contracts.modbus`, `.opcua`, `.mqtt`); these models extend it with
+the agent's own fields (unit, description, freshness, quality from a status tag, enabled).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from edge_agent.contracts.catalogue import TagInfo, ValueType
 from edge_agent.contracts.modbus import ModbusPoint, ModbusSettings
+from edge_agent.contracts.mqtt import (
+    JsonPoint,
+    MqttEndpointSettings,
+    SparkplugPoint,
+    SparkplugSettings,
+)
 from edge_agent.contracts.opcua import OpcUaPoint, OpcUaSettings
 from edge_agent.contracts.section import Section
 from edge_agent.contracts.source import SourceSettings, TagPoint
@@ -76,4 +82,47 @@ class ModbusSource(SourceBase, ModbusSettings):
     tag: list[ModbusTag] = []
 
 
-Source = Annotated[OpcUaSource | ModbusSource, Field(discriminator="protocol")]
+class _ReadOnly(TagBase):
+    @model_validator(mode="after")
+    def _not_writable(self) -> _ReadOnly:
+        if self.writable:
+            raise ValueError("MQTT and Sparkplug sources are read-only: writable must be false")
+        return self
+
+
+class JsonTag(_ReadOnly, JsonPoint):
+    """A tag read from a JSON topic (`protocol = "mqtt"`)."""
+
+
+class SparkplugTag(_ReadOnly, SparkplugPoint):
+    """A tag read from a Sparkplug B metric (`protocol = "sparkplug"`)."""
+
+
+class MqttSource(SourceBase, MqttEndpointSettings):
+    protocol: Literal["mqtt"]
+    tag: list[JsonTag] = []
+
+
+class SparkplugSource(SourceBase, MqttEndpointSettings, SparkplugSettings):
+    protocol: Literal["sparkplug"]
+    tag: list[SparkplugTag] = []
+
+    @model_validator(mode="after")
+    def _metrics_once(self) -> SparkplugSource:
+        seen: dict[tuple[str | None, str], str] = {}
+        for t in self.tag:
+            key = (t.device, t.metric)
+            if key in seen:
+                where = f"device {t.device!r}" if t.device else "the node"
+                raise ValueError(f"tags {seen[key]} and {t.id} read metric {t.metric!r} of {where}")
+            seen[key] = t.id
+        return self
+
+
+Source = Annotated[
+    OpcUaSource | ModbusSource | MqttSource | SparkplugSource, Field(discriminator="protocol")
+]
+# The tag model of each protocol, for the rules that run on raw (partly invalid) TOML.
+TAG_MODELS: dict[object, type[TagBase]] = {
+    "opcua": OpcUaTag, "modbus": ModbusTag, "mqtt": JsonTag, "sparkplug": SparkplugTag,
+}  # fmt: skip

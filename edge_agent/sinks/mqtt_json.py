@@ -281,7 +281,7 @@ class MqttJsonSink:
             self.state.confirmed(len(batches), sum(len(b.samples) for b in batches))
 
     async def _online(self, conn: MqttClient) -> None:
-        self.state.state = "connected"
+        self.state.up()
         await conn.publish(self.status_topic, b"online", qos=1, retain=True)
 
     async def _offline(self, conn: MqttClient) -> None:

@@ -18,7 +18,7 @@ from edge_agent.outbox import Cursor, OutboxState
 class SinkState:
     name: str
     state: str = "starting"
-    healthy: bool = True
+    healthy: bool = False  # until it has connected or delivered: "starting" is not "ok"
     detail: str = ""
     progress: int = 0
     samples_published_total: int = 0
@@ -34,6 +34,10 @@ class SinkState:
         """Mark unhealthy: data stays in the outbox, the sink keeps retrying."""
         self.state, self.healthy, self.detail = state, False, detail
         self.publish_errors_total += 1
+
+    def up(self) -> None:
+        """Connected (or delivered): healthy, whatever went wrong before."""
+        self.state, self.healthy, self.detail = "connected", True, ""
 
     def confirmed(self, batches: int, samples: int) -> None:
         self.state, self.healthy, self.detail = "connected", True, ""

@@ -15,10 +15,9 @@ from drivers.sparkplug.payload import DataType, accepts, datatype_for
 from edge_agent.contracts.catalogue import TagInfo, ValueType
 from edge_agent.contracts.samples import Value
 
-# Node-level metrics. The specification forbids an alias on Rebirth (so any host can ask for a
+# Node-level metrics (bdSeq and Rebirth are in drivers/sparkplug/payload.py, shared with the
+# host). The specification forbids an alias on Rebirth (so any host can ask for a
 # rebirth without knowing our aliases) and we give none to bdSeq, which never appears in data.
-BD_SEQ = "bdSeq"
-REBIRTH = "Node Control/Rebirth"
 NEXT_SERVER = "Node Control/Next Server"
 LAST_COMMAND = "Control/Last Command Result"
 NEXT_SERVER_ALIAS = 1

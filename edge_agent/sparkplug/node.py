@@ -26,16 +26,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from drivers.sparkplug import payload as codec
-from drivers.sparkplug.payload import DataType, MetricOut, PayloadError
+from drivers.sparkplug.payload import BD_SEQ, REBIRTH, DataType, MetricOut, PayloadError
 from drivers.sparkplug.topics import Topics
 from edge_agent.contracts.samples import Quality, Sample, Value, now_ns
 from edge_agent.sparkplug.catalogue import (
-    BD_SEQ,
     LAST_COMMAND,
     LAST_COMMAND_ALIAS,
     NEXT_SERVER,
     NEXT_SERVER_ALIAS,
-    REBIRTH,
     Catalogue,
     MetricDef,
 )

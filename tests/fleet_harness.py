@@ -1,0 +1,134 @@
+"""Two-agent set-ups for the fleet tests: the kiln's unit agent as a real `edge-agent run`
+process (so that it can be SIGKILLed), the plant-level agent in-process (so that its TagStore
+can be read), both on config/unit-kiln.toml and config/plant-level.toml pointed at the test's
+simulator and broker(s)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import tomllib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge_agent.config import AgentConfig
+from edge_agent.contracts.samples import Sample
+from edge_agent.runtime import Agent, run_agent
+from simulators.agent_config import demo_config
+from tests.plant import PlantSim
+
+ROOT = Path(__file__).resolve().parent.parent
+UNIT_TOML = ROOT / "config" / "unit-kiln.toml"
+PLANT_TOML = ROOT / "config" / "plant-level.toml"
+KILN_TAGS = [
+    "kiln.feed_rate", "kiln.residue_rate", "kiln.feed_total", "kiln.residue_total", "kiln.temp",
+    "kiln.afterburner_temp", "kiln.fuel_flow", "kiln.co_ppm", "kiln.o2_pct",
+]  # fmt: skip
+
+
+class UnitAgent:
+    """`edge-agent run --config config/unit-kiln.toml`, pointed at a simulator and a broker."""
+
+    def __init__(self, sim: PlantSim, broker_port: int, state_dir: Path, **sets: Any) -> None:
+        self.settings: dict[str, Any] = {
+            "source.kiln.endpoint": sim.modbus_endpoint,
+            "mqtt.port": broker_port,
+            "agent.state_dir": state_dir,
+            "health.enabled": "false",
+            "agent.log_format": "json",
+            **sets,
+        }
+        self.state_dir = state_dir
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = state_dir.parent / f"{state_dir.name}.log"
+
+    def start(self) -> None:
+        sets = [a for k, v in self.settings.items() for a in ("--set", f"{k}={v}")]
+        cli = Path(sys.executable).parent / "edge-agent"
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [cli, "run", "--config", UNIT_TOML, *sets], stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def bd_seq(self) -> int:
+        return int((self.state_dir / "sparkplug" / "smelter.unit-kiln.bdseq").read_text().strip())
+
+
+def plant_document(sim: PlantSim, broker_port: int, state_dir: Path) -> dict[str, Any]:
+    """config/plant-level.toml on this simulator and broker; no sinks, KPIs every second."""
+    doc = demo_config(sim.opcua_endpoint, sim.modbus_endpoint, PLANT_TOML)
+    for source in doc["source"]:
+        if source["protocol"] in ("sparkplug", "mqtt"):
+            source["endpoint"] = f"mqtt://127.0.0.1:{broker_port}"
+    return _in_test(doc, state_dir)
+
+
+def single_document(sim: PlantSim, state_dir: Path) -> dict[str, Any]:
+    """config/demo.toml: one agent reading the whole plant itself."""
+    return _in_test(demo_config(sim.opcua_endpoint, sim.modbus_endpoint), state_dir)
+
+
+def _in_test(doc: dict[str, Any], state_dir: Path) -> dict[str, Any]:
+    doc["agent"] = {**doc["agent"], "state_dir": str(state_dir)}
+    doc["kpi"] = {**doc["kpi"], "interval_s": 1.0}
+    doc["health"] = {"enabled": False}
+    doc.pop("mqtt", None)
+    doc.pop("influx", None)
+    return doc
+
+
+@dataclass
+class InProcess:
+    """An agent running in this test's loop; `store` is its live TagStore."""
+
+    cfg: AgentConfig
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    agent: Agent | None = None
+    task: asyncio.Task[int] | None = None
+
+    def get(self, tag: str) -> Sample | None:
+        return self.agent.store.get(tag) if self.agent is not None else None
+
+    def good(self, *tags: str) -> bool:
+        return all((s := self.get(t)) is not None and s.good for t in tags)
+
+
+@asynccontextmanager
+async def in_process(doc: dict[str, Any]) -> AsyncIterator[InProcess]:
+    running = InProcess(AgentConfig.model_validate(doc))
+
+    def started(agent: Agent) -> None:
+        running.agent = agent
+
+    running.task = asyncio.create_task(
+        run_agent(running.cfg, stop=running.stop, on_started=started)
+    )
+    try:
+        yield running
+    finally:
+        running.stop.set()
+        await asyncio.wait_for(running.task, 30)
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    with path.open("rb") as f:
+        return tomllib.load(f)
