@@ -45,7 +45,8 @@ async def test_broker_and_database_outage_loses_nothing(
         sub = await asyncio.to_thread(Subscriber, broker.host, broker.port, "plant/demo/fsf/#")
         outbox = await open_outbox(cfg)
         board = StatusBoard()
-        tasks = [asyncio.create_task(s.run()) for s in build_services(cfg, outbox, build_catalogue(cfg), board)]
+        services = build_services(cfg, outbox, build_catalogue(cfg), board)
+        tasks = [asyncio.create_task(s.run()) for s in services]
         sinks = {st.name: st for st in board.statuses() if st.kind == "sink"}
         produced: list[Sample] = []
 

@@ -67,8 +67,11 @@ def test_sigkill_loses_nothing_whose_append_returned(tmp_path: Path) -> None:
             elif line.startswith("appending "):
                 started.append(int(line.split()[1]))
         proc.send_signal(signal.SIGKILL)
-        # Lines already written to the pipe before the kill were confirmed too.
-        rest, _ = proc.communicate(timeout=10)
+        # Lines already written to the pipe before the kill were confirmed too. Read them through
+        # the same buffered reader: communicate() reads the raw pipe and misses what readline()
+        # has already buffered (the in-flight "appending" lines, under load).
+        proc.wait(timeout=10)
+        rest = proc.stdout.read()
         confirmed += [int(x.split()[1]) for x in rest.splitlines() if x.startswith("committed ")]
         started += [int(x.split()[1]) for x in rest.splitlines() if x.startswith("appending ")]
     finally:
