@@ -25,6 +25,14 @@ class Driver(Protocol):
 
 
 @runtime_checkable
+class ReportsRanges(Protocol):
+    """A driver whose server states each tag's instrument range (OPC UA: EURange). Acquisition
+    takes them, after each connect, as the validity ranges of tags that configure none."""
+
+    def value_ranges(self) -> dict[str, tuple[float, float]]: ...
+
+
+@runtime_checkable
 class HistoryDriver(Protocol):
     """A driver that also receives history: samples of the past (a Sparkplug node's backlog,
     `is_historical`) that belong in the outbox and the databases but must never replace the

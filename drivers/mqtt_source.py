@@ -116,8 +116,9 @@ class _MqttSource:
         client.on_connect(self.connected)
         self.client = client
         await client.start()
-        try:
+        try:  # subscribed too: what is retained, or queued in our session, is then on its way
             await asyncio.wait_for(client.connected.wait(), self.source.timeout_s)
+            await asyncio.wait_for(client.subscribed.wait(), self.source.timeout_s)
         except TimeoutError:
             await self.close()
             raise self.unreachable(

@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from drivers.base import DriverAccessDenied, DriverConnectionError, WriteRefused
 from drivers.opcua_nodes import node_id, relative_path
+from drivers.opcua_ranges import Range, read_eu_ranges
 from edge_agent.contracts.opcua import (
     NodeIdRef,
     NodeRefError,
@@ -151,12 +152,15 @@ class _Session:
         self.max_monitored = DEFAULT_BATCH
         self.max_translate = DEFAULT_BATCH
         self.monitored_calls = 0  # CreateMonitoredItems requests made (batches)
+        self.eu_ranges: dict[str, Range] = {}  # tag id -> the node's EURange, where it has one
 
     # ------------------------------------------------------------------------------- setup
 
     async def prepare(self) -> None:
         await self._read_limits()
         await self._resolve()
+        ranges = await read_eu_ranges(self.client, self.node_ids, self.max_translate, self.max_read)
+        self.eu_ranges = {t.id: r for t, r in zip(self.tags, ranges, strict=True) if r is not None}
         readable = [i for i in range(len(self.tags)) if i not in self.failed]
         ts = ua.TimestampsToReturn.Server if self.driver.server_ts else ua.TimestampsToReturn.Source
         for start in range(0, len(readable), self.max_read):
@@ -350,6 +354,10 @@ class OpcUaDriver:
             return {}
         s = self._sessions[0]
         return {"max_nodes_per_read": s.max_read, "max_monitored_items_per_call": s.max_monitored}
+
+    def value_ranges(self) -> dict[str, Range]:
+        """The EURange the server publishes per tag (read on connect): instrument spans."""
+        return {tag: r for session in self._sessions for tag, r in session.eu_ranges.items()}
 
     async def connect(self) -> None:
         await self.close()

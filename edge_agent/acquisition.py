@@ -10,9 +10,11 @@ failed reconnect attempt. Reconnects back off exponentially with jitter, capped 
 so that the source is Good again within 10 s of its server's return; each attempt builds a new
 driver (and so a new client), which recovers from whatever state the old client was left in.
 
-`quality_from` lets a device status tag veto the quality of the tags it vouches for: while
-`status & mask != 0` (an analyser calibrating), those tags are downgraded, whatever their read
-said.
+Every batch passes plausibility first (`edge_agent.plausibility`: validity ranges, the server's
+EURange, "no value" markers, step limits), so that a value that cannot be true is Bad before
+anything sees it. Then `quality_from` lets a device status tag veto the quality of the tags it
+vouches for: while `status & mask != 0` (an analyser calibrating), those tags are downgraded,
+whatever their read said.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from collections.abc import Callable, Sequence
 import structlog
 
 from drivers.backoff import Backoff
-from drivers.base import Driver, DriverConnectionError, HistoryDriver, WriteRefused
+from drivers.base import Driver, DriverConnectionError, HistoryDriver, ReportsRanges, WriteRefused
 from edge_agent.config import (
     AgentConfig,
     MqttSource,
@@ -36,6 +38,7 @@ from edge_agent.config import (
 from edge_agent.contracts.samples import Quality, Sample, Value, now_ns
 from edge_agent.contracts.status import ComponentStatus, SourceStats, StatusRegistry
 from edge_agent.pipeline import SampleBus
+from edge_agent.plausibility import Plausibility
 from edge_agent.supervisor import Service
 from edge_agent.tagstore import TagStore
 
@@ -109,6 +112,10 @@ class SourcePoller:
         self.tag_ids = [t.id for t in source.tag]
         rules = {t.id: t.quality_from for t in source.tag if t.quality_from is not None}
         self.gate = QualityGate(rules, bus)
+        self.plausibility = Plausibility.for_tags(source.tag)
+        self._own_ranges = {
+            t.id for t in source.tag if t.valid_min is not None or t.valid_max is not None
+        }
         self.stats = SourceStats(source.name, source.protocol, len(self.tag_ids))
         self.log = log.bind(source=source.name)
         self._driver: Driver | None = None
@@ -149,6 +156,8 @@ class SourcePoller:
         await self._driver.write(tag_id, value)
 
     def _connected(self, driver: Driver) -> None:
+        if isinstance(driver, ReportsRanges):
+            self.plausibility.learn_ranges(driver.value_ranges(), self._own_ranges)
         self._driver = driver
         self.stats.connected = True
         self.stats.connects += 1
@@ -185,7 +194,7 @@ class SourcePoller:
             self.stats.last_read_s = elapsed
             self.stats.read_seconds_total += elapsed
             self.stats.read_latency.observe(elapsed)
-            await self.bus.publish(self.gate.apply(samples))
+            await self.bus.publish(self.gate.apply(self.plausibility.apply(samples)))
             if isinstance(driver, HistoryDriver):
                 await self.bus.record(driver.drain_history())
             deadline += interval

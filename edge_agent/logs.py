@@ -16,9 +16,11 @@ last step of both pipelines is a `SecretMask` that replaces every resolved secre
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, TextIO, cast
 
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
@@ -35,6 +37,53 @@ _LEVELS = {
 }
 
 
+class LossyStream:
+    """A log stream whose writes never raise: a log line is worth less than the agent.
+
+    With `edge-agent run | tee log` and tee killed, every write meets EPIPE; the signal handler's
+    own log line would raise and the agent would not stop. On the first failed write the stream's
+    descriptor is pointed at /dev/null, so that later writes, the interpreter's final flush and
+    libraries writing to the same stream are silent too. A closed stream (ValueError) likewise.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.lost = False
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except (OSError, ValueError):
+            self._lose()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except (OSError, ValueError):
+            self._lose()
+
+    def isatty(self) -> bool:
+        try:
+            return self._stream.isatty()
+        except (OSError, ValueError):
+            return False
+
+    def _lose(self) -> None:
+        if self.lost:
+            return
+        self.lost = True
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        with contextlib.suppress(OSError, ValueError):
+            self._stream.flush()  # the buffered remainder now goes to /dev/null
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def configure_logging(
     level: str = "info",
     fmt: LogFormat = "auto",
@@ -46,7 +95,7 @@ def configure_logging(
     `mask` knows the secret values to keep out of the output (`SecretMask.learn` adds more).
     """
     mask = mask if mask is not None else SecretMask()
-    out = stream if stream is not None else sys.stderr
+    out = cast(TextIO, LossyStream(stream if stream is not None else sys.stderr))
     use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
     levelno = _LEVELS.get(level.lower(), logging.INFO)
     shared: list[Any] = [

@@ -1,10 +1,10 @@
 """The durable outbox: every accepted sample is on disk before any sink sees it.
 
 Layout: one SQLite database (WAL) in `agent.state_dir`, one row per appended batch holding a
-compact payload (the rows `(tag, value, quality, acq_ns, source_ns, reason)`, see `encode`), and
-one cursor
-row per sink holding the id of the last batch that sink confirmed. A batch is forgotten when every
-sink has confirmed it, or when the size cap drops it (oldest first, counted and logged).
+compact payload (the rows `(tag, value, quality, acq_ns, source_ns, reason[, raw])`, see
+`encode`), and one cursor row per sink holding the id of the last batch that sink confirmed. A
+batch is forgotten when every sink has confirmed it, or when the size cap drops it (oldest
+first, counted and logged).
 
 Threading: all SQLite work runs in one dedicated worker thread with one connection, so the event
 loop never blocks on disk and SQLite never sees two threads. Appends that arrive while a commit is
@@ -137,7 +137,10 @@ def encode(samples: Sequence[Sample]) -> bytes:
     make the agent run code.
     """
     rows = [
-        (s.tag, s.value, _QUALITY_CODE[s.quality], s.acq_ns, s.source_ns, s.reason) for s in samples
+        (s.tag, s.value, _QUALITY_CODE[s.quality], s.acq_ns, s.source_ns, s.reason)
+        if s.raw is None
+        else (s.tag, s.value, _QUALITY_CODE[s.quality], s.acq_ns, s.source_ns, s.reason, s.raw)
+        for s in samples
     ]
     return pickle.dumps(rows, protocol=5)
 
@@ -154,9 +157,10 @@ def decode(payload: bytes, encoding: int = ENCODING_PICKLE) -> list[Sample]:
         rows = json.loads(payload)
     else:
         rows = _PlainUnpickler(io.BytesIO(payload)).load()
+    # Rows are six fields, seven when the sample keeps an implausible raw value.
     return [
-        Sample(tag, value, _QUALITIES[q], acq, src, reason)
-        for tag, value, q, acq, src, reason in rows
+        Sample(r[0], r[1], _QUALITIES[r[2]], r[3], r[4], r[5], r[6] if len(r) > 6 else None)
+        for r in rows
     ]
 
 

@@ -4,8 +4,9 @@ The configuration never holds a secret, but the running agent does: passwords an
 resolved before the services start, and from then on any exception message, library log line or
 traceback could carry one (a client that puts the password into its error text, a URL with
 credentials). `SecretMask` is the last step of every log pipeline: it sees the rendered line and
-replaces each known secret value, in every spelling a renderer may give it (as is, JSON-escaped,
-`repr`-escaped), by `<secret>`. It is the safety net behind the rule that nothing logs locals.
+replaces each known secret value, in every spelling a renderer may give it (as is, JSON- or
+`repr`-escaped, as bytes), by `<secret>`. It is the safety net behind the rule that nothing logs
+locals.
 """
 
 from __future__ import annotations
@@ -61,7 +62,10 @@ class SecretMask:
 
 
 def _spellings(value: str) -> set[str]:
-    """The ways a renderer may write `value`: itself, inside JSON strings, inside a repr."""
+    """The ways a renderer may write `value`: itself, inside JSON strings, inside a repr, and
+    as the repr of its UTF-8 bytes (asyncua's debug log prints ActivateSession's password so)."""
     forms = {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
     forms.add(repr(value)[1:-1])
+    forms.add(repr(value.encode("utf-8"))[2:-1])
+    forms |= {json.dumps(form)[1:-1] for form in list(forms)}
     return {form for form in forms if form}

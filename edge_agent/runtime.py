@@ -7,14 +7,18 @@ EXIT_CONFIG is the loader's, before anything starts).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import structlog
 
 from edge_agent import acquisition, control, health, kpi, sinks, sparkplug
+from edge_agent.alarms import commands as alarm_commands
+from edge_agent.alarms import engine as alarms
 from edge_agent.config import AgentConfig
 from edge_agent.contracts.catalogue import TagCatalogue
 from edge_agent.kpi.catalogue import kpi_tags
@@ -42,6 +46,7 @@ class Agent:
         self.bus = SampleBus(self.store, writer)
         self.outbox = writer if isinstance(writer, Outbox) else None
         self.control: control.ControlPath | None = None
+        self.alarms: alarms.AlarmEngine | None = None
         self.board = StatusBoard(self.store)  # what /healthz, /metrics and the watchdog read
 
 
@@ -55,6 +60,9 @@ def build_services(agent: Agent) -> list[Service]:
     # Before the sinks: Sparkplug DCMD goes through the control path.
     agent.control = control.ControlPath(agent.cfg, agent.store, acq, agent.board)
     services += kpi.build_services(agent.cfg, agent.store, agent.bus, agent.board)
+    agent.alarms = alarms.build(agent.cfg, agent.store, agent.bus, agent.board)  # taps the bus
+    services += agent.alarms.services() if agent.alarms else []
+    services += alarm_commands.build_services(agent.cfg, agent.alarms)
     catalogue = build_catalogue(agent.cfg)  # one for every sink: units and types of every tag
     if agent.outbox is not None:
         services += sinks.build_services(agent.cfg, agent.outbox, catalogue, agent.board)
@@ -86,20 +94,27 @@ class StopSignals:
         self._force_exit = force_exit
 
     def __call__(self, signum: int) -> None:
+        """Act first, then log: a log line that cannot be written must not cancel the stop."""
         self.received += 1
         name = signal.Signals(signum).name
         if self.received == 1:
-            log.info("stop_requested", signal=name)
             self.stop.set()
+            _log_quietly(log.info, "stop_requested", signal=name)
             return
-        log.warning("forced_exit", signal=name)
-        sys.stdout.flush()
-        sys.stderr.flush()
+        _log_quietly(log.warning, "forced_exit", signal=name)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
         self._force_exit(128 + signum)
 
     def install(self, loop: asyncio.AbstractEventLoop) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self, signum)
+
+
+def _log_quietly(emit: Callable[..., Any], event: str, **fields: Any) -> None:
+    with contextlib.suppress(Exception):
+        emit(event, **fields)
 
 
 async def run_agent(

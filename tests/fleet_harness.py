@@ -6,9 +6,11 @@ simulator and broker(s)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
+import time
 import tomllib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +23,7 @@ from edge_agent.contracts.samples import Sample
 from edge_agent.runtime import Agent, run_agent
 from simulators.agent_config import demo_config
 from tests.plant import PlantSim
+from tests.services import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT_TOML = ROOT / "config" / "unit-kiln.toml"
@@ -29,6 +32,40 @@ KILN_TAGS = [
     "kiln.feed_rate", "kiln.residue_rate", "kiln.feed_total", "kiln.residue_total", "kiln.temp",
     "kiln.afterburner_temp", "kiln.fuel_flow", "kiln.co_ppm", "kiln.o2_pct",
 ]  # fmt: skip
+
+
+class Link:
+    """A TCP link between two buildings (socat): `cut()` breaks it as a network failure does,
+    every connection through it at once, and `mend()` brings it back on the same port."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def mend(self) -> None:
+        argv = [
+            "socat", f"TCP-LISTEN:{self.port},bind=127.0.0.1,reuseaddr,fork",
+            f"TCP:127.0.0.1:{self.target_port}",
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(argv, start_new_session=True, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not _listening(self.port):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"socat did not listen on {self.port}")
+            time.sleep(0.02)
+
+    def cut(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the forked children hold the connections
+            self.proc.wait(10)
+
+
+def _listening(port: int) -> bool:
+    return any(
+        f":{port:04X} " in line and line.split()[3] == "0A"  # 0A: LISTEN
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+    )
 
 
 class UnitAgent:

@@ -34,7 +34,7 @@ topic_root = "plant"
 """
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "edge_agent.cli", "run", "--config", str(config)],
+        [sys.executable, "-m", "edge_agent.cli", "run", "--config", str(config), "--force"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -160,3 +160,39 @@ def test_log_level_after_the_command_reaches_the_handler(
     demo = str(ROOT / "config" / "demo.toml")
     assert main(["check-config", "--config", demo, "--log-level", "warning"]) == 0
     assert capsys.readouterr().out.startswith(f"{demo}: valid\n")
+
+
+# ------------------------------------------------------------ a file that would start an idle agent
+
+
+def test_check_config_warns_of_no_source_and_no_sink(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    assert main(["check-config", str(empty)]) == 0  # valid: a warning, not an error
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"{empty}: warning: no enabled [[source]]: the agent would read")
+    assert err[1].startswith(f"{empty}: warning: no sink: neither [mqtt] nor [influx]")
+    assert len(err) == 2
+
+
+def test_check_config_of_the_demo_warns_of_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", str(ROOT / "config" / "demo.toml")]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_run_refuses_an_idle_config_unless_forced(tmp_path: Path) -> None:
+    only_mqtt = tmp_path / "only-mqtt.toml"
+    only_mqtt.write_text('[mqtt]\nhost = "127.0.0.1"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "edge_agent.cli", "run", str(only_mqtt)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"{only_mqtt}: no enabled [[source]]: the agent would read nothing "
+        "(add one; config/plant.example.toml shows every kind)",
+        "not started: fix the file, or give --force to run it as it is",
+    ]
+    assert build_parser().parse_args(["run", str(only_mqtt), "--force"]).force is True

@@ -59,7 +59,8 @@ def errors(path: Path, overrides: list[str] | None = None) -> list[str]:
 
 @pytest.mark.parametrize("name", ["demo.toml", "plant.example.toml"])
 def test_shipped_files_validate(name: str) -> None:
-    cfg = load_config(ROOT / "config" / name)
+    # The example names /etc/edge-agent files and systemd credentials: its content is judged.
+    cfg = load_config(ROOT / "config" / name, resolve=name == "demo.toml")
     assert cfg.source, "the shipped files describe a plant"
 
 
@@ -181,12 +182,20 @@ def test_misspelt_secret_key_is_not_printed_either(tmp_path: Path) -> None:
     assert lines[0].endswith("mqtt.pasword: unknown key (got: <secret, not shown>)")
 
 
-def test_secret_references_are_accepted(tmp_path: Path) -> None:
+def test_secret_references_are_resolved_at_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = write(tmp_path, '[mqtt]\nusername = "edge"\npassword = { credential = "mqtt" }\n')
+    (tmp_path / "creds").mkdir()
+    (tmp_path / "creds" / "mqtt").write_text("s3cret\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / "creds"))
     cfg = load_config(path)
     assert cfg.mqtt is not None
     assert cfg.mqtt.password is not None
     assert cfg.mqtt.password.credential == "mqtt"
+    (tmp_path / "creds" / "mqtt").unlink()  # resolved once: the services need the file no more
+    assert cfg.mqtt.password.resolve() == "s3cret"
+    assert "s3cret" not in repr(cfg) + str(cfg.model_dump())
 
 
 def test_kpi_naming_an_unknown_tag() -> None:

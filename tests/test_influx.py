@@ -36,6 +36,7 @@ def test_line_protocol_schema_and_sanitising() -> None:
                     Sample("kiln.mode", 'dry "ing"\n', Quality.UNCERTAIN, T0, None, "manual"),
                     Sample.bad("offgas.so2", "BadCommunicationError", acq_ns=T0),
                     Sample("kpi.recycled_ratio.day", math.inf, Quality.GOOD, T0),
+                    Sample("offgas.temp", None, Quality.BAD, T0, None, "no_value_marker", -3276.8),
                 ],
             )
         ]
@@ -48,6 +49,8 @@ def test_line_protocol_schema_and_sanitising() -> None:
         f'reason="manual" {T0}',
         f'offgas,site=demo,tag_id=offgas.so2 quality="bad",reason="BadCommunicationError" {T0}',
         f'kpi,site=demo,tag_id=kpi.recycled_ratio.day quality="bad",reason="not_finite:inf" {T0}',
+        f'offgas,site=demo,tag_id=offgas.temp quality="bad",reason="no_value_marker",'
+        f"raw=-3276.8 {T0}",
     ]
     assert (
         LineEncoder("demo", "ms")
@@ -129,6 +132,26 @@ async def test_v1_every_sample_comes_back_with_value_tags_timestamp_and_quality(
     }
     margin = influxdb1.points("SELECT value FROM kpi WHERE tag_id = 'kpi.heat_margin_mw'")
     assert [p["value"] for p in margin] == [float(-3 + c) for c in range(20)]
+
+
+@pytest.mark.services
+async def test_v2_against_influxdb_1x_says_to_set_api_v1(
+    influxdb1: InfluxDB1, outbox: Outbox
+) -> None:
+    """A 404 from /api/v2/write is InfluxDB before 1.8: the error says what to change."""
+    cfg = config({"api": "v2", "url": influxdb1.url, "org": "o", "bucket": influxdb1.db})
+    sink = InfluxSink(cfg, outbox)
+    with capture_logs() as logs:
+        async with Running(sink):
+            await outbox.append(numbered(2))
+            await eventually(lambda: sink.state.retries_total >= 1, 15.0, "a refused write")
+    refused = [e for e in logs if e["event"] == "influx_write_refused"]
+    assert refused
+    assert refused[0]["status"] == 404
+    assert 'set [influx] api = "v1"' in refused[0]["message"]
+    assert f"{influxdb1.url} is InfluxDB 1." in refused[0]["message"]
+    assert 'api = "v1"' in sink.state.status().detail
+    assert sink.cursor.lag_batches == 1  # nothing lost meanwhile
 
 
 @pytest.mark.services

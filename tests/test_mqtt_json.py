@@ -70,6 +70,14 @@ def test_non_finite_numbers_become_bad_with_a_reason() -> None:
     assert body["reason"] == "not_finite:nan"
 
 
+def test_an_implausible_value_is_bad_and_keeps_the_raw_reading() -> None:
+    spike = Sample("fsf.matte_temp", None, Quality.BAD, T0, None, "out_of_range", raw=3000.0)
+    (msg,) = encoder().encode([Batch(1, [spike])])
+    body = json.loads(msg.payload)
+    assert (body["value"], body["quality"], body["reason"]) == (None, "bad", "out_of_range")
+    assert body["raw"] == 3000.0
+
+
 def test_batch_layout_is_one_message_per_unit() -> None:
     samples = [
         Sample(f"{u}.t{i}", float(i), Quality.GOOD, T0) for u in ("fsf", "kiln") for i in range(3)

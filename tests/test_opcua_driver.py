@@ -79,6 +79,22 @@ async def test_batches_respect_max_nodes_per_read_and_every_node_form(plant_sim:
     assert by_tag["fsf.shaft_temp"].good, by_tag["fsf.shaft_temp"].reason
 
 
+async def test_the_servers_eu_ranges_are_read_on_connect(plant_sim: PlantSim) -> None:
+    tags = [
+        {"id": "fsf.matte_temp", "node": NSU + "fsf.matte_temp"},
+        {"id": "fsf.shaft_temp", "node": BROWSE_SHAFT_TEMP},
+        {"id": "fsf.server_time", "node": "i=2258"},  # a DateTime: no EURange
+        {"id": "fsf.missing", "node": NSU + "no.such.node"},
+    ]
+    driver = OpcUaDriver(opcua_source(plant_sim.opcua_endpoint, tags, sessions=2))
+    await driver.connect()
+    try:
+        ranges = driver.value_ranges()
+    finally:
+        await driver.close()
+    assert ranges == {"fsf.matte_temp": (1000.0, 1500.0), "fsf.shaft_temp": (0.0, 1800.0)}
+
+
 async def test_status_codes_and_server_timestamps(plant_sim: PlantSim) -> None:
     tags = [{"id": "fsf.matte_temp", "node": NSU + "fsf.matte_temp"},
             {"id": "fsf.slag_temp", "node": NSU + "fsf.slag_temp"}]  # fmt: skip

@@ -32,9 +32,11 @@ def test_encoding_keeps_types_quality_and_non_finite_values() -> None:
         Sample("fsf.d", "tapping", Quality.GOOD, 5),
         Sample.bad("fsf.e", "BadCommunicationError", acq_ns=6),
         Sample("fsf.f", math.inf, Quality.GOOD, 7),
+        Sample("fsf.g", None, Quality.BAD, 8, None, "out_of_range", raw=3000.0),
     ]
     back = decode(encode(samples))
     assert back[:5] == samples[:5]
+    assert back[6] == samples[6]  # the implausible raw value survives the outbox
     assert type(back[1].value) is int
     assert type(back[2].value) is bool
     assert back[5].value == math.inf

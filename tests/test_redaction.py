@@ -17,7 +17,9 @@ SECRET = 'hunter2-"quoted"\\back-é'
 
 def test_every_spelling_of_a_secret_is_masked() -> None:
     mask = SecretMask([SECRET])
-    for text in (SECRET, json.dumps(SECRET), repr(SECRET), json.dumps(SECRET, ensure_ascii=False)):
+    spellings = [SECRET, json.dumps(SECRET), repr(SECRET), json.dumps(SECRET, ensure_ascii=False)]
+    spellings += [repr(SECRET.encode()), json.dumps(repr(SECRET.encode()))]
+    for text in spellings:
         assert "hunter2" not in mask.mask(f"before {text} after"), text
     assert mask.mask("nothing secret here") == "nothing secret here"
 

@@ -115,7 +115,7 @@ def agent_run(tmp_path: Path) -> Iterator[Callable[[Path], Agent]]:
         env = dict(os.environ, NOTIFY_SOCKET=notify_path, WATCHDOG_USEC="1000000")
         env.pop("WATCHDOG_PID", None)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "edge_agent.cli", "run", "--config", str(config)],
+            [sys.executable, "-m", "edge_agent.cli", "run", "--config", str(config), "--force"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
         agent = Agent(proc, notify, int(config.read_text().split("127.0.0.1:")[1].split('"')[0]))

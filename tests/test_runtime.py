@@ -147,3 +147,38 @@ async def test_stop_signals_first_stops_second_forces() -> None:
     assert exits == []
     handler(signal.SIGINT)
     assert exits == [128 + signal.SIGINT]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_the_agent_although_its_output_pipes_are_broken(
+    tmp_path: Path, spawn: Spawn, signum: int
+) -> None:
+    """`edge-agent run | tee log`, then Ctrl-C kills tee: the agent must still stop, in time.
+
+    Both pipes lose their reader; every log line after that (the signal handler's own first)
+    meets EPIPE. Stopping must not depend on any of them being written.
+    """
+    nobody = free_port()  # sources retry (and log) while we stop
+    proc = spawn(
+        [
+            *AGENT,
+            "run",
+            "--config",
+            "config/demo.toml",
+            *("--set", f"agent.state_dir={tmp_path}"),
+            *("--set", "agent.shutdown_timeout_s=5"),
+            *("--set", f"mqtt.port={nobody}"),
+            *("--set", f"health.listen=127.0.0.1:{free_port()}"),
+            *("--set", f"source.fsf.endpoint=opc.tcp://127.0.0.1:{nobody}/"),
+            *("--set", f"source.offgas.endpoint=tcp://127.0.0.1:{nobody}"),
+            *("--set", f"source.kiln.endpoint=tcp://127.0.0.1:{nobody}"),
+        ]
+    )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    wait_for_event(proc.stderr, "agent_started")
+    proc.stdout.close()  # the reader is gone: EPIPE from now on
+    proc.stderr.close()
+    proc.send_signal(signum)
+    assert proc.wait(timeout=5 + 10) == 0  # the shutdown timeout, plus start-up slack

@@ -118,6 +118,18 @@ def test_data_by_exception_with_aliases_only() -> None:
     assert not any(m.is_historical for m in metrics)
 
 
+def test_an_implausible_value_is_a_bad_null_metric_with_reason_and_raw() -> None:
+    node, clock = make_node()
+    start(node, clock, {"fsf.matte_temp": sample("fsf.matte_temp", 1250.0, 9)})
+    ns = T0 + 11 * 10**9
+    spike = Sample("fsf.matte_temp", None, Quality.BAD, ns, ns, "out_of_range", raw=3000.0)
+    msgs = dict(decoded(node.data([spike])))
+    (metric,) = msgs["DDATA/edge-01/fsf"].metrics
+    assert metric.is_null
+    props = codec.property_map(metric)
+    assert props == {"Quality": 0, "reason": "out_of_range", "raw": 3000.0}
+
+
 def test_deadband_suppresses_small_moves_but_not_quality_changes() -> None:
     node, clock = make_node(deadband=2.0)
     start(node, clock, {"fsf.matte_temp": sample("fsf.matte_temp", 1200.0, 9)})

@@ -52,6 +52,10 @@ BD_SEQ = "bdSeq"
 REBIRTH = "Node Control/Rebirth"
 ENG_UNIT_PROPERTY = "engUnit"  # Ignition's tag property name; MQTT Engine maps it directly
 QUALITY_PROPERTY = "Quality"
+# Why a metric is not Good, and what the device said when plausibility refused it (our names: the
+# specification leaves custom properties to the application).
+REASON_PROPERTY = "reason"
+RAW_PROPERTY = "raw"
 
 _SIGNED_32: dict[int, int] = {DataType.INT8: 8, DataType.INT16: 16, DataType.INT32: 32}
 _UNSIGNED_32 = {DataType.UINT8, DataType.UINT16, DataType.UINT32}
@@ -102,6 +106,8 @@ class MetricOut:
     unit: str | None = None
     with_datatype: bool = False
     historical: bool = False
+    reason: str | None = None
+    raw: float | None = None
 
 
 def encode(timestamp_ms: int, metrics: Iterable[MetricOut], seq: int | None) -> bytes:
@@ -136,12 +142,18 @@ def _fill_metric(out: pb.Payload.Metric, m: MetricOut) -> None:
     # states it so that a host reconnecting mid-session starts from an explicit quality.
     if m.quality is not Quality.GOOD or m.with_datatype:
         keys.append((QUALITY_PROPERTY, DataType.INT32, int(QUALITY_CODES[m.quality])))
+    if m.quality is not Quality.GOOD and m.reason:
+        keys.append((REASON_PROPERTY, DataType.STRING, m.reason))
+    if m.raw is not None and math.isfinite(m.raw):
+        keys.append((RAW_PROPERTY, DataType.DOUBLE, m.raw))
     for key, datatype, value in keys:
         out.properties.keys.append(key)
         prop = out.properties.values.add()
         prop.type = int(datatype)
         if datatype is DataType.STRING:
             prop.string_value = str(value)
+        elif datatype is DataType.DOUBLE:
+            prop.double_value = float(value)
         else:
             prop.int_value = int(value)
 

@@ -40,6 +40,7 @@ class AlarmStatus:
     active: bool = False
     acknowledged: bool = True
     pending_since_ns: int | None = None
+    active_since_ns: int | None = None  # for EEMUA's stale alarms (active more than 24 h)
     value: Value | None = None
     shelved_until_ns: int | None = None
     shelve_reason: str | None = None
@@ -125,6 +126,7 @@ class AlarmStatus:
     def _flip(self, active: bool, ts_ns: int) -> list[AlarmEvent]:
         previous = self.state
         self.active = active
+        self.active_since_ns = ts_ns if active else None
         self.pending_since_ns = None
         if self.removed:
             return []  # followed, not announced
@@ -198,6 +200,7 @@ class AlarmStatus:
             "tag": self.defn.tag,
             "kind": self.defn.kind.value,
             "active": self.active,
+            "active_since_ns": self.active_since_ns,
             "acknowledged": self.acknowledged,
             "value": self.value,
             "shelved_until_ns": self.shelved_until_ns,
@@ -214,8 +217,9 @@ class AlarmStatus:
         """
         if data.get("tag") != self.defn.tag or data.get("kind") != self.defn.kind.value:
             return False
-        until = data.get("shelved_until_ns")
+        until, since = data.get("shelved_until_ns"), data.get("active_since_ns")
         self.active = bool(data.get("active"))
+        self.active_since_ns = since if isinstance(since, int) and self.active else None
         self.acknowledged = bool(data.get("acknowledged", True))
         self.value = data.get("value")
         self.shelved_until_ns = int(until) if isinstance(until, int) else None

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import TYPE_CHECKING
 
 from edge_agent.commands.arguments import add_config_argument, command_parser
+from edge_agent.config import AgentConfig
 from edge_agent.config.loader import add_set_argument, load_config, summary
+from edge_agent.sinks import sink_names
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -33,4 +36,25 @@ def add_parser(subparsers: Subparsers) -> None:
 def _check_config(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     print("\n".join(summary(cfg, args.config)))
+    for warning in idle_warnings(cfg):
+        print(f"{args.config}: warning: {warning}", file=sys.stderr)
     return 0
+
+
+def idle_warnings(cfg: AgentConfig) -> list[str]:
+    """What makes a valid file start an agent that does nothing useful (an empty file does).
+
+    `check-config` prints these as warnings; `run` refuses to start on them unless `--force`.
+    """
+    warnings = []
+    if not any(source.enabled for source in cfg.source):
+        warnings.append(
+            "no enabled [[source]]: the agent would read nothing "
+            "(add one; config/plant.example.toml shows every kind)"
+        )
+    if not sink_names(cfg):
+        warnings.append(
+            "no sink: neither [mqtt] nor [influx] is configured, so no sample would leave "
+            "this machine (add one; config/plant.example.toml shows both)"
+        )
+    return warnings

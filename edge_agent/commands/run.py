@@ -10,8 +10,12 @@ import faulthandler
 from typing import TYPE_CHECKING
 
 from edge_agent.commands.arguments import add_config_argument, command_parser
-from edge_agent.config.loader import add_set_argument, load_config
+from edge_agent.commands.check_config import idle_warnings
+from edge_agent.config import AgentConfig
+from edge_agent.config.loader import ConfigError, add_set_argument, load_config
+from edge_agent.config.secrets import secret_values
 from edge_agent.logs import configure_logging
+from edge_agent.redaction import SecretMask
 from edge_agent.runtime import run_blocking
 
 if TYPE_CHECKING:
@@ -37,12 +41,31 @@ def add_parser(subparsers: Subparsers) -> None:
     )
     add_config_argument(parser)
     add_set_argument(parser)
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="start even with no enabled source or no sink (check-config names what is missing)",
+    )
     parser.set_defaults(func=_run_command)
 
 
 def _run_command(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.overrides)  # ConfigError: cli prints it, exits 2
-    configure_logging(args.log_level or cfg.agent.log_level, cfg.agent.log_format)
+    # Secrets are resolved here, before anything starts: ConfigError (cli prints it, exits 2).
+    cfg = load_config(args.config, args.overrides)
+    idle = idle_warnings(cfg)
+    if idle and not args.force:
+        raise ConfigError(
+            [f"{args.config}: {warning}" for warning in idle]
+            + ["not started: fix the file, or give --force to run it as it is"]
+        )
+    mask = SecretMask(secret_values(cfg))  # no log line may show them
+    configure_logging(args.log_level or cfg.agent.log_level, cfg.agent.log_format, mask=mask)
     # systemd's watchdog aborts a hung agent with SIGABRT: print every thread's stack first.
     faulthandler.enable()
-    return run_blocking(cfg, reload=lambda: load_config(args.config, args.overrides))
+
+    def reload() -> AgentConfig:
+        new = load_config(args.config, args.overrides)
+        mask.learn(secret_values(new))  # before any component holds the new values
+        return new
+
+    return run_blocking(cfg, reload=reload)

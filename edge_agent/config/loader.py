@@ -8,6 +8,9 @@ where the key path uses the names an operator writes: entries of arrays of table
 their `name` (sources), `id` (tags) or `tag` (control.allow), as in
 `source.fsf.tag.fsf.matte_temp.max`, the same addressing that `--set` accepts. A problem in a
 value given with `--set` names `--set` instead of the file. Secret values are never printed.
+
+A valid file is not yet a usable one: every secret reference is resolved and every certificate,
+key and CA file read (`config.secrets`), and what fails is reported the same way.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pydantic_core import ErrorDetails
 
 from edge_agent.config.root import AgentConfig
 from edge_agent.config.rules import Loc, RuleViolation, RuleViolations, raw_rule_violations
+from edge_agent.config.secrets import resolve_references
 from edge_agent.config.sources import ModbusSource
 
 __all__ = [
@@ -48,8 +52,14 @@ class ConfigError(Exception):
         super().__init__("\n".join(self.lines))
 
 
-def load_config(path: Path | str, overrides: Iterable[str] = ()) -> AgentConfig:
-    """Read, override and validate a configuration file; raise `ConfigError` with every problem."""
+def load_config(
+    path: Path | str, overrides: Iterable[str] = (), *, resolve: bool = True
+) -> AgentConfig:
+    """Read, override and validate a configuration file; raise `ConfigError` with every problem.
+
+    With `resolve` (what every command does), secrets are resolved and key files read too;
+    without, only the file's own content is judged (an example file on a developer's machine).
+    """
     path = Path(path)
     data = _read_toml(path)
     overridden: set[Loc] = set()
@@ -63,9 +73,15 @@ def load_config(path: Path | str, overrides: Iterable[str] = ()) -> AgentConfig:
     if problems:
         raise ConfigError(problems)
     try:
-        return AgentConfig.model_validate(data)
+        cfg = AgentConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, data, str(path), overridden)) from None
+    # Secrets resolve and key files read now, once, or nothing starts.
+    unusable = resolve_references(cfg) if resolve else []
+    if unusable:
+        unreadable = [_Problem(v.loc, v.message, None, False) for v in unusable]  # names the file
+        raise ConfigError([_format(p, data, str(path), overridden) for p in unreadable])
+    return cfg
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

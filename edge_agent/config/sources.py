@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from edge_agent.config.plausibility import NoValueMarkers, PlausibilityLimits
 from edge_agent.contracts.catalogue import TagInfo, ValueType
 from edge_agent.contracts.modbus import ModbusPoint, ModbusSettings
 from edge_agent.contracts.mqtt import (
@@ -24,7 +25,7 @@ from edge_agent.contracts.section import Section
 from edge_agent.contracts.source import SourceSettings, TagPoint
 
 
-class TagBase(TagPoint):
+class TagBase(PlausibilityLimits, TagPoint):
     """What every tag has, whatever its protocol."""
 
     unit: str = ""
@@ -43,10 +44,11 @@ class TagBase(TagPoint):
 
     def info(self) -> TagInfo:
         """The tag's entry in the catalogue every sink is given."""
+        low = self.valid_min if self.valid_min is not None else self.min
+        high = self.valid_max if self.valid_max is not None else self.max
         return TagInfo(
-            self.id, self.unit, self.value_type(), self.description, self.min, self.max,
-            self.writable,
-        )  # fmt: skip
+            self.id, self.unit, self.value_type(), self.description, low, high, self.writable
+        )
 
 
 class QualityFrom(Section):
@@ -59,7 +61,7 @@ class OpcUaTag(TagBase, OpcUaPoint):
     """An OPC UA tag of the agent."""
 
 
-class ModbusTag(TagBase, ModbusPoint):
+class ModbusTag(TagBase, NoValueMarkers, ModbusPoint):
     """A Modbus tag of the agent."""
 
     def value_type(self) -> ValueType:

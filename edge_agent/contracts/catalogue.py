@@ -19,7 +19,8 @@ ValueType = Literal["number", "integer", "boolean", "string"]
 
 @dataclass(frozen=True, slots=True)
 class TagInfo:
-    """One tag's metadata."""
+    """One tag's metadata. `min`/`max` is its engineering range: the plausible range where the
+    configuration gives one (`valid_min`/`valid_max`), else its write bounds."""
 
     tag: str
     unit: str = ""

@@ -33,6 +33,9 @@ class Sample:
     a Modbus exception, "connection_lost", ...): never a gap and never the last good value.
     `source_ns` is the instrument's own timestamp; Modbus has none, so it is None there and
     `ts_ns` falls back to the acquisition time.
+
+    `raw` is what the device said when that cannot be true (plausibility made the sample Bad:
+    reason `out_of_range`, `no_value_marker`, `implausible_step`); the sinks keep it for diagnosis.
     """
 
     tag: str
@@ -41,6 +44,7 @@ class Sample:
     acq_ns: int
     source_ns: int | None = None
     reason: str | None = None
+    raw: Value | None = None
 
     @property
     def ts_ns(self) -> int:

@@ -1,7 +1,9 @@
 """Where a secret comes from: a reference in the configuration, never the value itself.
 
-Drivers and sinks resolve a reference when they connect; an error names the reference, never
-the value.
+Loading the configuration resolves every reference once, before any service starts (and on a
+reload, before anything is swapped); drivers and sinks then read the value with `resolve()`,
+which no longer touches the file or the environment. An error names the reference, never the
+value.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import model_validator
+from pydantic import PrivateAttr, model_validator
 
 from edge_agent.contracts.section import Section
 
@@ -24,6 +26,8 @@ class SecretRef(Section):
     file: Path | None = None
     env: str | None = None
     credential: str | None = None
+    # The value, once resolved: private, so it is in no dump, repr or comparison of fields.
+    _value: str | None = PrivateAttr(None)
 
     @model_validator(mode="before")
     @classmethod
@@ -43,7 +47,14 @@ class SecretRef(Section):
         return self
 
     def resolve(self) -> str:
-        """Read the secret now. Raises `SecretError` naming the reference, never the value."""
+        """The secret's value: read once (at configuration load), then kept.
+
+        Raises `SecretError` naming the reference, never the value."""
+        if self._value is None:
+            self._value = self._read()
+        return self._value
+
+    def _read(self) -> str:
         if self.env is not None:
             value = os.environ.get(self.env)
             if value is None:

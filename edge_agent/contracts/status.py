@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-Kind = Literal["source", "sink", "outbox", "kpi", "control", "service"]
+Kind = Literal["source", "sink", "outbox", "kpi", "control", "service", "alarms"]
 
 # Read latencies of OPC UA and Modbus requests: milliseconds on a LAN, seconds when a device
 # struggles, the timeout at worst.

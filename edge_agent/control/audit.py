@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
@@ -20,6 +19,7 @@ from typing import Any, Literal
 import structlog
 
 from edge_agent.contracts.samples import Value, iso_utc
+from edge_agent.state_files import append_line
 
 log = structlog.get_logger("edge_agent.control")
 
@@ -117,14 +117,7 @@ class AuditLog:
 
     def _append(self, line: str) -> None:
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
-            try:
-                prefix = b"\n" if _torn_tail(fd) else b""
-                os.write(fd, prefix + line.encode() + b"\n")
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            append_line(self.path, line)
 
     def read(self) -> list[dict[str, Any]]:
         """Every complete line so far (for tests and `tail`-like tools); skips a torn last line."""
@@ -137,12 +130,6 @@ class AuditLog:
             except json.JSONDecodeError:
                 continue
         return out
-
-
-def _torn_tail(fd: int) -> bool:
-    """True when a crash left the file without a final newline: start a fresh line."""
-    size = os.fstat(fd).st_size
-    return size > 0 and os.pread(fd, 1, size - 1) != b"\n"
 
 
 def _plain(value: object) -> bool:

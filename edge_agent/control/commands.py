@@ -17,13 +17,12 @@ import asyncio
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
 import structlog
 
 from drivers.mqtt_client import MqttClient, MqttError, Received
 from edge_agent.config import ControlSection, MqttSection
+from edge_agent.contracts import command_json
 from edge_agent.contracts.samples import iso_utc, now_ns
 from edge_agent.control.audit import AuditLog
 from edge_agent.control.executor import Executor, Outcome
@@ -87,7 +86,7 @@ def parse_command(
             Refusal.OVERSIZED, f"payload of {len(payload)} bytes exceeds {max_bytes} bytes", tag
         )
     try:
-        body = json.loads(payload.decode("utf-8"), object_pairs_hook=_unique_keys)
+        body = command_json.loads(payload)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         if retained:
             return CommandError(Refusal.RETAINED, "the command was published with retain", tag)
@@ -118,7 +117,7 @@ def parse_command(
             tag,
             request_id,
         )
-    issued_ns = _timestamp_ns(body["ts"])
+    issued_ns = command_json.timestamp_ns(body["ts"])
     if issued_ns is None:
         return CommandError(
             Refusal.MALFORMED,
@@ -128,40 +127,6 @@ def parse_command(
             body["value"],
         )
     return WriteRequest(Origin.SCADA, tag, body["value"], request_id, issued_ns)
-
-
-class DuplicateKeyError(ValueError):
-    """A JSON object names one key twice: the payload is ambiguous, whichever copy wins."""
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """`json.loads` keeps the last of repeated keys; `{"value": 1e9, "value": 31600}` would
-    pass a reviewer's eye with one value and reach the guard with the other. Refuse it."""
-    body = dict(pairs)
-    if len(body) != len(pairs):
-        keys = [k for k, _ in pairs]
-        repeated = sorted({k for k in keys if keys.count(k) > 1})
-        raise DuplicateKeyError(f"duplicate key {', '.join(map(repr, repeated))}")
-    return body
-
-
-def _timestamp_ns(ts: Any) -> int | None:
-    if isinstance(ts, bool):
-        return None
-    if isinstance(ts, int | float):
-        try:
-            return int(ts * 1_000_000)
-        except (OverflowError, ValueError):
-            return None
-    if isinstance(ts, str) and len(ts) <= 40:
-        try:
-            when = datetime.fromisoformat(ts)
-        except ValueError:
-            return None
-        if when.tzinfo is None:
-            return None
-        return int(when.timestamp()) * 1_000_000_000 + when.microsecond * 1000
-    return None
 
 
 def _short(value: object) -> str:

@@ -14,7 +14,12 @@ Schema (narrow: one point per sample; docs/influxdb.md explains the choice and t
   float would otherwise be a field type conflict), booleans in `value_bool`, strings in
   `value_str`: each field keeps one type per measurement as InfluxDB requires;
 - `quality` is stored with every sample, `reason` where there is one; a Bad sample has no value
-  field at all, never a fake one.
+  field at all, never a fake one. A value that cannot be true (reason `out_of_range`,
+  `no_value_marker`, `implausible_step`) is Bad, and what the device said is kept in the float
+  field `raw`, outside `value`, so that no query that averages `value` ever sees it.
+
+Alarm events (records on `_alarms.*`, docs/alarms.md) go to the measurement `alarm_event`, tag
+keys `site`, `alarm_id`, `transition`, `priority`.
 
 Identity: a point is (measurement, tag set, timestamp), and the timestamp is the sample's
 (source time, else acquisition time), so a replayed batch overwrites itself: at-least-once
@@ -46,6 +51,7 @@ import structlog
 
 from drivers.backoff import Backoff, tcp_probe
 from drivers.conditions import Condition
+from edge_agent.alarms import records
 from edge_agent.config import AgentConfig, InfluxSection
 from edge_agent.contracts.samples import Sample
 from edge_agent.outbox import Batch, Outbox
@@ -93,6 +99,8 @@ class LineEncoder:
         return key
 
     def line(self, s: Sample) -> str:
+        if s.tag.startswith(records.PREFIX):
+            return self.alarm_line(s)
         value, quality, reason = s.value, s.quality.value, s.reason
         fields: list[str] = []
         if isinstance(value, bool):
@@ -108,7 +116,40 @@ class LineEncoder:
         fields.append(f'quality="{quality}"')
         if reason is not None:
             fields.append(f"reason={_string_field(reason)}")
+        raw = s.raw
+        if isinstance(raw, int | float) and not isinstance(raw, bool) and math.isfinite(raw):
+            fields.append(f"raw={float(raw)!r}")
         return f"{self.series(s.tag)} {','.join(fields)} {s.ts_ns // self.divisor}"
+
+    def alarm_line(self, s: Sample) -> str:
+        """An alarm event as a point of `alarm_event` (docs/alarms.md, "InfluxDB")."""
+        event = records.from_sample(s)
+        if event is None:  # unreadable record: keep it visible rather than lose it
+            text = _string_field(str(s.value))
+            return f"alarm_event,{self.site_tag} unreadable={text} {s.ts_ns // self.divisor}"
+        tags = (
+            f"alarm_event,{self.site_tag},alarm_id={_escape_key(event.alarm_id)}"
+            f",transition={event.transition.value},priority={event.priority.label}"
+        )
+        fields = [
+            f"state={_string_field(event.state.value)}",
+            f"active={'true' if event.active else 'false'}",
+            f"acknowledged={'true' if event.acknowledged else 'false'}",
+            f"priority_level={int(event.priority)}i",
+            f"tag_id={_string_field(event.tag)}",
+            f"kind={_string_field(event.kind.value)}",
+            f"message={_string_field(event.message)}",
+        ]
+        value = event.value
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            fields.append(f"value={float(value)!r}")
+        elif value is not None:
+            fields.append(f"value_str={_string_field(str(value))}")
+        for key in ("operator", "reason"):
+            text = getattr(event, key)
+            if text is not None:
+                fields.append(f"{key}={_string_field(text)}")
+        return f"{tags} {','.join(fields)} {event.ts_ns // self.divisor}"
 
     def lines(self, batches: Iterable[Batch]) -> list[str]:
         return [self.line(s) for b in batches for s in b.samples]
@@ -197,8 +238,30 @@ class V2Writer:
                 write_precision=self._precision,
             )
         except InfluxDBError as exc:
-            status = getattr(exc, "status", None) or getattr(exc.response, "status", 0)
-            raise WriteError(int(status or 0), str(exc.message)[:500], exc.retry_after) from exc
+            status = int(getattr(exc, "status", None) or getattr(exc.response, "status", 0) or 0)
+            message = str(exc.message)[:500]
+            if status == 404:
+                message = await self._v1_hint() or message
+            raise WriteError(status, message, exc.retry_after) from exc
+
+    async def _v1_hint(self) -> str | None:
+        """What a 404 on /api/v2/write means when the server is InfluxDB 1.x (before 1.8)."""
+        url = self.settings.url.rstrip("/") + "/ping"
+        timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout, trust_env=False) as session,
+                session.get(url) as resp,
+            ):
+                version = resp.headers.get("X-Influxdb-Version", "")
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            return None
+        if not version.startswith("1."):
+            return None
+        return (
+            f"{self.settings.url} is InfluxDB {version}, which has no v2 write API: "
+            'set [influx] api = "v1" and db = "<database>" (data is kept in the outbox)'
+        )
 
     async def close(self) -> None:
         await self._client.close()  # type: ignore[no-untyped-call]

@@ -6,12 +6,16 @@ Topics (ISA-95 style; a tag id's dots become topic levels):
   `plant/demo/fsf/matte_temp` with `{"value": 1231.5, "quality": "good",
   "ts": "2026-11-27T04:00:00.000Z", "ts_ns": 1795…, "unit": "°C"}`.
   A Bad sample has `"value": null` and a `"reason"`; `reason` also appears on Uncertain samples
-  that carry one. `unit` is the tag's engineering unit where the configuration gives one.
+  that carry one. A value that cannot be true (plausibility: reason `out_of_range`,
+  `no_value_marker`, `implausible_step`) is Bad too, with what the device said in `"raw"`.
+  `unit` is the tag's engineering unit where the configuration gives one.
 - `layout = "batch"`: `{root}/{site}/_batch/{unit}`, one message per plant unit per outbox batch
   (an acquisition cycle), for tag counts where one message per sample is too many:
   `{"schema": "edge-agent/batch/1", "site": "demo", "unit": "fsf",
   "samples": [{"tag": "fsf.matte_temp", "value": …, "quality": …, "ts": …, "ts_ns": …}, …]}`
   (each element is the per-tag payload plus `tag`; docs/mqtt.md has the JSON Schema).
+- Alarms (docs/alarms.md): `{root}/{site}/_alarms/{alarm id}`, retained, the alarm's current
+  state after each event; `{root}/{site}/_alarms/{alarm id}/event`, each event, not retained.
 - Agent status: `{root}/{site}/_agent/{instance_id}/status`, retained, `online` after every
   connect and `offline` as the last will (and on a clean shutdown). The `_` prefix cannot clash
   with a unit, whose ids start with a letter.
@@ -39,6 +43,7 @@ import structlog
 from drivers.backoff import Backoff
 from drivers.conditions import Condition
 from drivers.mqtt_client import MqttClient, MqttError, Will
+from edge_agent.alarms import records
 from edge_agent.config import AgentConfig, MqttSection
 from edge_agent.contracts.catalogue import TagCatalogue
 from edge_agent.contracts.samples import Quality, Sample, iso_utc
@@ -76,7 +81,13 @@ def sample_payload(sample: Sample, unit: str | None) -> dict[str, Any]:
         body["unit"] = unit
     if reason is not None:
         body["reason"] = reason
+    if sample.raw is not None and _is_json_number(sample.raw):
+        body["raw"] = sample.raw
     return body
+
+
+def _is_json_number(value: object) -> bool:
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
 
 
 class JsonEncoder:
@@ -103,11 +114,27 @@ class JsonEncoder:
     def encode(self, batches: Iterable[Batch]) -> list[Message]:
         out: list[Message] = []
         for batch in batches:
-            samples = self._exceptions(batch.samples)
+            plain, alarms = records.split(batch.samples)
+            samples = self._exceptions(plain)
             if self.settings.layout == "tag":
                 out.extend(self._per_tag(samples))
             else:
                 out.extend(self._per_unit(samples))
+            out.extend(self._alarms(alarms))
+        return out
+
+    def alarm_topic(self, alarm_id: str) -> str:
+        return f"{self.prefix}/_alarms/{alarm_id}"
+
+    def _alarms(self, alarm_records: Sequence[Sample]) -> list[Message]:
+        """Each event twice: the alarm's current state, retained (a SCADA connecting later sees
+        what is active), and the event itself on the alarm's event stream, not retained."""
+        out: list[Message] = []
+        for record in alarm_records:
+            topic = self.alarm_topic(record.tag.removeprefix(records.PREFIX))
+            payload = str(record.value).encode()
+            out.append(Message(topic, payload, retain=True))
+            out.append(Message(f"{topic}/event", payload))
         return out
 
     def _per_tag(self, samples: Sequence[Sample]) -> list[Message]:

@@ -314,6 +314,8 @@ class EdgeNode:
             unit=d.unit if birth else None,
             with_datatype=birth,
             historical=historical,
+            reason=s.reason,
+            raw=float(s.raw) if isinstance(s.raw, int | float) else None,
         )
 
     def _changed(self, d: MetricDef, s: Sample) -> bool:

@@ -1,0 +1,69 @@
+"""Secrets and key material checked at load time: every reference resolves, every file reads.
+
+`resolve_references` walks a validated configuration once, resolves each `SecretRef` (the value
+is kept inside the reference, see `edge_agent.contracts.secrets`) and tries to read each
+certificate, private key and CA file; what fails comes back as a `RuleViolation` naming the key
+and the reference, never a value. `check-config` and `run` report them like any other
+configuration error (exit 2), and a SIGHUP reload that fails them changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from edge_agent.config.rules import Loc, RuleViolation
+from edge_agent.contracts.secrets import SecretError, SecretRef
+
+# Path fields holding key material the agent must be able to read when it connects.
+KEY_FILE_FIELDS = frozenset(
+    {"certificate", "private_key", "ca_file", "trusted_server_certificates", "user_certificate",
+     "user_private_key"}
+)  # fmt: skip
+
+
+def resolve_references(config: BaseModel) -> list[RuleViolation]:
+    """Resolve every secret and read every key file of `config`; the problems, if any."""
+    found: list[RuleViolation] = []
+    for loc, name, value in _walk(config, ()):
+        if isinstance(value, SecretRef):
+            try:
+                value.resolve()
+            except SecretError as exc:
+                found.append(RuleViolation(loc, str(exc), None))
+        elif name in KEY_FILE_FIELDS and isinstance(value, Path):
+            problem = _unreadable(value)
+            if problem:
+                found.append(RuleViolation(loc, problem, None))
+    return found
+
+
+def secret_values(config: BaseModel) -> list[str]:
+    """Every resolved secret value of `config` (for the log mask)."""
+    return [v.resolve() for _, _, v in _walk(config, ()) if isinstance(v, SecretRef)]
+
+
+def _walk(node: Any, loc: Loc, name: str = "") -> Iterator[tuple[Loc, str, Any]]:
+    """(location, field name, value) of every field below `node`, depth first."""
+    if isinstance(node, SecretRef):
+        yield loc, name, node
+    elif isinstance(node, BaseModel):
+        for field in type(node).model_fields:
+            yield from _walk(getattr(node, field), (*loc, field), field)
+    elif isinstance(node, list | tuple):
+        for i, item in enumerate(node):
+            yield from _walk(item, (*loc, i), name)
+    else:
+        yield loc, name, node
+
+
+def _unreadable(path: Path) -> str | None:
+    try:
+        with path.open("rb") as f:
+            f.read(1)
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror}"
+    return None
