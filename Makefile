@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Integration tests mostly wait on sockets, so one worker per core keeps the suite short.
 PYTEST_ARGS ?= -n auto
 
-.PHONY: demo test lint bench proto clean
+.PHONY: demo demo-fleet fleet-configs test lint bench proto clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
@@ -19,6 +19,15 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/edge-agent demo
+
+# Two agents, one plant (docs/fleet.md): the kiln's unit agent publishes Sparkplug B, the
+# plant-level agent reads it beside the furnace and computes the site KPIs.
+demo-fleet: $(STAMP)
+	$(BIN)/edge-agent demo --fleet
+
+# config/unit-kiln.toml and config/plant-level.toml are written from config/demo.toml.
+fleet-configs: $(STAMP)
+	$(BIN)/python -m edge_agent.commands.demo_fleet
 
 test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)

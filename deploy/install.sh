@@ -8,6 +8,8 @@
 #                                          nothing is enabled or started then
 #   deploy/install.sh --no-compile         skip byte-compiling (tests, throw-away staging only:
 #                                          the service cannot write __pycache__ under /opt)
+#   deploy/install.sh --serial-port DEV    let the service open serial port DEV (repeatable):
+#                                          drop-in edge-agent.service.d/serial.conf (dialout)
 #   deploy/install.sh --uninstall [--purge]
 #
 # Layout: /opt/edge-agent/venv (the program), /etc/edge-agent/agent.toml (the operator's config,
@@ -23,10 +25,11 @@ PURGE=no
 WHEEL=
 FIND_LINKS=
 COMPILE=--compile
+SERIAL_PORTS=
 PYTHON=${PYTHON:-python3}
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 die() { echo "install.sh: $*" >&2; exit 1; }
 
 while [ $# -gt 0 ]; do
@@ -38,6 +41,10 @@ while [ $# -gt 0 ]; do
         --uninstall) MODE=uninstall; shift ;;
         --purge) PURGE=yes; shift ;;
         --no-compile) COMPILE=--no-compile; shift ;;
+        --serial-port)
+            port=${2:?--serial-port needs a device path}
+            case $port in /dev/*) ;; *) die "--serial-port $port: give a path under /dev" ;; esac
+            SERIAL_PORTS="$SERIAL_PORTS $port"; shift 2 ;;
         -h|--help) usage 0 ;;
         *) echo "install.sh: unknown option $1" >&2; usage 2 ;;
     esac
@@ -49,6 +56,7 @@ OPT=$P/opt/edge-agent
 ETC=$P/etc/edge-agent
 UNIT_DIR=$P/etc/systemd/system
 UNIT=$UNIT_DIR/edge-agent.service
+DROPIN=$UNIT_DIR/edge-agent.service.d/serial.conf
 LIVE=no
 # Only a real install talks to systemd; a staging root just receives files.
 if [ "$ROOT" = / ] && [ -d /run/systemd/system ]; then LIVE=yes; fi
@@ -59,7 +67,8 @@ do_uninstall() {
     if [ "$LIVE" = yes ]; then
         systemctl disable --now edge-agent.service 2>/dev/null || true
     fi
-    rm -f "$UNIT"
+    rm -f "$UNIT" "$DROPIN"
+    rmdir "$UNIT_DIR/edge-agent.service.d" 2>/dev/null || true
     rm -rf "$OPT"
     if [ "$PURGE" = yes ]; then
         rm -rf "$ETC" "$P/var/lib/edge-agent" "$P/var/lib/private/edge-agent"
@@ -79,6 +88,19 @@ build_wheel() {
     # shellcheck disable=SC2086
     "$PYTHON" -m pip wheel --quiet --no-deps $PIP_OPTS --wheel-dir "$out" "$SRC" >&2
     ls "$out"/smelter_edge_agent-*.whl
+}
+
+# The serial drop-in with one DeviceAllow= line per --serial-port (the template names one).
+install_serial_dropin() {
+    mkdir -p "$(dirname "$DROPIN")"
+    template=$SRC/deploy/edge-agent-serial.conf
+    {
+        grep -v '^DeviceAllow=@SERIAL_PORT@' "$template"
+        for port in $SERIAL_PORTS; do echo "DeviceAllow=$port rw"; done
+    } > "$DROPIN.tmp"
+    chmod 0644 "$DROPIN.tmp"
+    mv "$DROPIN.tmp" "$DROPIN"
+    echo "serial access for:$SERIAL_PORTS (add the ports' group if it is not dialout)"
 }
 
 do_install() {
@@ -110,6 +132,7 @@ do_install() {
     install -d -m 0700 "$ETC/credentials"
     install -m 0644 "$SRC/deploy/edge-agent.service" "$UNIT"
     [ -f "$SRC/docs/operations.md" ] && install -m 0644 "$SRC/docs/operations.md" "$OPT/share/doc/"
+    if [ -n "$SERIAL_PORTS" ]; then install_serial_dropin; fi
 
     if [ "$LIVE" = yes ]; then
         systemctl daemon-reload

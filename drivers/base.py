@@ -41,6 +41,14 @@ class HistoryDriver(Protocol):
     def drain_history(self) -> list[Sample]: ...
 
 
+@runtime_checkable
+class PushDriver(Protocol):
+    """A driver whose values arrive when the other side sends them (MQTT, Sparkplug): a single
+    read right after connecting would find nothing yet, so a one-shot reader waits first."""
+
+    async def settled(self, timeout_s: float) -> None: ...
+
+
 class DriverError(Exception):
     """Base for driver failures; the message says what the operator can do."""
 

@@ -1,14 +1,14 @@
-"""Modbus TCP driver (pymodbus): planned block reads, per-request quality, writes.
+"""Modbus driver (pymodbus): planned block reads, per-request quality, writes, on every transport.
 
-One driver owns one client, and so one TCP connection, and issues one request at a time: many
-devices and gateways serve a single connection badly when requests overlap. `pacing_ms` spaces
-requests for devices that need breathing room.
+The transports are `tcp`, `rtu_over_tcp` (RTU framing with CRC on a TCP socket, as serial
+gateways speak it), `rtu` and `ascii` on a serial port. The driver plans and decodes; the line
+itself belongs to a `ModbusBus` (drivers/modbus_bus.py) that every source on the same port or
+gateway shares, and that serialises, paces and keeps each device's health.
 
 The library's defaults (3 s timeout, 3 retries: 12 s per request) are sized for interactive use;
 a poller must notice a dead device within one poll interval, so the timeout is at most the poll
 interval (but not below 250 ms) and the retries come from the source config. The client's own
-reconnect loop is turned off: the acquisition layer supervises reconnects and throws the client
-away on each one.
+reconnect loop is turned off: the acquisition layer supervises reconnects.
 
 Modbus has no source timestamp: samples carry `source_ns=None`, and the acquisition time (when
 the response arrived) stands in for it.
@@ -19,16 +19,16 @@ from __future__ import annotations
 import asyncio
 import math
 import struct
+import time
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import structlog
-from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+from pymodbus.exceptions import ModbusException
 
 from drivers import modbus_codec
-from drivers.base import DriverConnectionError, WriteRefused
+from drivers.base import WriteRefused
+from drivers.modbus_bus import Client, LinkSettings, ModbusBus, ModbusBuses, NoAnswer
 from drivers.modbus_plan import ReadPlan, ReadRequest
 from edge_agent.contracts.modbus import ModbusPoint, ModbusSettings
 from edge_agent.contracts.samples import Quality, Sample, Value, now_ns
@@ -36,6 +36,8 @@ from edge_agent.contracts.samples import Quality, Sample, Value, now_ns
 log = structlog.get_logger(__name__)
 
 MIN_TIMEOUT_S = 0.25
+BUSY = 6
+RETRY_JITTER = 0.05
 
 # What a request came back with: the response, or a reason its tags are Bad ("timeout", ...).
 _Outcome = Any
@@ -58,23 +60,44 @@ def exception_reason(code: int) -> str:
     return f"modbus_exception_{code}_{EXCEPTION_NAMES.get(code, 'unknown')}"
 
 
-def parse_endpoint(endpoint: str) -> tuple[str, int]:
-    """`tcp://host:port` (port 502 when omitted)."""
-    parts = urlsplit(endpoint)
-    if parts.scheme != "tcp" or not parts.hostname:
-        raise ValueError(f"Modbus endpoint {endpoint!r} is not tcp://host[:port]")
-    return parts.hostname, parts.port or 502
+def link_settings(source: ModbusSettings) -> LinkSettings:
+    return LinkSettings(
+        transport=source.transport,
+        endpoint=source.endpoint,
+        serial_port=source.serial_port or "",
+        baudrate=source.baudrate,
+        bytesize=source.bytesize,
+        parity=source.parity,
+        stopbits=source.stopbits,
+        inter_frame_ms=source.inter_frame_ms,
+        pause_between_requests_ms=source.pause_between_requests_ms,
+        pause_after_connect_ms=source.pause_after_connect_ms,
+    )
+
+
+def wire_tags(source: ModbusSettings) -> list[ModbusPoint]:
+    """The tags with the addresses on the wire: `address_base = 1` devices count from 1."""
+    if source.address_base == 0:
+        return list(source.tag)
+    return [t.model_copy(update={"address": t.address - source.address_base}) for t in source.tag]
+
+
+def read_plan(source: ModbusSettings) -> ReadPlan:
+    """The requests that read the source's tags, after its workarounds."""
+    max_gap = 0 if source.one_request_per_tag else source.max_gap
+    return ReadPlan(wire_tags(source), max_gap, source.max_registers, source.one_request_per_tag)
 
 
 class ModbusDriver:
-    """Reads and writes the tags of one Modbus source (`ModbusSettings`)."""
+    """Reads and writes the tags of one `ModbusSettings` over the bus of its link."""
 
-    def __init__(self, source: ModbusSettings) -> None:
+    def __init__(self, source: ModbusSettings, buses: ModbusBuses | None = None) -> None:
         self.source = source
-        self.host, self.port = parse_endpoint(source.endpoint)
-        self.plan = ReadPlan(source.tag, source.max_gap, source.max_registers)
-        self._tags = {t.id: t for t in source.tag}
-        self._client: AsyncModbusTcpClient | None = None
+        self.bus: ModbusBus = (buses or ModbusBuses()).bus(source.link, link_settings(source))
+        self.plan = read_plan(source)
+        self._tags = {t.id: t for t in wire_tags(source)}
+        self._attached = False
+        self._cycle_start = 0.0
         self._decoders: dict[ReadRequest, list[modbus_codec.Segment]] = {}
         self._log = log.bind(source=source.name)
 
@@ -84,94 +107,109 @@ class ModbusDriver:
         return min(self.source.timeout_s, max(self.source.poll_interval_s, MIN_TIMEOUT_S))
 
     async def connect(self) -> None:
-        await self.close()
-        client = AsyncModbusTcpClient(
-            self.host,
-            port=self.port,
-            name=self.source.name,
-            timeout=self.timeout_s,
-            retries=self.source.retries,
-            reconnect_delay=0,
-        )
-        if not await client.connect():
-            client.close()
-            raise DriverConnectionError(
-                f"cannot connect to Modbus server {self.host}:{self.port} "
-                f"(source {self.source.name}): check that the device is up and the address right"
-            )
-        self._client = client
+        if not self._attached:
+            self.bus.attach()
+            self._attached = True
+        await self.bus.connect(self.timeout_s)
 
     async def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        if self._attached:
+            self._attached = False
+            self.bus.detach()
 
     async def read(self) -> list[Sample]:
-        """Every request of the plan, in order, one in flight at a time.
+        """Every request of the plan, in order, one on the bus at a time.
 
-        The next request goes out before the previous response is decoded, so that decoding
-        overlaps the device's turnaround instead of adding to it (still one request in flight:
-        pymodbus serialises them). A unit id that timed out is not asked again in the same cycle
-        (its tags are Bad "timeout"): a silent device behind a gateway costs one timeout per
-        cycle, not one per request.
+        The next request is queued on the bus before the previous response is decoded, so that
+        decoding overlaps the device's turnaround instead of adding to it. A unit id that timed
+        out is not asked again in the same cycle (its tags are Bad "timeout"): a silent device
+        costs one timeout per cycle, and once backed off, one per back-off period.
         """
         requests = list(self.plan.requests)
+        self._cycle_start = time.monotonic()
         samples: list[Sample] = []
-        silent: set[int] = set()
+        skip: dict[int, str] = {}  # unit id -> why its remaining requests are not sent
         upcoming: asyncio.Task[_Outcome] | None = None
         try:
             for i, request in enumerate(requests):
-                if request.unit_id in silent:
-                    samples.extend(_bad(request, "timeout"))
+                if request.unit_id in skip:
+                    samples.extend(_bad(request, skip[request.unit_id]))
+                    continue
+                if self.bus.device(request.unit_id).waiting(time.monotonic()):
+                    skip[request.unit_id] = "device_unreachable"
+                    samples.extend(_bad(request, "device_unreachable"))
                     continue
                 if upcoming is not None:
                     outcome, upcoming = await upcoming, None
                 else:
-                    if i and self.source.pacing_ms:
-                        await asyncio.sleep(self.source.pacing_ms / 1000)
                     outcome = await self._fetch(request)
-                if outcome == "timeout":
-                    silent.add(request.unit_id)
-                elif self._prefetch(requests, i + 1, silent):
+                outcome = self._health(request.unit_id, outcome)
+                if outcome in ("timeout", "device_unreachable"):
+                    skip[request.unit_id] = outcome
+                elif self._prefetch(requests, i + 1, skip):
                     upcoming = asyncio.create_task(self._fetch(requests[i + 1]))
-                    await asyncio.sleep(0)  # let it go out on the wire first
+                    await asyncio.sleep(0)  # let it take its place in the bus's queue
                 samples.extend(self._interpret(request, outcome))
         finally:
             if upcoming is not None:
                 upcoming.cancel()
         return samples
 
-    def _prefetch(self, requests: list[ReadRequest], i: int, silent: set[int]) -> bool:
-        """Send request i early? Not when pacing asks for gaps, nor to a silent unit."""
-        return not self.source.pacing_ms and i < len(requests) and requests[i].unit_id not in silent
+    def _prefetch(self, requests: list[ReadRequest], i: int, skip: dict[int, str]) -> bool:
+        """Queue request i early? Not to a unit that is being skipped or is backed off."""
+        if i >= len(requests) or requests[i].unit_id in skip:
+            return False
+        return not self.bus.device(requests[i].unit_id).backed_off
 
-    def _connected_client(self) -> AsyncModbusTcpClient:
-        if self._client is None or not self._client.connected:
-            raise DriverConnectionError(f"Modbus connection to {self.host}:{self.port} is lost")
-        return self._client
+    def _health(self, unit_id: int, outcome: _Outcome) -> _Outcome:
+        """Count timeouts towards the unit's back-off; any answer (even corrupt) clears it."""
+        health = self.bus.device(unit_id)
+        if outcome != "timeout":
+            if health.backed_off:
+                self._log.info("modbus_device_reachable", unit_id=unit_id)
+            health.timeouts, health.backed_off = 0, False
+            return outcome
+        health.timeouts += 1
+        if health.backed_off or health.timeouts >= self.source.unreachable_after:
+            if not health.backed_off:
+                self._log.warning(
+                    "modbus_device_unreachable",
+                    unit_id=unit_id,
+                    timeouts=health.timeouts,
+                    retry_every_s=self.source.unreachable_retry_s,
+                )
+            health.backed_off = True
+            # From this cycle's start, less a little scheduling jitter, so that a retry every
+            # k poll intervals lands on every k-th cycle and not one later.
+            retry_s = self.source.unreachable_retry_s
+            health.next_try = self._cycle_start + retry_s - RETRY_JITTER * retry_s
+            return "device_unreachable"
+        return outcome
 
     async def _fetch(self, request: ReadRequest) -> _Outcome:
         """The response to one request, or why there is none; raises if the link is gone."""
-        client = self._connected_client()
-        read = {
-            "coil": client.read_coils,
-            "discrete_input": client.read_discrete_inputs,
-            "holding": client.read_holding_registers,
-            "input": client.read_input_registers,
-        }[request.table]
-        try:
-            response = await read(request.start, count=request.count, device_id=request.unit_id)
-        except ConnectionException as exc:
-            raise DriverConnectionError(
-                f"Modbus connection to {self.host}:{self.port}: {exc}"
-            ) from exc
-        except ModbusIOException:
-            # No answer within timeout and retries. A dead link shows as a closed client; a
-            # silent unit id behind a gateway costs only its own tags.
-            self._connected_client()
-            return "timeout"
-        except ModbusException as exc:
-            return f"modbus_error: {exc}"
+        table = request.table
+
+        def call(client: Client) -> Any:
+            read = {
+                "coil": client.read_coils,
+                "discrete_input": client.read_discrete_inputs,
+                "holding": client.read_holding_registers,
+                "input": client.read_input_registers,
+            }[table]
+            return read(request.start, count=request.count, device_id=request.unit_id)
+
+        for attempt in range(self.source.busy_retries + 1):
+            if attempt:
+                await asyncio.sleep(self.source.busy_retry_wait_ms / 1000)
+            try:
+                response = await self.bus.execute(call, self.timeout_s, self.source.retries)
+            except NoAnswer as exc:
+                return exc.reason
+            except ModbusException as exc:
+                return f"modbus_error: {exc}"
+            if not (response.isError() and response.exception_code == BUSY):
+                break
         return response
 
     def _interpret(self, request: ReadRequest, outcome: _Outcome) -> list[Sample]:
@@ -206,19 +244,17 @@ class ModbusDriver:
         if tag is None:
             raise WriteRefused(f"source {self.source.name} has no tag {tag_id!r}")
         _check_writable(tag, value)
-        client = self._connected_client()
-        try:
+        registers = [] if tag.table == "coil" else modbus_codec.encode(tag, value)
+
+        def call(client: Client) -> Any:
             if tag.table == "coil":
-                response = await client.write_coil(tag.address, bool(value), device_id=tag.unit_id)
-            else:
-                registers = modbus_codec.encode(tag, value)
-                response = await client.write_registers(
-                    tag.address, registers, device_id=tag.unit_id
-                )
-        except ConnectionException as exc:
-            raise DriverConnectionError(
-                f"Modbus connection to {self.host}:{self.port}: {exc}"
-            ) from exc
+                return client.write_coil(tag.address, bool(value), device_id=tag.unit_id)
+            return client.write_registers(tag.address, registers, device_id=tag.unit_id)
+
+        try:
+            response = await self.bus.execute(call, self.timeout_s, self.source.retries)
+        except NoAnswer as exc:
+            raise WriteRefused(f"tag {tag_id}: no valid answer ({exc.reason})") from exc
         except ModbusException as exc:
             raise WriteRefused(f"tag {tag_id}: write failed: {exc}") from exc
         if response.isError():

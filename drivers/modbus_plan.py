@@ -52,8 +52,14 @@ def _request(tags: Sequence[ModbusPoint]) -> ReadRequest:
     return ReadRequest(tags[0].unit_id, tags[0].table, start, count, tuple(tags))
 
 
-def merge(tags: Iterable[ModbusPoint], max_gap: int, max_registers: int) -> list[ReadRequest]:
-    """Merge tags into as few reads as the gap and size limits allow, per unit id and table."""
+def merge(
+    tags: Iterable[ModbusPoint], max_gap: int, max_registers: int, one_per_tag: bool = False
+) -> list[ReadRequest]:
+    """Merge tags into as few reads as the gap and size limits allow, per unit id and table.
+
+    `one_per_tag` is the workaround for devices that refuse any read spanning two values: each
+    address gets a request of its own (bit tags of one register still share it).
+    """
     groups: dict[tuple[int, str], list[ModbusPoint]] = defaultdict(list)
     for tag in tags:
         groups[(tag.unit_id, tag.table)].append(tag)
@@ -67,8 +73,12 @@ def merge(tags: Iterable[ModbusPoint], max_gap: int, max_registers: int) -> list
         block_start = block_end = 0
         for tag in members:
             end = tag.address + tag.registers
+            if one_per_tag and block and tag.address == block_start:
+                block.append(tag)
+                continue
             if (
-                block
+                not one_per_tag
+                and block
                 and tag.address - block_end <= gap
                 and max(end, block_end) - block_start <= limit
             ):
@@ -86,8 +96,14 @@ def merge(tags: Iterable[ModbusPoint], max_gap: int, max_registers: int) -> list
 class ReadPlan:
     """The current list of requests for one source, refined as devices refuse some of them."""
 
-    def __init__(self, tags: Iterable[ModbusPoint], max_gap: int, max_registers: int) -> None:
-        self.requests: list[ReadRequest] = merge(tags, max_gap, max_registers)
+    def __init__(
+        self,
+        tags: Iterable[ModbusPoint],
+        max_gap: int,
+        max_registers: int,
+        one_per_tag: bool = False,
+    ) -> None:
+        self.requests: list[ReadRequest] = merge(tags, max_gap, max_registers, one_per_tag)
 
     def split(self, request: ReadRequest) -> bool:
         """Replace a refused request by two halves (by tag); False if it serves one address only.

@@ -567,6 +567,9 @@ class MqttClient:
         self.subscribed.clear()
         if self.connected.is_set():
             self.connected.clear()
+            if self._client is None or self._moving:  # close() or next_server(): we asked
+                self._emit("info", "mqtt_disconnected", server=self.server, reason=reason)
+                return
             self.disconnects += 1
             self.last_error = f"disconnected from {self.server}: {reason}"
             self._emit("warning", "mqtt_disconnected", server=self.server, reason=reason)

@@ -29,7 +29,7 @@ from drivers import json_mapping
 from drivers.base import DriverConnectionError, WriteRefused
 from drivers.json_mapping import JsonField, MappingError
 from drivers.mqtt_client import ClientSettings, MqttClient, Received, Will
-from drivers.sparkplug.host import NODE_OFFLINE, HostTag, NodeHost, Outgoing, Update
+from drivers.sparkplug.host import AWAITING_BIRTH, NODE_OFFLINE, HostTag, NodeHost, Outgoing, Update
 from drivers.sparkplug.topics import Topics, state_topic
 from edge_agent.contracts.mqtt import TlsConfig
 from edge_agent.contracts.samples import Quality, Sample, Value, now_ns
@@ -37,6 +37,7 @@ from edge_agent.contracts.samples import Quality, Sample, Value, now_ns
 log = structlog.get_logger(__name__)
 
 AWAITING_DATA = "awaiting_data"
+_WAITING = {AWAITING_DATA, AWAITING_BIRTH}
 _DOWN = {b"offline", b"0", b"false"}
 _UP = {b"online", b"1", b"true"}
 
@@ -131,6 +132,17 @@ class _MqttSource:
             raise self.unreachable(f"MQTT connection to {self.source.endpoint} is lost")
         out, self.pending = self.pending, []
         return out
+
+    async def settled(self, timeout_s: float) -> None:
+        """Wait (bounded) until every tag has heard from the broker: births, retained messages
+        or queued ones. For `edge-agent probe`, which reads once; tags still silent stay Bad."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while loop.time() < deadline:
+            latest = {s.tag: s for s in self.pending}
+            if all(t in latest and latest[t].reason not in _WAITING for t in self.tag_ids):
+                return
+            await asyncio.sleep(0.02)
 
     def drain_history(self) -> list[Sample]:
         out, self.history = self.history, []

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import structlog
 
@@ -53,8 +54,12 @@ OVERRUN_LOG_EVERY_S = 60.0
 DriverFactory = Callable[[Source], Driver]
 
 
-def make_driver(source: Source) -> Driver:
-    """The protocol driver for a source (imported lazily: each pulls in a protocol library)."""
+def make_driver(source: Source, shared: dict[str, Any] | None = None) -> Driver:
+    """The protocol driver for a source (imported lazily: each pulls in a protocol library).
+
+    `shared` holds what the drivers of one agent share (the Modbus buses: sources on one serial
+    port or gateway use one connection); without it a driver has its link to itself.
+    """
     if isinstance(source, OpcUaSource):
         from drivers.opcua import OpcUaDriver
 
@@ -64,8 +69,16 @@ def make_driver(source: Source) -> Driver:
 
         return make_source(source)
     from drivers.modbus import ModbusDriver
+    from drivers.modbus_bus import ModbusBuses
 
-    return ModbusDriver(source)
+    buses = None if shared is None else shared.setdefault("modbus_buses", ModbusBuses())
+    return ModbusDriver(source, buses)
+
+
+def shared_driver_factory() -> DriverFactory:
+    """A factory whose drivers share links: one per agent."""
+    shared: dict[str, Any] = {}
+    return lambda source: make_driver(source, shared)
 
 
 class QualityGate:
@@ -271,9 +284,10 @@ class Acquisition:
         self,
         cfg: AgentConfig,
         bus: SampleBus,
-        factory: DriverFactory = make_driver,
+        factory: DriverFactory | None = None,
         board: StatusRegistry | None = None,
     ) -> None:
+        factory = factory or shared_driver_factory()
         self.pollers = [SourcePoller(s, bus, factory) for s in cfg.source if s.enabled]
         self._by_tag = {t: p for p in self.pollers for t in p.tag_ids}
         if board is not None:
@@ -305,4 +319,5 @@ __all__ = [
     "SourcePoller",
     "build_services",
     "make_driver",
+    "shared_driver_factory",
 ]

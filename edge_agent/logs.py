@@ -20,6 +20,7 @@ import contextlib
 import logging
 import os
 import sys
+from collections.abc import Callable
 from typing import Any, Literal, TextIO, cast
 
 import structlog
@@ -35,6 +36,15 @@ _LEVELS = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
+
+
+def emitter(logger: Any) -> Callable[..., None]:
+    """`emit(level, event, **fields)` through a structlog logger: what `Condition` logs with."""
+
+    def emit(level: str, event: str, **fields: Any) -> None:
+        getattr(logger, level)(event, **fields)
+
+    return emit
 
 
 class LossyStream:

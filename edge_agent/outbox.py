@@ -44,13 +44,19 @@ from typing import Any, Literal, TypeVar
 
 import structlog
 
+from drivers.conditions import Condition
 from edge_agent.contracts.samples import Quality, Sample, now_ns
+from edge_agent.logs import emitter
 
 log = structlog.get_logger("edge_agent.outbox")
 
 T = TypeVar("T")
 
 SCHEMA_VERSION = 3
+# Confirmed cursor positions reach the disk at least this often (with the next commit if sooner):
+# half of the crash-replay bound in docs/delivery.md, the sinks' prompt confirmation the other.
+CURSOR_PERSIST_S = 0.25
+CAP_CLEARED_BELOW = 0.9  # the cap condition ends once the sinks have freed a tenth of it
 _ROW_OVERHEAD_BYTES = 48  # rough per-row cost beside the payload, so tiny batches count too
 
 # Version 1 was the first layout (batches and cursors). Version 2 records the sample count and
@@ -208,6 +214,9 @@ class Outbox:
         self._cursors_dirty = False
         self._new_data: dict[str, asyncio.Event] = {}
         self._cursors: dict[str, Cursor] = {}
+        # One warning when the cap first drops data, a summary a minute while it goes on, one
+        # line when the sinks have caught up (worker thread only).
+        self.cap_reached = Condition("outbox_cap_dropped_oldest", emitter(log))
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -283,7 +292,7 @@ class Outbox:
         """(reason, item) of every quarantined point of `sink`, oldest first."""
         return await self._call(lambda: self._quarantined(sink))
 
-    async def run_maintenance(self, interval_s: float = 1.0) -> None:
+    async def run_maintenance(self, interval_s: float = CURSOR_PERSIST_S) -> None:
         """Service body: retries a disk alarm's memory buffer so delivery resumes on its own."""
         while True:
             await asyncio.sleep(interval_s)
@@ -545,12 +554,7 @@ class Outbox:
         self.state.samples -= dropped
         self.state.dropped_samples_cap += dropped
         self._update_oldest()
-        log.warning(
-            "outbox_cap_dropped_oldest",
-            dropped_samples=dropped,
-            dropped_total=self.state.dropped_samples_cap,
-            max_bytes=self.max_bytes,
-        )
+        self.cap_reached.occurred(count={"dropped_samples": dropped}, max_bytes=self.max_bytes)
 
     def _forget_recent(self, upto: int) -> None:
         while self._recent and next(iter(self._recent)) <= upto:
@@ -633,6 +637,8 @@ class Outbox:
         self.state.batches -= deleted[0]
         self.state.samples -= deleted[1]
         self.state.bytes -= deleted[2]
+        if self.state.bytes <= self.max_bytes * CAP_CLEARED_BELOW:
+            self.cap_reached.cleared(bytes=self.state.bytes, max_bytes=self.max_bytes)
 
     def _quarantine(self, sink: str, items: Sequence[tuple[str, str]]) -> None:
         db = self._require_db()

@@ -18,14 +18,22 @@ DEMO_TOML = Path(__file__).resolve().parent.parent / "config" / "demo.toml"
 
 
 def demo_config(
-    opcua_endpoint: str, modbus_endpoint: str, path: Path = DEMO_TOML
+    opcua_endpoint: str,
+    modbus_endpoint: str,
+    path: Path = DEMO_TOML,
+    rtu_over_tcp_endpoint: str | None = None,
 ) -> dict[str, Any]:
-    """config/demo.toml with every source's endpoint replaced by the simulator's."""
+    """config/demo.toml (or `path`) with every source's endpoint replaced by the simulator's;
+    Modbus sources with `transport = "rtu_over_tcp"` get the simulator's RTU-over-TCP one."""
     with path.open("rb") as f:
         doc = tomllib.load(f)
     for source in doc.get("source", []):
         if source["protocol"] == "opcua":
             source["endpoint"] = opcua_endpoint
+        elif source["protocol"] == "modbus" and source.get("transport") == "rtu_over_tcp":
+            if rtu_over_tcp_endpoint is None:
+                raise ValueError(f"{path}: source {source['name']} needs the RTU-over-TCP server")
+            source["endpoint"] = rtu_over_tcp_endpoint
         elif source["protocol"] == "modbus":
             source["endpoint"] = modbus_endpoint
     return doc

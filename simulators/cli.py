@@ -28,6 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     p.add_argument("--opcua-port", type=int, default=4840, help="0 picks a free port")
     p.add_argument("--modbus-port", type=int, default=5020, help="0 picks a free port")
+    p.add_argument("--modbus-rtu-over-tcp-port", type=int, default=None, metavar="PORT",
+                   help="also serve RTU frames over TCP, as a serial gateway does")  # fmt: skip
+    p.add_argument("--modbus-serial", default=None, metavar="DEVICE",
+                   help="also serve Modbus RTU on this serial port (a socat pty end)")  # fmt: skip
+    p.add_argument("--modbus-ascii-serial", default=None, metavar="DEVICE",
+                   help="also serve Modbus ASCII on this serial port")  # fmt: skip
     p.add_argument("--time-scale", type=float, default=1.0, help="simulated s per wall s")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fault", action="append", default=[], metavar="SPEC",
@@ -74,6 +80,8 @@ async def run(args: argparse.Namespace) -> int:
         time_scale=args.time_scale, seed=args.seed, cert_dir=args.cert_dir,
         users=read_users(args.users_file) if args.users_file else {},
         synthetic_tags=args.synthetic_tags, synthetic_rate_hz=args.synthetic_rate_hz,
+        modbus_rtu_over_tcp_port=args.modbus_rtu_over_tcp_port,
+        modbus_serial_port=args.modbus_serial, modbus_ascii_serial_port=args.modbus_ascii_serial,
     )  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -92,6 +100,11 @@ async def run(args: argparse.Namespace) -> int:
             await sim.apply(fault)
         print(f"opcua  {sim.opcua_endpoint}", flush=True)
         print(f"modbus {sim.modbus_endpoint}", flush=True)
+        if args.modbus_rtu_over_tcp_port is not None:
+            print(f"modbus rtu_over_tcp {sim.modbus_rtu_over_tcp_endpoint}", flush=True)
+        for transport, device in (("rtu", args.modbus_serial), ("ascii", args.modbus_ascii_serial)):
+            if device:
+                print(f"modbus {transport} {device}", flush=True)
         control = asyncio.create_task(_control(sim)) if args.control else None
         await stop.wait()
         if control is not None:

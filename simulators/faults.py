@@ -9,6 +9,7 @@ live on `Simulation` and `Plant`. `parse()` reads the `--fault` syntax of `edge-
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -41,6 +42,11 @@ class Faults:
     modbus_exceptions: dict[tuple[int, str, int], int] = field(default_factory=dict)
     modbus_delay_s: float = 0.0
     opcua_delay_s: float = 0.0  # before answering each OPC UA Read
+    # Line faults: unit ids that never answer, and how many next replies get a broken CRC.
+    silent_units: set[int] = field(default_factory=set)
+    corrupt_replies: int = 0
+    # Replies each unit id produced (sent or, for a silent unit, swallowed): what a test counts.
+    replies: Counter[int] = field(default_factory=Counter)
 
     # ------------------------------------------------------------------------------ value faults
 
@@ -89,6 +95,8 @@ class Faults:
             self.no_value.clear()
             self.modbus_exceptions.clear()
             self.modbus_delay_s = self.opcua_delay_s = 0.0
+            self.silent_units.clear()
+            self.corrupt_replies = 0
             return
         for table in (self.status, self.frozen, self.override):
             table.pop(tag, None)
@@ -114,6 +122,17 @@ class Faults:
                 return code
         return 0
 
+    def modbus_frame(self, unit_id: int, frame: bytes, *, has_crc: bool) -> bytes:
+        """The reply frame as the line delivers it: dropped for a silent unit, or with its CRC
+        broken (RTU framings only) while `corrupt_replies` lasts."""
+        self.replies[unit_id] += 1
+        if unit_id in self.silent_units:
+            return b""
+        if has_crc and self.corrupt_replies > 0:
+            self.corrupt_replies -= 1
+            return frame[:-1] + bytes([frame[-1] ^ 0xFF])
+        return frame
+
 
 def _known(tag: str) -> str:
     if tag not in ALL_TAGS:
@@ -129,6 +148,8 @@ nan:TAG                      NaN (float tags)
 novalue:TAG                  Modbus integer register shows its "no value" marker (0x8000, ...)
 illegal_address:TAG | device_busy:TAG   Modbus exception 2 / 6 on the tag's registers
 slow_modbus:SECONDS          delay every Modbus reply
+silent_unit:UNIT             that Modbus unit id never answers (until clear)
+corrupt_crc:COUNT            the next COUNT RTU replies fail their CRC
 slow_opcua:SECONDS           delay every OPC UA Read response
 analyser:BITS                offgas.analyser_status bits (1 calibrating, 2 fault, 4 maintenance)
 running:0|1                  stop the furnace (feeds and oxygen to zero, bath cools) or restart it
@@ -148,7 +169,9 @@ class FaultSpec:
 
 _KINDS = {"bad", "uncertain", "freeze", "spike", "nan", "novalue", "illegal_address", "device_busy",
           "slow_modbus", "slow_opcua", "analyser", "reset", "drop", "restart", "renumber",
-          "clear", "running"}  # fmt: skip
+          "clear", "running", "silent_unit", "corrupt_crc"}  # fmt: skip
+# Faults whose argument is a number, not a tag.
+_NUMERIC = ("slow_modbus", "slow_opcua", "analyser", "running", "silent_unit", "corrupt_crc")
 
 
 def parse(text: str) -> FaultSpec:
@@ -158,7 +181,7 @@ def parse(text: str) -> FaultSpec:
         raise FaultError(f"unknown fault {kind!r} in {text!r}; known:\n{FAULT_SYNTAX}")
     target, _, arg = rest.partition("=")
     argument: float | None = None
-    if kind in ("slow_modbus", "slow_opcua", "analyser", "running"):
+    if kind in _NUMERIC:
         target, arg = "", rest
     if arg:
         try:
@@ -169,9 +192,8 @@ def parse(text: str) -> FaultSpec:
         raise FaultError(f"{text!r}: say opcua, modbus or all")
     if kind == "renumber" and target != "opcua":
         raise FaultError(f"{text!r}: only opcua has namespaces")
-    if kind not in ("drop", "restart", "renumber", "clear", "slow_modbus", "slow_opcua",
-                    "analyser", "running"):  # fmt: skip
+    if kind not in ("drop", "restart", "renumber", "clear", *_NUMERIC):
         _known(target)
-    if kind in ("slow_modbus", "slow_opcua", "analyser", "running") and argument is None:
+    if kind in _NUMERIC and argument is None:
         raise FaultError(f"{text!r}: needs a number")
     return FaultSpec(kind, target, argument)

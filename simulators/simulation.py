@@ -30,6 +30,9 @@ class SimulationOptions:
     host: str = "127.0.0.1"
     opcua_port: int = 4840  # 0: pick a free port
     modbus_port: int = 5020  # 0: pick a free port
+    modbus_rtu_over_tcp_port: int | None = None  # also serve RTU over TCP (0: a free port)
+    modbus_serial_port: str | None = None  # also serve RTU on this serial port
+    modbus_ascii_serial_port: str | None = None  # and Modbus ASCII on this one
     time_scale: float = 1.0
     seed: int = 0
     tick_s: float = 0.2  # wall seconds between plant steps and publications
@@ -66,8 +69,11 @@ class Simulation:
                          o.synthetic_tags),
         )  # fmt: skip
         self.modbus = ModbusPlantServer(
-            self.plant, self.faults, ModbusOptions(o.host, o.modbus_port, o.synthetic_tags)
-        )
+            self.plant,
+            self.faults,
+            ModbusOptions(o.host, o.modbus_port, o.synthetic_tags, o.modbus_rtu_over_tcp_port,
+                          o.modbus_serial_port, o.modbus_ascii_serial_port),
+        )  # fmt: skip
         self._clock: asyncio.Task[None] | None = None
         self._synthetic_at = -math.inf
 
@@ -78,6 +84,10 @@ class Simulation:
     @property
     def modbus_endpoint(self) -> str:
         return self.modbus.endpoint
+
+    @property
+    def modbus_rtu_over_tcp_endpoint(self) -> str:
+        return self.modbus.rtu_over_tcp_endpoint
 
     async def start(self) -> None:
         """Start both servers and the clock; if either server cannot start, stop the other."""
@@ -186,6 +196,10 @@ class Simulation:
                 f.modbus_delay_s = spec.argument or 0.0
             case "slow_opcua":
                 f.opcua_delay_s = spec.argument or 0.0
+            case "silent_unit":
+                f.silent_units.add(int(spec.argument or 0))
+            case "corrupt_crc":
+                f.corrupt_replies = int(spec.argument or 0)
             case "running":
                 self.plant.set_running(bool(spec.argument))
             case "analyser":

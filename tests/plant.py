@@ -24,15 +24,33 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from edge_agent.config import AgentConfig
+from edge_agent.config import AgentConfig, ModbusSource
 from simulators.agent_config import demo_config, synthetic_config
 from simulators.simulation import Simulation, SimulationOptions
 
 TIME_SCALE = 60.0
 
 
+MODBUS_TRANSPORTS = ("tcp", "rtu_over_tcp", "rtu", "ascii")
+
+
 class PlantSim(Simulation):
     """A running `Simulation` with helpers for tests."""
+
+    # The agent's ends of the pseudo-terminals the simulator serves RTU and ASCII on.
+    serial_devices: dict[str, str] = {}  # noqa: RUF012 (replaced per instance)
+
+    def modbus_source(self, source: ModbusSource, transport: str) -> ModbusSource:
+        """`source` pointed at this simulation over `transport` (serial ones need serial=True)."""
+        link: dict[str, Any] = {"transport": transport}
+        if transport == "tcp":
+            link.update(endpoint=self.modbus_endpoint, serial_port=None)
+        elif transport == "rtu_over_tcp":
+            link.update(endpoint=self.modbus_rtu_over_tcp_endpoint, serial_port=None)
+        else:
+            # A pseudo-terminal refuses parity bits (tcsetattr: EINVAL): 8N1 on it.
+            link.update(endpoint="", serial_port=self.serial_devices[transport], parity="N")
+        return ModbusSource.model_validate({**source.model_dump(), **link})
 
     @property
     def modbus_port(self) -> int:

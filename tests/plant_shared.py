@@ -4,24 +4,42 @@ private one). Faults a test applies are cleared after it."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterator
+from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import pytest_asyncio
 
 from simulators.simulation import SimulationOptions
 from tests.plant import TIME_SCALE, PlantSim
+from tests.services import SocatPtyPair
 
 
-async def shared_plant(**options: Any) -> AsyncIterator[PlantSim]:
+async def shared_plant(*, serial: bool = False, **options: Any) -> AsyncIterator[PlantSim]:
+    """`serial=True`: the Modbus devices also on every other transport (RTU over TCP, and RTU
+    and ASCII each on a socat pseudo-terminal pair), for `PlantSim.modbus_source`."""
     options.setdefault("time_scale", TIME_SCALE)
     options.setdefault("tick_s", 0.1)
-    sim = PlantSim(SimulationOptions(opcua_port=0, modbus_port=0, **options))
-    await sim.start()
-    try:
-        yield sim
-    finally:
-        await sim.stop()
+    with ExitStack() as stack:
+        devices: dict[str, str] = {}
+        if serial:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="serial-")))
+            for transport in ("rtu", "ascii"):
+                pair = stack.enter_context(SocatPtyPair(workdir / transport))
+                devices[transport] = pair.device
+                options[f"modbus_{'' if transport == 'rtu' else 'ascii_'}serial_port"] = (
+                    pair.far_end
+                )
+            options.setdefault("modbus_rtu_over_tcp_port", 0)
+        sim = PlantSim(SimulationOptions(opcua_port=0, modbus_port=0, **options))
+        sim.serial_devices = devices
+        await sim.start()
+        try:
+            yield sim
+        finally:
+            await sim.stop()
 
 
 def module_plant_fixtures(**options: Any) -> tuple[Any, Any]:

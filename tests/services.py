@@ -427,6 +427,34 @@ class VictoriaMetrics(ServerProcess):
             time.sleep(0.05)
 
 
+class SocatPtyPair(ServerProcess):
+    """A null-modem cable in software: two pseudo-terminals joined by `socat`.
+
+    `.device` is the end the agent opens as its serial port, `.far_end` the simulator's. Both are
+    symlinks in the work directory to /dev/pts/N. A pseudo-terminal ignores the baud rate, so
+    tests over it measure our code, not the line.
+    """
+
+    name = "socat"
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.device = str(workdir / "ttyAGENT")
+        self.far_end = str(workdir / "ttySIM")
+
+    def argv(self) -> list[str]:
+        pty = "pty,raw,echo=0,link="
+        return ["socat", pty + self.far_end, pty + self.device]
+
+    def answers(self) -> bool:
+        return os.path.exists(self.device) and os.path.exists(self.far_end)
+
+    def _choose_ports(self) -> None:
+        for end in (self.device, self.far_end):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(end)
+
+
 # -------------------------------------------------------------------------------------- fixtures
 
 
@@ -457,13 +485,21 @@ def victoria_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Victo
     yield from _serve(lambda: VictoriaMetrics(tmp_path_factory.mktemp("victoria")))
 
 
+@pytest.fixture
+def socat_pty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SocatPtyPair]:
+    """A pseudo-terminal pair: `.device` for the agent, `.far_end` for the simulator."""
+    yield from _serve(lambda: SocatPtyPair(tmp_path_factory.mktemp("socat")))
+
+
 __all__ = [
     "InfluxDB1",
     "Mosquitto",
     "ServerProcess",
+    "SocatPtyPair",
     "VictoriaMetrics",
     "free_port",
     "influxdb1",
     "mosquitto",
+    "socat_pty",
     "victoria_metrics",
 ]

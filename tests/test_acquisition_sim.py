@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +20,7 @@ from tests.plant_shared import module_plant_fixtures
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+DEMO_TOML = Path(__file__).resolve().parent.parent / "config" / "demo.toml"
 
 
 module_plant, plant_sim = module_plant_fixtures()
@@ -122,3 +125,36 @@ async def test_server_restart_is_good_again_within_10_s(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_probe_command_lists_the_tags_not_good_on_request(plant_sim: PlantSim) -> None:
+    """`edge-agent probe` as an engineer runs it: the summary points at `--not-good`."""
+    demo = str(DEMO_TOML)
+    sets = [
+        "--set", f"source.fsf.endpoint={plant_sim.opcua_endpoint}",
+        "--set", f"source.offgas.endpoint={plant_sim.modbus_endpoint}",
+        "--set", f"source.kiln.endpoint={plant_sim.modbus_endpoint}",
+        "--set", "source.fsf.tag.fsf.slag_temp.node=nsu=urn:smelter:sim;s=fsf.no_such_node",
+    ]  # fmt: skip
+
+    async def probe(*extra: str) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "edge_agent.cli", "probe", demo, *sets, *extra,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        return await proc.wait(), out.decode()
+
+    code, everything = await probe()
+    assert code == 1
+    total = len(plant_sim.agent_config().tags())
+    assert everything.splitlines()[-1].startswith(f"{total - 1}/{total} Good in ")
+    assert everything.splitlines()[-1].endswith("; --not-good lists only the 1 others")
+    code, only = await probe("--not-good")
+    assert code == 1
+    rows = only.splitlines()
+    assert rows[0].split()[:2] == ["tag", "value"]
+    assert rows[1].startswith("fsf.slag_temp")
+    assert "bad (" in rows[1]
+    assert rows[2] == ""
+    assert rows[3].startswith(f"{total - 1}/{total} Good in ")

@@ -216,7 +216,11 @@ def test_rules_also_hold_for_configs_built_in_code() -> None:
     tag = ModbusTag(id="offgas.sp", address=0, writable=True)
     with pytest.raises(ValidationError, match=r"source\.0\.tag\.0\.min: a writable tag"):
         AgentConfig.model_validate(
-            {"source": [{"name": "offgas", "protocol": "modbus", "endpoint": "x", "tag": [tag]}]}
+            {
+                "source": [
+                    {"name": "offgas", "protocol": "modbus", "endpoint": "tcp://x", "tag": [tag]}
+                ]
+            }
         )
 
 
@@ -338,3 +342,21 @@ def test_example_file_shows_every_option() -> None:
         if not re.search(rf"(^|[\s{{,#]){name} = |\[\[?([\w.]+\.)?{name}\]", text, re.MULTILINE)
     )
     assert not missing, f"add these options to config/plant.example.toml: {missing}"
+
+
+def test_sources_sharing_a_serial_bus_must_agree_on_its_settings() -> None:
+    def rtu(name: str, **kw: object) -> dict[str, object]:
+        return {"name": name, "protocol": "modbus", "transport": "rtu",
+                "serial_port": "/dev/ttyS4", **kw}  # fmt: skip
+
+    AgentConfig.model_validate({"source": [rtu("a"), rtu("b", poll_interval_s=5)]})
+    with pytest.raises(
+        ValidationError, match=r"sources a and b share a bus .* disagree on baudrate"
+    ):
+        AgentConfig.model_validate({"source": [rtu("a"), rtu("b", baudrate=9600)]})
+    with pytest.raises(ValidationError, match="transport 'rtu' needs serial_port"):
+        AgentConfig.model_validate({"source": [rtu("a", serial_port=None)]})
+    with pytest.raises(ValidationError, match="address 0 with address_base = 1"):
+        AgentConfig.model_validate(
+            {"source": [rtu("a", address_base=1, tag=[{"id": "a.x", "address": 0}])]}
+        )

@@ -3,12 +3,17 @@ plant-level agent hosts it and computes the site KPIs (docs/fleet.md)."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from drivers.sparkplug.host import NODE_OFFLINE
+from edge_agent.commands.demo_fleet import fleet_configs
 from edge_agent.contracts.samples import Quality
 from tests.fleet_harness import (
     KILN_TAGS,
@@ -22,6 +27,7 @@ from tests.fleet_harness import (
 )
 from tests.plant import StartPlant
 from tests.services import Mosquitto
+from tests.test_demo import _lines, _wait_line
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
@@ -78,7 +84,7 @@ async def test_plant_agent_kpis_equal_a_single_agents_and_a_dead_unit_shows_offl
             )
             co2 = plant.get("kpi.co2.tph")
             assert co2 is not None
-            assert "kiln.feed_rate" in (co2.reason or "")
+            assert "kiln.feed_rate bad (node_offline)" in (co2.reason or ""), co2.reason
             assert plant.good("kpi.heat_margin_mw")  # what needs no kiln tag is unaffected
 
             unit.start()
@@ -88,9 +94,17 @@ async def test_plant_agent_kpis_equal_a_single_agents_and_a_dead_unit_shows_offl
         unit.stop()
 
 
-def test_plant_level_config_is_the_demo_config_but_for_the_kiln_source() -> None:
+def test_the_two_agent_configs_are_written_from_the_demo_config() -> None:
     """The two-agent demo computes what the single-agent demo does: same KPIs, same tags."""
-    demo, plant = load_toml(ROOT / "config/demo.toml"), load_toml(PLANT_TOML)
+    unit_text, plant_text = fleet_configs((ROOT / "config/demo.toml").read_text())
+    stale = "config/demo.toml changed: run `make fleet-configs` and commit the two files"
+    assert (ROOT / "config/unit-kiln.toml").read_text() == unit_text, stale
+    assert PLANT_TOML.read_text() == plant_text, stale
+    demo, plant, unit = (
+        load_toml(ROOT / "config/demo.toml"),
+        load_toml(PLANT_TOML),
+        tomllib.loads(unit_text),
+    )
     for key in set(demo) | set(plant):
         if key not in ("agent", "source"):
             assert plant.get(key) == demo.get(key), key
@@ -102,7 +116,33 @@ def test_plant_level_config_is_the_demo_config_but_for_the_kiln_source() -> None
     assert [(t["id"], t.get("unit")) for t in kiln["tag"]] == [
         (t["id"], t.get("unit")) for t in demo_kiln["tag"]
     ]
-    unit = load_toml(ROOT / "config/unit-kiln.toml")
     assert unit["source"] == [demo_kiln]
     assert unit["mqtt"]["sparkplug"]["edge_node_id"] == kiln["edge_node_id"]
-    assert unit["mqtt"]["sparkplug"]["group_id"] == kiln["group_id"]
+
+
+def test_demo_fleet_runs_both_agents_and_stops_them(tmp_path: Path) -> None:
+    """`make demo-fleet`: the site KPIs from the kiln's unit agent; Ctrl-C stops both agents."""
+    state = tmp_path / "demo"
+    argv = [sys.executable, "-m", "edge_agent.cli", "demo", "--fleet", "--headless"]
+    proc = subprocess.Popen(
+        [*argv, "--state-dir", str(state), "--time-scale", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    seen: list[str] = []
+    try:
+        lines = _lines(proc)
+        _wait_line(
+            lines, r"sparkplug_device_birth .*devices=\['kiln'\]", time.monotonic() + 60, seen
+        )
+        _wait_line(lines, r"^demo: .* co2_tph=\d", time.monotonic() + 30, seen)
+        proc.send_signal(signal.SIGINT)
+        _wait_line(lines, r"^demo stopped$", time.monotonic() + 30, seen)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        assert proc.stdout is not None
+        proc.stdout.close()
+    unit_log = (state / "unit-kiln.log").read_text()
+    assert '"event": "agent_stopped"' in unit_log  # stopped cleanly, not orphaned

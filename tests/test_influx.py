@@ -295,6 +295,9 @@ async def test_unauthorized_keeps_the_data_and_marks_the_sink_unhealthy(
                 )
     assert sink.state.healthy
     assert len(server.stored) == 4
+    events = [e["event"] for e in logs if e["event"].startswith("influx_unauthorized")]
+    # One error when it starts and one line when it ends, not one per retry.
+    assert events == ["influx_unauthorized", "influx_unauthorized_cleared"], events
     assert any(e["event"] == "influx_unauthorized" and e["log_level"] == "error" for e in logs)
 
 

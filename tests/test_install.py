@@ -44,8 +44,16 @@ def test_install_twice_then_uninstall(tmp_path: Path) -> None:
     )  # fmt: skip
     (wheel,) = wheels.glob("smelter_edge_agent-*.whl")
 
-    out = run("--root", root, "--wheel", wheel, "--no-compile")
+    ports = ("/dev/serial/by-id/usb-FTDI_RS485-if00-port0", "/dev/ttyS1")
+    serial = [arg for port in ports for arg in ("--serial-port", port)]
+    out = run("--root", root, "--wheel", wheel, "--no-compile", *serial)
     assert "systemd not touched" in out
+    dropin = root / "etc/systemd/system/edge-agent.service.d/serial.conf"
+    lines = dropin.read_text().splitlines()
+    assert [line for line in lines if line.startswith("DeviceAllow=")] == [
+        f"DeviceAllow={port} rw" for port in ports
+    ]
+    assert "SupplementaryGroups=dialout" in lines
     unit = root / "etc/systemd/system/edge-agent.service"
     config = root / "etc/edge-agent/agent.toml"
     binary = root / "opt/edge-agent/venv/bin/edge-agent"
@@ -70,9 +78,12 @@ def test_install_twice_then_uninstall(tmp_path: Path) -> None:
     assert digest(config) == edited
     assert os.access(binary, os.X_OK)
 
+    assert dropin.is_file()  # a re-install without --serial-port keeps the serial access
+
     run("--root", root, "--uninstall")
     assert not (root / "opt/edge-agent").exists()
     assert not unit.exists()
+    assert not dropin.exists()
     assert digest(config) == edited  # config and secrets stay unless purged
 
     run("--root", root, "--uninstall", "--purge")
@@ -85,3 +96,12 @@ def test_install_refuses_unknown_options() -> None:
     )
     assert result.returncode == 2
     assert "unknown option --frobnicate" in result.stderr
+
+
+def test_install_refuses_a_serial_port_outside_dev() -> None:
+    result = subprocess.run(
+        ["sh", str(INSTALL), "--serial-port", "ttyUSB0"], capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "--serial-port ttyUSB0: give a path under /dev" in result.stderr

@@ -1,6 +1,9 @@
-"""The Modbus driver against the simulator: exception isolation, timeouts, writes."""
+"""The Modbus driver against the simulator, on every transport (TCP, RTU over TCP, and RTU and
+ASCII over socat pseudo-terminals): exception isolation, timeouts, writes."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import pytest
 
@@ -8,23 +11,34 @@ from drivers.base import WriteRefused
 from drivers.modbus import ModbusDriver
 from edge_agent.config import ModbusSource
 from edge_agent.contracts.samples import Quality
-from tests.plant import PlantSim
+from tests.plant import MODBUS_TRANSPORTS, PlantSim
 from tests.plant_shared import module_plant_fixtures
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
 
-module_plant, plant_sim = module_plant_fixtures()
+module_plant, plant_sim = module_plant_fixtures(serial=True, serve_opcua=False)
 
 
-def kiln(sim: PlantSim, **kw: object) -> ModbusSource:
-    src = next(s for s in sim.agent_config().source if s.name == "kiln")
-    assert isinstance(src, ModbusSource)
-    return src.model_copy(update=kw)
+@pytest.fixture(params=MODBUS_TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
-async def test_an_illegal_address_marks_only_its_own_tag_bad(plant_sim: PlantSim) -> None:
-    driver = ModbusDriver(kiln(plant_sim))
+@pytest.fixture
+def kiln(plant_sim: PlantSim, transport: str) -> Callable[..., ModbusSource]:
+    def make(**kw: object) -> ModbusSource:
+        src = next(s for s in plant_sim.agent_config().source if s.name == "kiln")
+        assert isinstance(src, ModbusSource)
+        return plant_sim.modbus_source(src.model_copy(update=kw), transport)
+
+    return make
+
+
+async def test_an_illegal_address_marks_only_its_own_tag_bad(
+    plant_sim: PlantSim, kiln: Callable[..., ModbusSource]
+) -> None:
+    driver = ModbusDriver(kiln())
     assert len(driver.plan.requests) == 1  # the whole kiln is one read of 14 registers
     await plant_sim.apply("illegal_address:kiln.temp")
     await driver.connect()
@@ -43,11 +57,14 @@ async def test_an_illegal_address_marks_only_its_own_tag_bad(plant_sim: PlantSim
     assert all(s.good for tag, s in latest.items() if tag != "kiln.temp")
 
 
-async def test_a_silent_device_costs_one_timeout_not_twelve_seconds(plant_sim: PlantSim) -> None:
-    driver = ModbusDriver(kiln(plant_sim, timeout_s=0.2, retries=0))
+async def test_a_silent_device_costs_one_timeout_not_twelve_seconds(
+    plant_sim: PlantSim, kiln: Callable[..., ModbusSource]
+) -> None:
+    driver = ModbusDriver(kiln(timeout_s=0.2, retries=0, one_request_per_tag=True))
+    assert len(driver.plan.requests) == 9
     await driver.connect()
     try:
-        await plant_sim.apply("slow_modbus:1.0")
+        await plant_sim.apply("silent_unit:3")
         samples = await driver.read()
     finally:
         await driver.close()
@@ -55,8 +72,23 @@ async def test_a_silent_device_costs_one_timeout_not_twelve_seconds(plant_sim: P
     assert all(s.value is None for s in samples)
 
 
-async def test_writes_name_the_device_refusal(plant_sim: PlantSim) -> None:
-    src = kiln(plant_sim)
+async def test_slow_answers_within_the_timeout_are_good(
+    plant_sim: PlantSim, kiln: Callable[..., ModbusSource]
+) -> None:
+    driver = ModbusDriver(kiln(timeout_s=1.0))
+    await driver.connect()
+    try:
+        await plant_sim.apply("slow_modbus:0.05")
+        samples = await driver.read()
+    finally:
+        await driver.close()
+    assert all(s.good for s in samples), {s.tag: s.reason for s in samples}
+
+
+async def test_writes_name_the_device_refusal(
+    plant_sim: PlantSim, kiln: Callable[..., ModbusSource]
+) -> None:
+    src = kiln()
     tags = [
         t.model_copy(update={"writable": True, "min": 0.0, "max": 100.0})
         if t.id == "kiln.co_ppm"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import subprocess
 import sys
 import textwrap
@@ -226,3 +227,43 @@ def test_host_port_parses_the_server_list_forms() -> None:
     assert host_port("broker.plant:8883", 1883) == ("broker.plant", 8883)
     assert host_port("broker.plant", 1883) == ("broker.plant", 1883)
     assert host_port("10.0.0.7:1884", 1883) == ("10.0.0.7", 1884)
+
+
+async def test_a_clean_close_is_info_a_lost_broker_a_warning(
+    mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`mqtt_disconnected reason='Normal disconnection'` on every clean stop was noise."""
+    caplog.set_level(logging.INFO, logger="drivers")
+    conn = MqttClient(section(mosquitto), client_id="c-close")
+    await conn.start()
+    try:
+        await asyncio.wait_for(conn.connected.wait(), 10)
+        await asyncio.to_thread(mosquitto.stop)
+        await eventually(lambda: not conn.connected.is_set(), 10, "the loss noticed")
+        await asyncio.to_thread(mosquitto.start)
+        await asyncio.wait_for(conn.connected.wait(), 20)
+    finally:
+        await conn.close()
+    levels = [r.levelname for r in caplog.records if r.getMessage() == "mqtt_disconnected"]
+    assert levels == ["WARNING", "INFO"]
+    assert conn.disconnects == 1  # our own close is not a fault
+
+
+async def test_an_unreachable_broker_is_one_warning_not_one_per_attempt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Mosquitto(tmp_path / "broker") as broker:
+        conn = MqttClient(section(broker, reconnect_min_s=1, reconnect_max_s=1), client_id="q")
+        await conn.start()
+        try:
+            await asyncio.wait_for(conn.connected.wait(), 10)
+            with caplog.at_level(logging.INFO, logger="drivers"):
+                await asyncio.to_thread(broker.stop)
+                await eventually(lambda: conn.backoff.failures >= 3, 20, "three failed attempts")
+                await asyncio.to_thread(broker.start)
+                await asyncio.wait_for(conn.connected.wait(), 10)
+                await eventually(lambda: conn.connects == 2, 10, "reconnected")
+            events = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
+            assert events == ["mqtt_unreachable", "mqtt_unreachable_cleared"]
+        finally:
+            await conn.close()

@@ -20,6 +20,7 @@ from drivers import json_mapping
 from drivers.json_mapping import JsonField, MappingError
 from drivers.mqtt_source import AWAITING_DATA
 from edge_agent.acquisition import SourcePoller
+from edge_agent.commands.probe import probe
 from edge_agent.config import AgentConfig, MqttSource
 from edge_agent.contracts.samples import Quality
 from edge_agent.pipeline import SampleBus
@@ -274,3 +275,20 @@ def test_a_sparkplug_metric_read_twice_is_refused() -> None:
     src = AgentConfig.model_validate({"source": [doc]}).source[0]
     assert isinstance(src, object)
     assert (src.port, src.tls_enabled) == (8883, True)  # type: ignore[union-attr]
+    assert (src.poll_interval_s, src.timeout_s) == (0.2, 5.0)  # not the polled sources' defaults
+
+
+async def test_probe_reports_retained_values_and_silent_topics(mosquitto: Mosquitto) -> None:
+    pub = Publisher(mosquitto.port)
+    try:
+        pub.send("devices/other", {"v": 4.5}, retain=True)
+        src = source(mosquitto.port, timeout_s=1.0)
+        cfg = AgentConfig.model_validate(
+            {"source": [src.model_dump(mode="json", exclude_none=True)]}
+        )
+        rows = {r.sample.tag: r.sample for r in await probe(cfg, [])}
+        assert (rows["scales.other"].value, rows["scales.other"].quality) == (4.5, Quality.GOOD)
+        assert rows["scales.belt_tph"].reason == AWAITING_DATA  # nothing retained: said so
+        assert len(rows) == 4
+    finally:
+        pub.close()

@@ -68,8 +68,7 @@ def test_sigkill_loses_nothing_whose_append_returned(tmp_path: Path) -> None:
                 started.append(int(line.split()[1]))
         proc.send_signal(signal.SIGKILL)
         # Lines already written to the pipe before the kill were confirmed too. Read them through
-        # the same buffered reader: communicate() reads the raw pipe and misses what readline()
-        # has already buffered (the in-flight "appending" lines, under load).
+        # the same file object: communicate() would skip what readline() has buffered already.
         proc.wait(timeout=10)
         rest = proc.stdout.read()
         confirmed += [int(x.split()[1]) for x in rest.splitlines() if x.startswith("committed ")]

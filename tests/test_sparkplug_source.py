@@ -19,7 +19,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from drivers.sparkplug.host import AWAITING_BIRTH, NODE_OFFLINE
 from drivers.sparkplug.topics import Topics
 from edge_agent.acquisition import SourcePoller
-from edge_agent.config import SparkplugSource
+from edge_agent.commands.probe import probe
+from edge_agent.config import AgentConfig, SparkplugSource
 from edge_agent.contracts.catalogue import TagInfo
 from edge_agent.contracts.samples import Quality, Sample, now_ns
 from edge_agent.pipeline import SampleBus
@@ -228,4 +229,25 @@ async def test_status_topic_down_makes_the_tags_offline_and_up_asks_for_births(
     finally:
         bridge.disconnect()
         bridge.loop_stop()
+        node.close()
+
+
+async def test_probe_waits_for_the_births_and_reports_each_tag(mosquitto: Mosquitto) -> None:
+    node = ScriptedNode(mosquitto.port)
+    src = source(mosquitto.port)
+    doc = src.model_dump(mode="json", exclude_none=True)
+    doc["tag"].append({"id": "kiln.nope", "device": "kiln", "metric": "nope"})
+    cfg = AgentConfig.model_validate({"source": [doc]})
+    try:
+        answered = asyncio.create_task(probe(cfg, errors := []))
+        await node.rebirth_requested()  # the probe connected and asked for births
+        node.births(8.75)
+        rows = {r.sample.tag: r.sample for r in await answered}
+        assert errors == []
+        assert (rows["kiln.feed_rate"].value, rows["kiln.feed_rate"].quality) == (
+            8.75,
+            Quality.GOOD,
+        )
+        assert rows["kiln.nope"].reason == "metric_not_in_birth"
+    finally:
         node.close()

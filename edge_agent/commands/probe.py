@@ -3,7 +3,12 @@
 What an engineer runs when commissioning a site: it connects to every enabled source exactly as
 the agent would (same drivers, security and node resolution), reads each tag once, and prints
 tag, value, unit, quality, source timestamp and read latency. Subscription sources are read by
-polling here, so the answer does not wait for a change. Exit status 1 when any tag is not Good.
+polling here, so the answer does not wait for a change; MQTT and Sparkplug sources wait (at most
+their `timeout_s`) for births and retained messages. Exit status 1 when any tag is not Good.
+
+On serial buses it also names what commissioning usually gets wrong (a missing port, the
+dialout group, a wrong baud rate when every frame fails its CRC) and prints the bus-time
+model: how much line time the sources on each bus book at their poll rates.
 """
 
 from __future__ import annotations
@@ -16,10 +21,10 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from drivers.base import DriverConnectionError
-from edge_agent.acquisition import QualityGate, make_driver
+from drivers.base import DriverConnectionError, PushDriver
+from edge_agent.acquisition import DriverFactory, QualityGate, make_driver, shared_driver_factory
 from edge_agent.commands.arguments import add_config_argument, command_parser
-from edge_agent.config import AgentConfig, OpcUaSource, Source
+from edge_agent.config import AgentConfig, ModbusSource, OpcUaSource, Source
 from edge_agent.config.loader import add_set_argument, load_config
 from edge_agent.contracts.samples import Quality, Sample, iso_utc, now_ns
 from edge_agent.pipeline import SampleBus
@@ -50,21 +55,27 @@ class ProbeRow:
         }
 
 
-async def probe_source(source: Source, errors: list[str]) -> list[ProbeRow]:
+async def probe_source(
+    source: Source, errors: list[str], factory: DriverFactory = make_driver
+) -> list[ProbeRow]:
     """Connect, read once, close; a connection failure yields every tag Bad with its reason."""
     if isinstance(source, OpcUaSource) and source.mode != "poll":
         source = source.model_copy(update={"mode": "poll"})
     units = {t.id: t.unit for t in source.tag}
-    driver = make_driver(source)
+    driver = factory(source)
     started = now_ns()
     try:
         await driver.connect()
-        samples = await driver.read()
+        if isinstance(driver, PushDriver):  # births, retained messages: a bounded wait
+            await driver.settled(source.timeout_s)
+        samples = list({s.tag: s for s in await driver.read()}.values())  # the latest per tag
     except DriverConnectionError as exc:
         samples = [Sample(t.id, None, Quality.BAD, now_ns(), None, exc.reason) for t in source.tag]
         errors.append(f"{source.name}: {exc}")
     finally:
         await driver.close()
+    if isinstance(source, ModbusSource):
+        errors.extend(_line_problems(source, samples))
     rules = {t.id: t.quality_from for t in source.tag if t.quality_from is not None}
     samples = QualityGate(rules, SampleBus(TagStore())).apply(samples)
     return [
@@ -74,8 +85,30 @@ async def probe_source(source: Source, errors: list[str]) -> list[ProbeRow]:
 
 async def probe(cfg: AgentConfig, errors: list[str]) -> list[ProbeRow]:
     """Every enabled source at once; connection errors (what to do about them) go to `errors`."""
-    parts = await asyncio.gather(*(probe_source(s, errors) for s in cfg.source if s.enabled))
+    factory = shared_driver_factory()  # sources on one serial port share it, as in the agent
+    parts = await asyncio.gather(
+        *(probe_source(s, errors, factory) for s in cfg.source if s.enabled)
+    )
     return [row for part in parts for row in part]
+
+
+def _line_problems(source: ModbusSource, samples: list[Sample]) -> list[str]:
+    from drivers.modbus import link_settings  # imports pymodbus: only when probing Modbus
+    from drivers.modbus_line import WRONG_LINE_SETTINGS, line_settings_suspect
+
+    if not line_settings_suspect(s.reason for s in samples):
+        return []
+    return [
+        f"{source.name}: " + WRONG_LINE_SETTINGS.format(settings=link_settings(source).describe())
+    ]
+
+
+def bus_report(cfg: AgentConfig) -> list[str]:
+    """The bus-time model of every serial line (drivers/modbus_line.py)."""
+    from drivers.modbus_line import bus_times
+
+    modbus = [s for s in cfg.source if s.enabled and isinstance(s, ModbusSource)]
+    return [bus.describe() for bus in bus_times(modbus)]
 
 
 def render_table(rows: list[ProbeRow]) -> str:
@@ -113,11 +146,15 @@ def add_parser(subparsers: Subparsers) -> None:
         examples=[
             "edge-agent probe --config /etc/edge-agent/agent.toml",
             "edge-agent probe plant.toml --json",
+            "edge-agent probe plant.toml --not-good",
         ],
         exits=["0      every tag read Good", "1      at least one tag is not Good"],
     )
     add_config_argument(parser)
     parser.add_argument("--json", action="store_true", help="one JSON document for scripts")
+    parser.add_argument(
+        "--not-good", action="store_true", help="list only the tags that are not Good, and why"
+    )
     add_set_argument(parser)
     parser.set_defaults(func=_run)
 
@@ -130,11 +167,19 @@ def _run(args: argparse.Namespace) -> int:
     ok = all(row.sample.good for row in rows)
     for error in errors:
         print(error, file=sys.stderr)
+    shown = [r for r in rows if not r.sample.good] if args.not_good else rows
     if args.json:
-        doc = {"ok": ok, "errors": errors, "tags": [r.as_dict() for r in rows]}
+        doc = {"ok": ok, "errors": errors, "tags": [r.as_dict() for r in shown],
+               "buses": bus_report(cfg)}  # fmt: skip
         print(json.dumps(doc, ensure_ascii=False))
     else:
-        print(render_table(rows))
+        if shown:
+            print(render_table(shown) + "\n")
         bad = sum(not r.sample.good for r in rows)
-        print(f"\n{len(rows) - bad}/{len(rows)} Good in {time.perf_counter() - t0:.2f} s")
+        line = f"{len(rows) - bad}/{len(rows)} Good in {time.perf_counter() - t0:.2f} s"
+        if bad and not args.not_good:
+            line += f"; --not-good lists only the {bad} others"
+        print(line)
+        for line in bus_report(cfg):
+            print(line)
     return 0 if ok else 1

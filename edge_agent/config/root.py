@@ -14,7 +14,7 @@ from edge_agent.config.delivery import InfluxSection, MqttSection, OutboxSection
 from edge_agent.config.health import HealthSection
 from edge_agent.config.kpi import KpiSection
 from edge_agent.config.rules import RuleViolations, SourceView, TagView, check_rules
-from edge_agent.config.sources import ModbusSource, Source, TagBase
+from edge_agent.config.sources import ModbusSource, Source, TagBase, one_setting_per_bus
 from edge_agent.contracts.section import Section
 
 
@@ -45,4 +45,5 @@ class AgentConfig(Section):
         violations = check_rules(sources, self.kpi.sections(), self.control, alarms)
         if violations:
             raise RuleViolations(violations)
+        one_setting_per_bus([s for s in self.source if isinstance(s, ModbusSource)])
         return self

@@ -79,7 +79,8 @@ class OpcUaSource(SourceBase, OpcUaSettings):
     tag: list[OpcUaTag] = []
 
 
-class ModbusSource(SourceBase, ModbusSettings):
+class ModbusSource(ModbusSettings, SourceBase):
+    # ModbusSettings first: its `endpoint` (optional: serial sources have none) must win.
     protocol: Literal["modbus"]
     tag: list[ModbusTag] = []
 
@@ -100,12 +101,12 @@ class SparkplugTag(_ReadOnly, SparkplugPoint):
     """A tag read from a Sparkplug B metric (`protocol = "sparkplug"`)."""
 
 
-class MqttSource(SourceBase, MqttEndpointSettings):
+class MqttSource(MqttEndpointSettings, SourceBase):  # the former's defaults win
     protocol: Literal["mqtt"]
     tag: list[JsonTag] = []
 
 
-class SparkplugSource(SourceBase, MqttEndpointSettings, SparkplugSettings):
+class SparkplugSource(MqttEndpointSettings, SparkplugSettings, SourceBase):
     protocol: Literal["sparkplug"]
     tag: list[SparkplugTag] = []
 
@@ -119,6 +120,25 @@ class SparkplugSource(SourceBase, MqttEndpointSettings, SparkplugSettings):
                 raise ValueError(f"tags {seen[key]} and {t.id} read metric {t.metric!r} of {where}")
             seen[key] = t.id
         return self
+
+
+# The settings a bus has once, whichever of the sources sharing it names them.
+BUS_SETTINGS = ("transport", "baudrate", "bytesize", "parity", "stopbits", "inter_frame_ms",
+                "pause_between_requests_ms", "pause_after_connect_ms")  # fmt: skip
+
+
+def one_setting_per_bus(sources: list[ModbusSource]) -> None:
+    """Sources on one serial port or gateway share its bus, so they must agree on its settings."""
+    first: dict[str, ModbusSource] = {}
+    for src in sources:
+        other = first.setdefault(src.link, src)
+        for key in BUS_SETTINGS:
+            if getattr(src, key) != getattr(other, key):
+                raise ValueError(
+                    f"sources {other.name} and {src.name} share a bus "
+                    f"({src.serial_port or src.endpoint}) but disagree on {key} "
+                    f"({getattr(other, key)!r} vs {getattr(src, key)!r}): set it alike on both"
+                )
 
 
 Source = Annotated[

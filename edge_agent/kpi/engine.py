@@ -233,7 +233,9 @@ class _Judged:
     def see(self, tag: str, sample: Sample | None, max_age_s: float, now: int) -> None:
         if sample is None or sample.quality is Quality.BAD or sample.value is None:
             self.quality = Quality.BAD
-            self.reasons.append(f"{tag} bad" if sample else f"{tag} missing")
+            # The input's own reason says why: `node_offline` is a dead unit agent (docs/fleet.md)
+            why = f" ({sample.reason})" if sample is not None and sample.reason else ""
+            self.reasons.append(f"{tag} bad{why}" if sample else f"{tag} missing")
         elif sample.quality is Quality.UNCERTAIN:
             if self.quality is Quality.GOOD:
                 self.quality = Quality.UNCERTAIN

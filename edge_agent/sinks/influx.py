@@ -54,6 +54,7 @@ from drivers.conditions import Condition
 from edge_agent.alarms import records
 from edge_agent.config import AgentConfig, InfluxSection
 from edge_agent.contracts.samples import Sample
+from edge_agent.logs import emitter
 from edge_agent.outbox import Batch, Outbox
 from edge_agent.sinks.state import SinkState
 
@@ -291,10 +292,10 @@ class InfluxSink:
         self.encoder = LineEncoder(cfg.agent.site, self.settings.precision)
         self._writer = writer
         self.backoff = Backoff(self.settings.retry_min_s, self.settings.retry_max_s)
-        self.unreachable = Condition("influx_unreachable", _emit)
-        self.throttled = Condition("influx_write_retry", _emit)
-        self.refused = Condition("influx_write_refused", _emit, level="error")
-        self.unauthorized = Condition("influx_unauthorized", _emit, level="error")
+        self.unreachable = Condition("influx_unreachable", emitter(log))
+        self.throttled = Condition("influx_write_retry", emitter(log))
+        self.refused = Condition("influx_write_refused", emitter(log), level="error")
+        self.unauthorized = Condition("influx_unauthorized", emitter(log), level="error")
 
     async def run(self) -> None:
         writer = self._writer or make_writer(self.settings)
@@ -403,7 +404,3 @@ def _parse_retry_after(value: str) -> float | None:
     except (TypeError, ValueError):
         return None
     return when.timestamp() - time.time()
-
-
-def _emit(level: str, event: str, **fields: object) -> None:
-    getattr(log, level)(event, **fields)

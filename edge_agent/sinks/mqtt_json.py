@@ -47,6 +47,7 @@ from edge_agent.alarms import records
 from edge_agent.config import AgentConfig, MqttSection
 from edge_agent.contracts.catalogue import TagCatalogue
 from edge_agent.contracts.samples import Quality, Sample, iso_utc
+from edge_agent.logs import emitter
 from edge_agent.outbox import Batch, Outbox
 from edge_agent.sinks.state import SinkState
 
@@ -217,7 +218,7 @@ class MqttJsonSink:
         self.encoder = JsonEncoder(self.settings, cfg.agent.site, catalogue.units())
         self.status_topic = self.encoder.status_topic(cfg.agent.instance_id)
         self.connection: MqttClient | None = None
-        self.refused = Condition("mqtt_publish_refused", _emit, level="error")
+        self.refused = Condition("mqtt_publish_refused", emitter(log), level="error")
 
     async def run(self) -> None:
         password = self.settings.password.resolve() if self.settings.password else None
@@ -323,7 +324,3 @@ class MqttJsonSink:
         finally:
             await conn.close()
             self.state.state = "stopped"
-
-
-def _emit(level: str, event: str, **fields: Any) -> None:
-    getattr(log, level)(event, **fields)
