@@ -277,12 +277,13 @@ def render(rows: list[Row], seconds: float) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str, path: Path = DOC) -> None:
-    """Replace this benchmark's section of docs/performance.md, leaving the others alone."""
+def write_section(text: str, path: Path = DOC, markers: tuple[str, str] = (BEGIN, END)) -> None:
+    """Replace one benchmark's section of docs/performance.md, leaving the others alone."""
+    begin, end = markers
     doc = path.read_text() if path.exists() else "# Performance\n"
-    block = f"{BEGIN}\n{text}\n{END}"
-    if BEGIN in doc and END in doc:
-        doc = doc[: doc.index(BEGIN)] + block + doc[doc.index(END) + len(END) :]
+    block = f"{begin}\n{text}\n{end}"
+    if begin in doc and end in doc:
+        doc = doc[: doc.index(begin)] + block + doc[doc.index(end) + len(end) :]
     else:
         doc = doc.rstrip() + "\n\n" + block + "\n"
     path.write_text(doc)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable, Iterator
+import ssl
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 import structlog
@@ -150,19 +151,36 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-class HealthServer:
-    """The HTTP endpoint; `start()` binds (port 0 picks a free one, see `port`), `stop()` closes."""
+AppExtension = Callable[[web.Application], None]
 
-    def __init__(self, board: StatusBoard, listen: str, site: str, instance_id: str) -> None:
+
+class HealthServer:
+    """The HTTP endpoint; `start()` binds (port 0 picks a free one, see `port`), `stop()` closes.
+
+    `extend` adds routes and middlewares to the application (the web view); with `ssl_context`
+    the listener speaks HTTPS."""
+
+    def __init__(
+        self,
+        board: StatusBoard,
+        listen: str,
+        site: str,
+        instance_id: str,
+        extend: AppExtension | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self._host, self._port = parse_listen(listen)
         self._app = build_app(board, metrics_registry(board, site, instance_id))
+        if extend is not None:
+            extend(self._app)
+        self._ssl = ssl_context
         self._runner: web.AppRunner | None = None
         self.port = self._port
 
     async def start(self) -> None:
         self._runner = web.AppRunner(self._app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
+        site = web.TCPSite(self._runner, self._host, self._port, ssl_context=self._ssl)
         await site.start()
         server = site._server
         sockets = getattr(server, "sockets", None) or []
@@ -191,11 +209,18 @@ class HealthServer:
         await self.stop()
 
 
-def build_services(cfg: AgentConfig, board: StatusBoard) -> list[Service]:
+def build_services(
+    cfg: AgentConfig,
+    board: StatusBoard,
+    extend: AppExtension | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+) -> list[Service]:
     """runtime.py's hook: the HTTP endpoint, unless `[health] enabled = false`."""
     if not cfg.health.enabled:
         return []
-    server = HealthServer(board, cfg.health.listen, cfg.agent.site, cfg.agent.instance_id)
+    server = HealthServer(
+        board, cfg.health.listen, cfg.agent.site, cfg.agent.instance_id, extend, ssl_context
+    )
     return [Service("health", server.serve, STOP_HEALTH)]
 
 

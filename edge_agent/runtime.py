@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from edge_agent import acquisition, control, health, kpi, sinks, sparkplug
+from edge_agent import acquisition, control, health, kpi, sinks, sparkplug, web
 from edge_agent.alarms import commands as alarm_commands
 from edge_agent.alarms import engine as alarms
 from edge_agent.config import AgentConfig
@@ -70,7 +70,10 @@ def build_services(agent: Agent) -> list[Service]:
         agent.cfg, agent.outbox, agent.store, catalogue, agent.control, agent.board
     )
     services += agent.control.services()
-    services += health.build_services(agent.cfg, agent.board)
+    view = web.attach(agent.cfg, agent.board, agent.bus)  # the browser view, on the bus
+    services += health.build_services(
+        agent.cfg, agent.board, view.install if view else None, web.tls_context(agent.cfg.web)
+    )
     return services
 
 

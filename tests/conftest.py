@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-pytest_plugins = ["tests.services", "tests.plant"]
+pytest_plugins = ["tests.services", "tests.plant", "tests.browser"]
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from drivers.sparkplug.payload import DataType
 from edge_agent.alarms import AlarmEvent, Kind, Priority, State, Transition
 from edge_agent.alarms.records import from_sample, split, to_sample
-from edge_agent.config import MqttSection
+from edge_agent.config import AgentConfig, MqttSection
 from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.outbox import Batch, decode, encode
+from edge_agent.runtime import build_catalogue
 from edge_agent.sinks.influx import LineEncoder
 from edge_agent.sinks.mqtt_json import JsonEncoder
+from edge_agent.sparkplug.alarms import metric_samples
+from edge_agent.sparkplug.service import node_catalogue
 
 T0 = 1_795_000_000_000_000_000
 
@@ -90,3 +94,44 @@ def test_influx_text_values_and_precision() -> None:
     line = LineEncoder("demo", "ms").line(to_sample(event(kind=Kind.BAD_QUALITY, value="bad")))
     assert ',value_str="bad" ' in line
     assert line.endswith(f" {T0 // 1_000_000}")
+
+
+def test_sparkplug_alarm_metrics_are_declared_and_fed() -> None:
+    cfg = AgentConfig.model_validate(
+        {
+            "source": [
+                {
+                    "name": "fsf",
+                    "protocol": "opcua",
+                    "endpoint": "opc.tcp://127.0.0.1:4840/",
+                    "tag": [{"id": "fsf.matte_temp", "node": "ns=2;s=m"}],
+                }
+            ],
+            "alarm": [
+                {
+                    "id": "fsf.matte_temp.high",
+                    "tag": "fsf.matte_temp",
+                    "kind": "high",
+                    "limit": 1300,
+                    "message": "m",
+                }
+            ],
+        }
+    )
+    catalogue = node_catalogue(cfg, build_catalogue(cfg))
+    state = catalogue.get("fsf._alarms.fsf.matte_temp.high.state")
+    assert state is not None
+    assert (state.device, state.name, state.datatype) == (
+        "fsf",
+        "_alarms/fsf/matte_temp/high/state",
+        DataType.STRING,
+    )
+    samples = metric_samples([to_sample(event(), acq_ns=T0 + 1)])
+    assert {s.tag.rsplit(".", 1)[1]: s.value for s in samples} == {
+        "state": "active_unack",
+        "active": True,
+        "acknowledged": False,
+        "priority": 2,
+    }
+    assert all(catalogue.fits(s.tag, s.value) for s in samples)
+    assert all(s.ts_ns == T0 for s in samples)

@@ -5,8 +5,10 @@ The one place the agent imports the simulators. Everything runs on one event loo
 - the plant simulators (OPC UA and Modbus TCP) on free loopback ports;
 - an embedded MQTT broker (amqtt, MQTT 3.1.1) on a free loopback port unless `--broker` names
   one; its address is printed so that any MQTT client can subscribe;
-- InfluxDB: unless `--influx` names one, the influx sink points at a closed loopback port, so its
-  data visibly waits in the outbox (the depth in the view grows) instead of being dropped;
+- InfluxDB: unless `--influx` names one, a private VictoriaMetrics or InfluxDB 1.x on loopback
+  when Debian's package is installed (`demo_tsdb`), which the web view's trends read; otherwise
+  the InfluxDB sink is off (no sink the user never asked for shows as failed);
+- the web view on the health listener, whose URL is the first line printed;
 - the agent itself on `config/demo.toml`, with its state in `.demo/`.
 
 On a terminal a rich Live view refreshes twice a second (`demo_view.py`: the last warnings with
@@ -28,12 +30,14 @@ from typing import Any, TextIO, cast
 
 import structlog
 
+from edge_agent.commands import demo_tsdb
 from edge_agent.commands.arguments import add_config_argument, command_parser
 from edge_agent.commands.demo_fleet import (
     PLANT_LEVEL_TOML,
     UnitAgentProcess,
     point_sources_at_broker,
 )
+from edge_agent.commands.demo_tsdb import PrivateTsdb
 from edge_agent.commands.demo_view import WarningTap, headless, live
 from edge_agent.config import AgentConfig
 from edge_agent.config.loader import ConfigError
@@ -86,14 +90,18 @@ def demo_document(
     opcua_endpoint: str,
     modbus_endpoint: str,
     mqtt: tuple[str, int],
-    influx_url: str | None,
+    influx: dict[str, Any] | None,
     state_dir: Path,
     health_port: int,
     *,
     embedded_broker: bool,
+    trends: str | None = None,
     rtu_over_tcp_endpoint: str | None = None,
 ) -> dict[str, Any]:
-    """The demo config pointed at this run's simulators, broker, state dir and health port."""
+    """The demo config pointed at this run's simulators, broker, state dir and health port.
+
+    `influx` is the `[influx]` table to use (`--influx`, or the private database); without one
+    the InfluxDB sink stays off rather than failing in front of the user."""
     from simulators.agent_config import demo_config
 
     doc = demo_config(opcua_endpoint, modbus_endpoint, path, rtu_over_tcp_endpoint)
@@ -106,10 +114,11 @@ def demo_document(
         # advisory view and the data flow need no commands. `--broker` with an MQTT 5 broker
         # (Mosquitto) brings them back.
         doc.setdefault("control", {})["commands"] = False
-    if influx_url is not None or "influx" not in doc:
-        influx = doc.setdefault("influx", {"api": "v2", "org": "demo", "bucket": "smelter"})
-        # Nothing listens there: the outbox holds InfluxDB's share until a database appears.
-        influx["url"] = influx_url or f"http://127.0.0.1:{free_port()}"
+        doc.setdefault("alarms", {}).setdefault("commands", {})["enabled"] = False
+    if influx is not None:
+        doc["influx"] = {**doc.get("influx", {}), **influx}
+    if trends is not None:
+        doc.setdefault("web", {})["trends"] = trends
     doc.setdefault("health", {})["listen"] = f"127.0.0.1:{health_port}"
     return doc
 
@@ -127,7 +136,17 @@ async def run_demo(args: argparse.Namespace, state_dir: Path, tap: WarningTap | 
     broker: EmbeddedBroker | None = None
     unit: UnitAgentProcess | None = None
     view: asyncio.Task[None] | None = None
-    await sim.start()
+    health_port = free_port()
+    # The first line: where to look. The listener answers once the agent runs, seconds later.
+    print(f"web view: http://127.0.0.1:{health_port}/", flush=True)
+    # The database first: it settles while the simulators start, not while the agent connects.
+    influx, trends, tsdb = await _influx(args.influx, state_dir)
+    try:
+        await sim.start()
+    except BaseException:
+        if tsdb is not None:
+            await tsdb.stop()
+        raise
     try:
         if args.broker:
             host, _, port = args.broker.rpartition(":")
@@ -136,10 +155,9 @@ async def run_demo(args: argparse.Namespace, state_dir: Path, tap: WarningTap | 
             broker = EmbeddedBroker(free_port())
             await broker.start()
             mqtt = ("127.0.0.1", broker.port)
-        health_port = free_port()
         doc = demo_document(
-            Path(args.config), sim.opcua_endpoint, sim.modbus_endpoint, mqtt, args.influx,
-            state_dir, health_port, embedded_broker=broker is not None,
+            Path(args.config), sim.opcua_endpoint, sim.modbus_endpoint, mqtt, influx,
+            state_dir, health_port, embedded_broker=broker is not None, trends=trends,
             rtu_over_tcp_endpoint=sim.modbus_rtu_over_tcp_endpoint,
         )  # fmt: skip
         if args.fleet:  # docs/fleet.md: the kiln's unit agent in its own process
@@ -175,9 +193,33 @@ async def run_demo(args: argparse.Namespace, state_dir: Path, tap: WarningTap | 
             await asyncio.to_thread(unit.stop)
         if broker is not None:
             await _stop_within(broker.stop(), "broker", STOP_PART_TIMEOUT_S)
+        if tsdb is not None:
+            await _stop_within(tsdb.stop(), "database", STOP_PART_TIMEOUT_S)
         await _stop_within(sim.stop(), "simulators", STOP_PART_TIMEOUT_S)
     print("demo stopped", flush=True)
     return code
+
+
+async def _influx(
+    url: str | None, state_dir: Path
+) -> tuple[dict[str, Any] | None, str | None, PrivateTsdb | None]:
+    """The `[influx]` table, the web view's trend source and the private database, if any:
+    `--influx URL` as given; else a private VictoriaMetrics or InfluxDB when one is installed;
+    else none (the sink is off and the web view says how to turn it on)."""
+    if url is not None:
+        return {"api": "v2", "url": url, "org": "demo", "bucket": "smelter"}, None, None
+    flavour = demo_tsdb.available()
+    if flavour is None:
+        print("InfluxDB sink: off (install victoria-metrics or influxdb for trends)", flush=True)
+        return None, None, None
+    tsdb = demo_tsdb.PrivateTsdb(flavour, state_dir)
+    try:
+        await tsdb.start()
+    except (RuntimeError, OSError) as exc:
+        log.warning("demo_tsdb_failed", server=flavour.name, error=str(exc))
+        return None, None, None
+    print(f"InfluxDB sink: private {flavour.name} at {tsdb.url}", flush=True)
+    return tsdb.influx_section(), tsdb.trends(), tsdb
 
 
 async def _stop_within(stopping: Coroutine[Any, Any, None], part: str, timeout_s: float) -> None:
@@ -252,7 +294,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--broker", metavar="HOST:PORT", help="use this broker, not an embedded one"
     )
-    parser.add_argument("--influx", metavar="URL", help="write to this InfluxDB (v2 API)")
+    parser.add_argument(
+        "--influx", metavar="URL", help="write to this InfluxDB (v2 API), not a private one"
+    )
     parser.add_argument("--state-dir", default=".demo", metavar="DIR")
     parser.add_argument("--time-scale", type=float, default=1.0, help="simulated s per wall s")
     parser.add_argument("--headless", action="store_true", help="log lines, no live view")

@@ -61,6 +61,7 @@ from edge_agent.config.sources import (
     SparkplugTag,
     TagBase,
 )
+from edge_agent.config.web import WebSection
 from edge_agent.contracts.modbus import ByteOrder, ModbusTable, ModbusType
 from edge_agent.contracts.mqtt import TlsConfig
 from edge_agent.contracts.opcua import SecurityConfig, SubscriptionGroup
@@ -125,6 +126,7 @@ __all__ = [
     "TagBase",
     "TagId",
     "TlsConfig",
+    "WebSection",
     "load_config",
     "raw_rule_violations",
 ]

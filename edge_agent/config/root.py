@@ -15,6 +15,7 @@ from edge_agent.config.health import HealthSection
 from edge_agent.config.kpi import KpiSection
 from edge_agent.config.rules import RuleViolations, SourceView, TagView, check_rules
 from edge_agent.config.sources import ModbusSource, Source, TagBase, one_setting_per_bus
+from edge_agent.config.web import WebSection, check_login, check_trends
 from edge_agent.contracts.section import Section
 
 
@@ -27,6 +28,7 @@ class AgentConfig(Section):
     influx: InfluxSection | None = None
     control: ControlSection = ControlSection()
     health: HealthSection = HealthSection()
+    web: WebSection = WebSection()
     alarm: list[AlarmConfig] = []
     alarms: AlarmsSection = AlarmsSection()
 
@@ -46,4 +48,6 @@ class AgentConfig(Section):
         if violations:
             raise RuleViolations(violations)
         one_setting_per_bus([s for s in self.source if isinstance(s, ModbusSource)])
+        check_login(self.web, self.health.listen)
+        check_trends(self.web, self.influx)
         return self

@@ -33,12 +33,14 @@ import structlog
 
 from drivers.mqtt_client import MqttClient, Received, Will
 from drivers.sparkplug.topics import Topics, state_topic
+from edge_agent.alarms import records
 from edge_agent.config import AgentConfig, MqttSection
 from edge_agent.contracts.catalogue import TagCatalogue
 from edge_agent.contracts.samples import Sample, now_ns
 from edge_agent.contracts.status import StatusRegistry
 from edge_agent.outbox import Batch, Cursor, Outbox
 from edge_agent.sinks.state import SinkState
+from edge_agent.sparkplug import alarms as alarm_metrics
 from edge_agent.sparkplug.bdseq import BdSeqStore
 from edge_agent.sparkplug.catalogue import Catalogue
 from edge_agent.sparkplug.node import (
@@ -128,6 +130,7 @@ class SparkplugEdgeNode:
         self._bdseq = bdseq
         self._cursor = cursor
         self._current = current
+        self._alarm_latest: dict[str, Sample] = {}  # alarm metrics are not in the TagStore
         self._dcmd: DcmdHandler = dcmd or refuse_all
         self._password = password
         self._connection_factory = connection_factory
@@ -252,7 +255,8 @@ class SparkplugEdgeNode:
         if not self._may_publish(conn):
             return False
         if not self.node.born:
-            await self._births(conn, self.node.births(self._current()))
+            current = {**self._current(), **self._alarm_latest}
+            await self._births(conn, self.node.births(current))
         for text in self._take_reports():
             await self._publish(conn, [self.node.command_result(text)])
         batches = self._ready_batches()
@@ -260,7 +264,12 @@ class SparkplugEdgeNode:
             self._ensure_read()
             return False
         samples = [s for b in batches for s in b.samples]
-        await self._publish(conn, self.node.data(samples))
+        plain, alarm_records = records.split(samples)
+        if alarm_records:  # alarm events as metrics of their unit's device
+            metrics = alarm_metrics.metric_samples(alarm_records)
+            self._alarm_latest.update((m.tag, m) for m in metrics)
+            plain = [*plain, *metrics]
+        await self._publish(conn, self.node.data(plain))
         await self._cursor.ack(batches[-1].id)  # written to an open connection: delivered
         self.state.confirmed(len(batches), len(samples))
         self.state.samples_suppressed_total = self.node.suppressed
@@ -404,6 +413,12 @@ def _now_ms() -> int:
 # ----------------------------------------------------------------------------------- wiring
 
 
+def node_catalogue(cfg: AgentConfig, tags: TagCatalogue) -> Catalogue:
+    """The node's metrics: every tag of the runtime's catalogue, and the configured alarms'
+    state metrics (declared in the births, so a host knows every alarm before its first event)."""
+    return Catalogue([*tags, *alarm_metrics.metric_tags(cfg.alarm)])
+
+
 class ControlEntry(Protocol):
     """What the control path offers the edge node (edge_agent.control.ControlPath)."""
 
@@ -437,7 +452,7 @@ def build_services(
     async def run() -> None:
         password = mqtt.password.resolve() if mqtt.password is not None else None
         edge = SparkplugEdgeNode(
-            mqtt, edge_node_id=node_id, bdseq=bdseq, catalogue=Catalogue(catalogue),
+            mqtt, edge_node_id=node_id, bdseq=bdseq, catalogue=node_catalogue(cfg, catalogue),
             cursor=cursor, current=store.snapshot, dcmd=dcmd, password=password, state=state,
         )  # fmt: skip
         await edge.run()

@@ -1,0 +1,139 @@
+"""The web view's memory of the last hour: a fixed grid of time buckets per tag, and a short log
+of text values (the advisor's verdicts).
+
+Why buckets and not samples: at 10 000 tags polled every second an hour of raw samples is 36
+million points; a sparkline or a trend on a screen shows at most a few hundred. Each numeric tag
+keeps `slots` buckets of `step_s` seconds (default 120 × 30 s = one hour) holding the mean of its
+Good and Uncertain values in that bucket; a bucket with only Bad samples stays empty (a gap in
+the chart, never a fake value). The grid is absolute (bucket = timestamp // step), so recording
+is O(1) and every tag's buckets line up on the same time axis. Memory is fixed by the settings
+and the number of tags: about `slots × 12` bytes per tag (docs/performance.md has the measured
+figure); a tag that is never numeric costs nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from array import array
+from collections import deque
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+
+from edge_agent.contracts.samples import Quality, Sample
+
+_NS = 1_000_000_000
+
+
+class _Series:
+    """One tag's ring: sums and counts per bucket, and which absolute bucket each slot holds."""
+
+    __slots__ = ("counts", "epochs", "sums")
+
+    def __init__(self, slots: int) -> None:
+        self.sums = array("d", bytes(8 * slots))
+        self.counts = array("I", bytes(4 * slots))
+        self.epochs = array("q", [-1]) * slots
+
+
+class HistoryRing:
+    """Bucketed recent history of every numeric tag; fed by the SampleBus, read by the API."""
+
+    def __init__(self, history_s: float = 3600.0, step_s: float = 30.0) -> None:
+        self.step_ns = max(1, round(step_s * _NS))
+        self.slots = max(2, math.ceil(history_s / step_s))
+        self._series: dict[str, _Series] = {}
+
+    def record(self, samples: Iterable[Sample]) -> None:
+        """Add a batch (the bus calls this for every published batch, on the loop)."""
+        step, slots, series = self.step_ns, self.slots, self._series
+        for s in samples:
+            value = s.value
+            if s.quality is Quality.BAD or isinstance(value, (str, bool)) or value is None:
+                continue
+            fvalue = float(value)
+            if not math.isfinite(fvalue):
+                continue
+            ring = series.get(s.tag)
+            if ring is None:
+                ring = series[s.tag] = _Series(slots)
+            epoch = s.ts_ns // step
+            i = epoch % slots
+            if ring.epochs[i] != epoch:
+                if ring.epochs[i] > epoch:  # older than the ring reaches: nothing to show it in
+                    continue
+                ring.epochs[i], ring.sums[i], ring.counts[i] = epoch, 0.0, 0
+            ring.sums[i] += fvalue
+            ring.counts[i] += 1
+
+    def tags(self) -> list[str]:
+        return list(self._series)
+
+    def series(self, tag: str, now_ns: int) -> list[float | None]:
+        """The tag's bucket means, oldest first, ending with the bucket that holds `now_ns`;
+        None where nothing numeric and not Bad arrived (or the tag is unknown)."""
+        ring = self._series.get(tag)
+        last = now_ns // self.step_ns
+        out: list[float | None] = []
+        for epoch in range(last - self.slots + 1, last + 1):
+            i = epoch % self.slots
+            if ring is not None and ring.epochs[i] == epoch and ring.counts[i]:
+                out.append(ring.sums[i] / ring.counts[i])
+            else:
+                out.append(None)
+        return out
+
+    def window(self, now_ns: int) -> tuple[int, int]:
+        """(start of the oldest bucket, step) in milliseconds, for the client's time axis."""
+        first = now_ns // self.step_ns - self.slots + 1
+        return first * self.step_ns // 1_000_000, self.step_ns // 1_000_000
+
+    def memory_bytes(self) -> int:
+        """What the buckets hold: 8 + 4 + 8 bytes per slot and tag (arrays, without overhead)."""
+        return len(self._series) * self.slots * 20
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    tag: str
+    ts_ms: int
+    value: str | float | int | bool | None
+    quality: str
+    reason: str | None
+
+
+class ChangeLog:
+    """The last `size` changes of a few watched tags (the advisor's verdict, reason, policy and
+    recommendations): what "the recommendations of the last hours" shows as a list.
+
+    A number counts as changed when it moves in its fourth significant digit, so that a
+    recommendation recomputed every cycle does not fill the log with noise."""
+
+    def __init__(self, tags: Collection[str], size: int = 500) -> None:
+        self._tags = frozenset(tags)
+        self._last: dict[str, tuple[object, str, str]] = {}
+        self.entries: deque[Change] = deque(maxlen=size)
+
+    def record(self, samples: Iterable[Sample]) -> None:
+        for s in samples:
+            if s.tag not in self._tags:
+                continue
+            key = (_rounded(s.value), s.quality.value, _DIGITS.sub("#", s.reason or ""))
+            if self._last.get(s.tag) == key:
+                continue
+            self._last[s.tag] = key
+            self.entries.append(
+                Change(s.tag, s.ts_ns // 1_000_000, s.value, s.quality.value, s.reason)
+            )
+
+
+# "not yet known (16 of 300 s)" and "(21 of 300 s)" are the same state of affairs.
+_DIGITS = re.compile(r"\d+(\.\d+)?")
+
+
+def _rounded(value: object) -> object:
+    if isinstance(value, str):
+        return _DIGITS.sub("#", value)
+    if isinstance(value, float) and math.isfinite(value) and value != 0.0:
+        return float(f"{value:.4g}")
+    return value
