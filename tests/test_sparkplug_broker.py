@@ -17,7 +17,7 @@ from drivers.sparkplug import sparkplug_b_pb2 as pb
 from drivers.sparkplug.payload import QUALITY_PROPERTY, property_map
 from edge_agent.runtime import build_catalogue
 from edge_agent.sparkplug.catalogue import split_tag
-from edge_agent.sparkplug.service import SparkplugEdgeNode
+from edge_agent.sparkplug.service import SparkplugEdgeNode, node_catalogue
 from tests.services import Mosquitto
 from tests.sparkplug_harness import GROUP, NODE, ROOT, make_config, running_edge
 from tests.sparkplug_host import Host, Seen, assert_seq_continuous, count
@@ -58,13 +58,11 @@ def state_seen(edge: SparkplugEdgeNode) -> int | None:
 
 
 def demo_tags_by_device() -> dict[str, set[str]]:
-    """Every metric the births must declare: the configured tags and the KPIs, before any value."""
+    """Every metric the births must declare before any value: the configured tags, the KPIs and
+    the alarms' state metrics."""
     cfg = make_config(1883, Path("unused"))
-    out: dict[str, set[str]] = {}
-    for info in build_catalogue(cfg):
-        device, name = split_tag(info.tag)
-        out.setdefault(device, set()).add(name)
-    return out
+    node = node_catalogue(cfg, build_catalogue(cfg))
+    return {device: {d.name for d in node.of_device(device)} for device in node.devices()}
 
 
 async def test_births_first_and_complete_then_history_then_live(
