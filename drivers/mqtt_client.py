@@ -326,12 +326,13 @@ class MqttClient:
         keeper, self._keeper = self._keeper, None
         if client is None:
             return
+        attempt = self._attempt  # a connect() in its thread cannot be cancelled: let it end
         if keeper is not None:
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
-        if self._attempt is not None:  # a connect() in its thread cannot be cancelled: let it end
-            await asyncio.wait([self._attempt], timeout=client.connect_timeout)
+        if attempt is not None and not attempt.done():
+            await asyncio.wait([attempt], timeout=_CLOSE_WAITS_FOR_CONNECT_S)
         client.disconnect(*_disconnect_args(with_will and self.v5))
         await asyncio.to_thread(client.loop_stop)
         self.connected.clear()
@@ -366,7 +367,7 @@ class MqttClient:
             self._attempt = asyncio.ensure_future(asyncio.to_thread(self._connect, host, port))
             try:
                 await asyncio.shield(self._attempt)
-            except (OSError, ValueError) as exc:  # refused, unreachable, TLS handshake, DNS
+            except Exception as exc:  # refused, unreachable, TLS handshake, DNS; never fatal here
                 self.last_error = f"cannot connect to {host}:{port}: {exc}"
                 self.unreachable.occurred(server=self.server, error=str(exc))
             else:
@@ -616,6 +617,11 @@ class MqttClient:
         """Through stdlib logging (drivers stand alone); the agent renders `extra` as keys."""
         log.log(logging.getLevelNamesMapping()[level.upper()], event,
                 extra={**self._log_fields, **fields})  # fmt: skip
+
+
+# A connect() blocked on an unanswering address holds close() this long at most (paho's own
+# connect timeout is 5 s): shutdown has a bound, and the process is ending anyway.
+_CLOSE_WAITS_FOR_CONNECT_S = 1.0
 
 
 def _disconnect_args(with_will: bool) -> tuple[ReasonCode | None, Properties | None]:

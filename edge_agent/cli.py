@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, cast
 
 from edge_agent import __version__
-from edge_agent.commands import balance, check_config, demo, probe, run
+from edge_agent.commands import alarms, balance, check_config, demo, probe, run
 from edge_agent.commands.arguments import CommandLineParser, add_global_options, epilog
 from edge_agent.config.loader import ConfigError
 from edge_agent.logs import configure_logging
@@ -33,6 +33,7 @@ SUBCOMMANDS: list[Callable[[Subparsers], None]] = [
     probe.add_parser,
     balance.add_parser,
     demo.add_parser,
+    alarms.add_parser,
 ]
 
 

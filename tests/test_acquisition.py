@@ -196,8 +196,9 @@ async def test_a_cancellation_swallowed_inside_a_read_still_stops_the_poller() -
                 await asyncio.sleep(0.02)
             return await super().read()
 
-    # Reads overrun a 0.1 ms interval: the cancel nearly always lands inside a read.
-    source = modbus_source(poll_interval_s=0.0001)
+    # Reads (20 ms) overrun the 10 ms floor of the interval: the cancel nearly always lands
+    # inside a read.
+    source = modbus_source(poll_interval_s=0.01)
     poller = SourcePoller(source, SampleBus(store), lambda s: Swallowing(plant))
     task = asyncio.create_task(poller.run())
     await eventually(lambda: poller.stats.reads > 3, 5.0, "four reads")

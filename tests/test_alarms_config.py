@@ -112,7 +112,10 @@ def test_valid_alarms_load(tmp_path: Path) -> None:
             'alarm.x.tag: unknown tag (got: "fsf.nope")',
         ),
         ('tag = "fsf.matte_temp"\nkind = "high"', "alarm.x.limit: a high alarm needs a limit"),
-        ('tag = "fsf.matte_temp"\nkind = "high"\nlimit = nan', "alarm.x.limit: must be a finite"),
+        (
+            'tag = "fsf.matte_temp"\nkind = "high"\nlimit = nan',
+            "alarm.x.limit: Input should be a finite number",
+        ),
         ('tag = "fsf.matte_temp"\nkind = "stale"\nlimit = -3', "alarm.x.limit: a stale limit"),
         ('tag = "fsf.matte_temp"\nkind = "bad_quality"\nlimit = 3', "alarm.x.limit: a bad_quality"),
         ('tag = "fsf.matte_temp"\nkind = "deviation"\nlimit = 3', "alarm.x.reference: a deviation"),

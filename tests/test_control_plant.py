@@ -290,7 +290,8 @@ async def test_heartbeat_beats_and_stops_when_acquisition_is_dead(
         await eventually(lambda: not heartbeat.beating, 15.0, "the heartbeat to stop")
         problem = agent.control.acquisition_health()
         assert problem is not None
-        assert "offgas" in problem
+        # Either stopped source may be the one found stale first.
+        assert "offgas" in problem or "kiln" in problem, problem
         beats, value = len(tap.writes), plant_sim.plant.agent_heartbeat
         for _ in range(3):
             assert not await heartbeat.beat()

@@ -165,14 +165,14 @@ def test_reload_applies_a_good_file_and_keeps_running_on_a_bad_one(
     assert 'site="after"' in agent.metrics()
     assert agent.proc.poll() is None
 
-    # Valid on paper but unusable (the outbox cannot be created): back to the previous config.
+    # A state directory that cannot be written is refused with the file, before anything stops.
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     write(config, CONFIG.format(site="broken", state=blocker / "state", port=port) + INFLUX)
     agent.proc.send_signal(signal.SIGHUP)
-    agent.wait_message(lambda m: m.startswith("RELOADING=1"))
-    agent.wait_message(lambda m: m.startswith("READY=1"))
-    assert 'site="after"' in agent.wait_metrics('site="after"')
+    rejected = agent.wait_message(lambda m: "reload rejected" in m)
+    assert "agent.state_dir" in rejected
+    assert 'site="after"' in agent.metrics()
 
     agent.proc.send_signal(signal.SIGTERM)
     agent.wait_message(lambda m: m.startswith("STOPPING=1"))
@@ -182,12 +182,12 @@ def test_reload_applies_a_good_file_and_keeps_running_on_a_bad_one(
     names = [e["event"] for e in events]
     assert "config_reloaded" in names
     rejected = [e for e in events if e["event"] == "config_reload_rejected"]
-    assert len(rejected) == 2
+    assert len(rejected) == 3
     assert any("agent.site" in line for line in rejected[0]["errors"]), rejected[0]
     assert any("x" in line for line in rejected[1]["errors"]), rejected[1]
-    assert "config_reload_failed" in names
-    # The first start, the good reload, and the fallback after the unusable one.
-    assert names.count("agent_started") == 3
+    assert any("agent.state_dir" in line for line in rejected[2]["errors"]), rejected[2]
+    # The first start and the good reload; nothing was stopped for the rejected ones.
+    assert names.count("agent_started") == 2
 
 
 def test_changed_sections_names_sources_individually() -> None:

@@ -14,9 +14,10 @@ import pytest
 
 from tests.browser import Browser
 from tests.plant import PlantSim
+from tests.services import VictoriaMetrics
 from tests.web_agent import WebAgent, new_port, web_config
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.services]
 
 SHOTS = os.environ.get("WEBVIEW_SCREENSHOTS")
 
@@ -25,16 +26,28 @@ def row(tag: str, cell: str) -> str:
     return f'tr[data-tag="{tag}"] td.{cell}'
 
 
-async def shot(browser: Browser, name: str) -> None:
-    if SHOTS:
-        await asyncio.sleep(1.0)  # let the charts draw their next second
-        await browser.screenshot(Path(SHOTS) / f"web-{name}.png")
+async def shot(browser: Browser, name: str, settle_s: float = 1.0, max_h: int = 2400) -> None:
+    """With WEBVIEW_SCREENSHOTS set: a full-height picture of the page for the docs, after
+    `settle_s` (charts fill their trends meanwhile)."""
+    if not SHOTS:
+        return
+    await asyncio.sleep(settle_s)
+    height = await browser.script("return document.documentElement.scrollHeight")
+    await browser.call(browser.driver.set_window_size, 1440, min(max(int(height), 900), max_h))
+    await asyncio.sleep(0.5)
+    await browser.screenshot(Path(SHOTS) / f"web-{name}.png")
+    await browser.call(browser.driver.set_window_size, 1440, 900)
 
 
 async def test_pages_follow_the_plant_live(
-    plant_sim: PlantSim, browser: Browser, tmp_path: Path
+    plant_sim: PlantSim, browser: Browser, victoria_metrics: VictoriaMetrics, tmp_path: Path
 ) -> None:
-    web = WebAgent(web_config(plant_sim, tmp_path, new_port()))
+    """With an InfluxDB sink on a real VictoriaMetrics, whose history the KPI charts draw."""
+    influx = {"api": "v1", "url": victoria_metrics.url, "db": "smelter"}
+    cfg = web_config(plant_sim, tmp_path, new_port(), influx=influx)
+    web = WebAgent(
+        cfg.model_copy(update={"web": cfg.web.model_copy(update={"trends": "prometheus"})})
+    )
     await web.start()
     try:
         await browser.get(web.url + "/#plant")
@@ -85,7 +98,7 @@ async def test_pages_follow_the_plant_live(
             "const s = document.getElementById('plant-quality'); s.value = '';"
             "s.dispatchEvent(new Event('change'));"
         )
-        await shot(browser, "plant")
+        await shot(browser, "plant", max_h=1250)
 
         await browser.get(web.url + "/#advisor")
         await browser.until(
@@ -125,12 +138,19 @@ async def test_pages_follow_the_plant_live(
                 "return document.querySelector('#chart-trajectory .win-fiscal_year') !== null"
             ),
         )
-        await shot(browser, "kpis")
+        assert await browser.text("#legend-margin .source") == "from VictoriaMetrics"
+        await shot(browser, "kpis", settle_s=60.0)
 
         await browser.get(web.url + "/#delivery")
         await browser.until(
             "sources listed",
             lambda: browser.text('#delivery-components tr[data-component="source:fsf"]'),
+        )
+        await browser.until(
+            "the InfluxDB sink connected",
+            lambda: _contains(
+                browser.text('#delivery-components tr[data-component="sink:influx"]'), "connected"
+            ),
         )
         await browser.until(
             "configuration shown", lambda: _contains(browser.text("#delivery-config"), '"site"')

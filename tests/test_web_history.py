@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.web.history import ChangeLog, HistoryRing
 
@@ -22,17 +24,22 @@ def test_buckets_hold_the_mean_and_end_at_now() -> None:
     assert series[:-2] == [None] * 4
 
 
-def test_bad_text_and_non_finite_values_leave_gaps_not_fakes() -> None:
+def test_bad_and_non_finite_values_mark_the_bucket_bad_never_fake_it() -> None:
     ring = HistoryRing(history_s=60, step_s=10)
     ring.record([
-        Sample.bad("a.x", "BadSensorFailure", T0),
-        good("a.x", float("nan"), 10),
-        good("a.x", float("inf"), 20),
+        Sample.bad("a.x", "BadSensorFailure", T0),  # no series yet: nothing to mark
+        good("a.x", 5.0, 10),
+        good("a.x", float("nan"), 20),
+        good("a.x", float("inf"), 30),
+        Sample.bad("a.x", "BadSensorFailure", T0 + 40 * S),
         good("a.text", "running", 20),
         good("a.flag", True, 20),
-        Sample("a.x", 7.0, Quality.UNCERTAIN, T0 + 30 * S, T0 + 30 * S, "stale"),
+        Sample("a.x", 7.0, Quality.UNCERTAIN, T0 + 50 * S, T0 + 50 * S, "stale"),
     ])  # fmt: skip
-    assert ring.series("a.x", T0 + 30 * S)[-4:] == [None, None, None, 7.0]
+    got = ring.series("a.x", T0 + 50 * S)
+    assert got[:2] == [None, 5.0]
+    assert [v is not None and math.isnan(v) for v in got[2:5]] == [True, True, True]
+    assert got[5] == 7.0
     assert ring.tags() == ["a.x"]  # text and flags cost nothing
 
 
@@ -49,7 +56,7 @@ def test_memory_is_fixed_per_tag() -> None:
     ring.record([good(f"u.t{i}", float(i), 0) for i in range(1000)])
     ring.record([good(f"u.t{i}", float(i), 1) for i in range(1000)])
     assert ring.slots == 120
-    assert ring.memory_bytes() == 1000 * 120 * 20
+    assert ring.memory_bytes() == 1000 * 120 * 21
 
 
 def test_window_matches_series_axis() -> None:

@@ -20,21 +20,30 @@ def add_parser(subparsers: Subparsers) -> None:
         subparsers,
         "check-config",
         help="validate a config file and print a summary (starts nothing)",
-        description="Validate FILE. Exit 0 and print a summary, or print every problem as\n"
+        description="Validate FILE as `run` would: its content, and that every secret resolves,\n"
+        "every certificate, key and CA file reads and the state directory can be written.\n"
+        "Exit 0 and print a summary, or print every problem as\n"
         "'FILE: key.path: message (got: value)', one per line, and exit 2.",
         examples=[
             "edge-agent check-config /etc/edge-agent/agent.toml",
             "edge-agent check-config --config plant.toml --set mqtt.port=1884",
+            "edge-agent check-config --content-only plant.toml   # away from the plant's machine",
         ],
         exits=["0      the file is valid (warnings, if any, on stderr)"],
     )
     add_config_argument(parser)
     add_set_argument(parser)
+    parser.add_argument(
+        "--content-only",
+        action="store_true",
+        help="judge the file's content only: resolve no secret, read no key file, probe no "
+        "state directory (for a file checked away from the machine that will run it)",
+    )
     parser.set_defaults(func=_check_config)
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, args.overrides, resolve=not args.content_only)
     print("\n".join(summary(cfg, args.config)))
     for warning in idle_warnings(cfg):
         print(f"{args.config}: warning: {warning}", file=sys.stderr)

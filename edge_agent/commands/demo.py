@@ -139,14 +139,16 @@ async def run_demo(args: argparse.Namespace, state_dir: Path, tap: WarningTap | 
     health_port = free_port()
     # The first line: where to look. The listener answers once the agent runs, seconds later.
     print(f"web view: http://127.0.0.1:{health_port}/", flush=True)
-    # The database first: it settles while the simulators start, not while the agent connects.
-    influx, trends, tsdb = await _influx(args.influx, state_dir)
+    # The database starts beside the simulators: it settles before the agent connects.
+    database = asyncio.create_task(_influx(args.influx, state_dir))
     try:
         await sim.start()
     except BaseException:
+        _, _, tsdb = await database
         if tsdb is not None:
             await tsdb.stop()
         raise
+    influx, trends, tsdb = await database
     try:
         if args.broker:
             host, _, port = args.broker.rpartition(":")

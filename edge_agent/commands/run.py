@@ -13,7 +13,7 @@ from edge_agent.commands.arguments import add_config_argument, command_parser
 from edge_agent.commands.check_config import idle_warnings
 from edge_agent.config import AgentConfig
 from edge_agent.config.loader import ConfigError, add_set_argument, load_config
-from edge_agent.config.secrets import secret_values
+from edge_agent.config.resources import secret_values
 from edge_agent.logs import configure_logging
 from edge_agent.redaction import SecretMask
 from edge_agent.runtime import run_blocking

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from edge_agent.config import addresses
 from edge_agent.contracts.mqtt import TlsConfig
 from edge_agent.contracts.secrets import SecretRef
 from edge_agent.contracts.section import Section
@@ -66,6 +67,16 @@ class MqttSection(Section):
     deadbands: dict[str, float] = Field({}, description="tag id -> absolute deadband")
     max_samples_per_read: int = Field(5000, ge=1)
 
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        return addresses.host(value)
+
+    @field_validator("backup_servers")
+    @classmethod
+    def _servers(cls, value: list[str]) -> list[str]:
+        return [addresses.host_port(server) for server in value]
+
     @model_validator(mode="after")
     def _backoff(self) -> MqttSection:
         if self.reconnect_min_s > self.reconnect_max_s:
@@ -75,10 +86,6 @@ class MqttSection(Section):
             )
         if self.password is not None and self.username is None:
             raise ValueError("password given without username")
-        for server in self.backup_servers:
-            host, _, port = server.rpartition(":")
-            if not host or not port.isdigit():
-                raise ValueError(f"backup_servers: {server!r} is not host:port")
         return self
 
 
@@ -98,6 +105,11 @@ class InfluxSection(Section):
     max_samples_per_write: int = Field(5000, ge=1)
     retry_min_s: float = Field(1.0, gt=0)
     retry_max_s: float = Field(60.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return addresses.url(value, ("http", "https"))
 
     @model_validator(mode="after")
     def _api_keys(self) -> InfluxSection:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from edge_agent.config import addresses
 from edge_agent.contracts.section import Section
 
 
@@ -18,3 +19,8 @@ class HealthSection(Section):
     # heartbeat stops (and systemd restarts the agent WatchdogSec= later). Longer than any
     # reconnect backoff, so that a device that is merely down never triggers a restart.
     stall_after_s: float = Field(120.0, gt=0)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        return addresses.host_port(value, empty_host=True)

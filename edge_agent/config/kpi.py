@@ -320,7 +320,7 @@ class Co2Config(KpiSectionBase):
 
 
 class KpiSection(Section):
-    interval_s: float = Field(5.0, gt=0)
+    interval_s: float = Field(5.0, ge=0.05, le=3600)  # 50 ms .. 1 h
     recycled_ratio: RecycledRatioConfig | None = None
     heat_balance: HeatBalanceConfig | None = None
     advisor: AdvisorConfig | None = None

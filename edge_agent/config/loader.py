@@ -10,13 +10,14 @@ their `name` (sources), `id` (tags) or `tag` (control.allow), as in
 value given with `--set` names `--set` instead of the file. Secret values are never printed.
 
 A valid file is not yet a usable one: every secret reference is resolved and every certificate,
-key and CA file read (`config.secrets`), and what fails is reported the same way.
+key and CA file read (`config.resources`), and what fails is reported the same way.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import tomllib
 from collections.abc import Iterable, Sequence
@@ -27,9 +28,10 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from edge_agent.config.coercion import silent_coercions
+from edge_agent.config.resources import resolve_references
 from edge_agent.config.root import AgentConfig
 from edge_agent.config.rules import Loc, RuleViolation, RuleViolations, raw_rule_violations
-from edge_agent.config.secrets import resolve_references
 from edge_agent.config.sources import ModbusSource
 
 __all__ = [
@@ -72,10 +74,13 @@ def load_config(
             problems.extend(exc.lines)
     if problems:
         raise ConfigError(problems)
+    coerced = [_Problem(*problem, True) for problem in silent_coercions(data, AgentConfig)]
     try:
         cfg = AgentConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, data, str(path), overridden)) from None
+        raise ConfigError(_describe(exc, data, str(path), overridden, coerced)) from None
+    if coerced:
+        raise ConfigError([_format(p, data, str(path), overridden) for p in coerced])
     # Secrets resolve and key files read now, once, or nothing starts.
     unusable = resolve_references(cfg) if resolve else []
     if unusable:
@@ -92,9 +97,27 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ConfigError([f"{path}: not UTF-8 text (byte {exc.start})"]) from None
     try:
-        return tomllib.loads(text)
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{path}: {_toml_error(str(exc))}"]) from None
+    except RecursionError:
+        raise ConfigError([f"{path}: {TOO_DEEP}"]) from None
+    if _depth(data) > MAX_DEPTH:
+        raise ConfigError([f"{path}: {TOO_DEEP}"])
+    return data
+
+
+# No table of the agent's is nested more than a few levels; beyond this, the file is not ours
+# (and would cost the validators their recursion limit).
+MAX_DEPTH = 32
+TOO_DEEP = f"arrays or tables nested more than {MAX_DEPTH} levels deep: not a configuration"
+
+
+def _depth(node: Any, level: int = 0) -> int:
+    if level > MAX_DEPTH:
+        return level
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+    return max((_depth(child, level + 1) for child in children), default=level)
 
 
 def _toml_error(message: str) -> str:
@@ -133,8 +156,10 @@ def parse_override(item: str) -> tuple[str, Any]:
     raw = raw.strip()
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         value = raw
+    if _depth(value) > MAX_DEPTH:
+        raise ConfigError([f"{OVERRIDE_ORIGIN} {key}: {TOO_DEEP}"])
     return key, value
 
 
@@ -214,7 +239,11 @@ class _Problem:
 
 
 def _describe(
-    exc: ValidationError, data: dict[str, Any], origin: str, overridden: set[Loc]
+    exc: ValidationError,
+    data: dict[str, Any],
+    origin: str,
+    overridden: set[Loc],
+    coerced: Sequence[_Problem] = (),
 ) -> list[str]:
     problems: list[_Problem] = []
     rules_failed = False
@@ -228,6 +257,8 @@ def _describe(
     violations = raw_rule_violations(data)
     if rules_failed or violations:
         problems.extend(_from_rule(v) for v in violations)
+    reported = {p.loc for p in problems}
+    problems.extend(p for p in coerced if p.loc not in reported)
     return [_format(p, data, origin, overridden) for p in problems]
 
 
@@ -334,6 +365,8 @@ def _show(value: Any) -> str:
     """A value the way it would be written in TOML, shortened."""
     if isinstance(value, bool):
         text = "true" if value else "false"
+    elif isinstance(value, float) and not math.isfinite(value):
+        text = str(value)  # TOML's spelling: inf, -inf, nan
     elif value is None:
         text = "nothing"
     elif isinstance(value, str | int | float | list | dict):

@@ -12,6 +12,7 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -60,6 +61,8 @@ class SourceView:
     name: Any
     modbus: bool
     tags: list[TagView]
+    # Modbus: tags of sources on one endpoint (or serial port) share its devices' registers.
+    endpoint: Any = None
 
 
 def raw_rule_violations(data: Any) -> list[RuleViolation]:
@@ -78,7 +81,15 @@ def raw_rule_violations(data: Any) -> list[RuleViolation]:
             for j, t in enumerate(raw_tags if isinstance(raw_tags, list) else [])
             if isinstance(t, dict)
         ]
-        sources.append(SourceView(("source", i), src.get("name"), model is ModbusTag, tags))
+        sources.append(
+            SourceView(
+                ("source", i),
+                src.get("name"),
+                model is ModbusTag,
+                tags,
+                src.get("endpoint") or src.get("serial_port"),  # a serial bus: its port
+            )
+        )
     kpi_sections: dict[str, KpiSectionBase] = {}
     raw_kpi = data.get("kpi")
     for name, raw in raw_kpi.items() if isinstance(raw_kpi, dict) else []:
@@ -121,8 +132,7 @@ def check_rules(
     for src in sources:
         for view in src.tags:
             found.extend(_tag_rules(view, known))
-        if src.modbus:
-            found.extend(_overlapping_registers(src))
+    found.extend(_overlapping_registers(sources))
     for section_name, section in kpi_sections.items():
         for path, tag_id in section.referenced_tags():
             if tag_id not in known:
@@ -170,10 +180,24 @@ def _tag_rules(view: TagView, known: set[Any]) -> list[RuleViolation]:
     return found
 
 
-def _overlapping_registers(src: SourceView) -> list[RuleViolation]:
+def _overlapping_registers(sources: list[SourceView]) -> list[RuleViolation]:
+    """No two tags share a register of one device (endpoint and unit id), whichever sources
+    they are in: two sources polling one device must not disagree about what a register is."""
+    devices: dict[Any, list[SourceView]] = {}
+    for src in sources:
+        if src.modbus:
+            devices.setdefault(_device_key(src.endpoint), []).append(src)
+    found: list[RuleViolation] = []
+    for group in devices.values():
+        found.extend(_overlaps_on_one_endpoint(group))
+    return found
+
+
+def _overlaps_on_one_endpoint(sources: list[SourceView]) -> list[RuleViolation]:
     spans = sorted(
         (
-            (t.unit_id, t.table, t.address, t.address + t.registers - 1, t, view.loc)
+            (t.unit_id, t.table, t.address, t.address + t.registers - 1, t, view.loc, src.name)
+            for src in sources
             for view in src.tags
             if isinstance(t := view.tag, ModbusTag)
         ),
@@ -185,11 +209,24 @@ def _overlapping_registers(src: SourceView) -> list[RuleViolation]:
             found.append(
                 RuleViolation(
                     (*b[5], "address"),
-                    f"overlaps tag {a[4].id!r} ({a[1]} {a[2]}..{a[3]}) on unit {a[0]}",
+                    f"overlaps tag {a[4].id!r} ({a[1]} {a[2]}..{a[3]}) on unit {a[0]}"
+                    + (f" (source {a[6]!r}, same endpoint)" if a[6] != b[6] else ""),
                     b[2],
                 )
             )
     return found
+
+
+def _device_key(endpoint: Any) -> Any:
+    """One key per Modbus endpoint however it is spelt (`tcp://Host:502` = `tcp://host`)."""
+    if not isinstance(endpoint, str):
+        return endpoint
+    parts = urlsplit(endpoint.strip())
+    try:
+        port = parts.port
+    except ValueError:
+        return endpoint
+    return (parts.scheme, (parts.hostname or "").lower(), port or 502, parts.path)
 
 
 def _control_rules(control: ControlSection, tags: dict[Any, TagBase]) -> list[RuleViolation]:

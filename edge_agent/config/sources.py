@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from edge_agent.config import addresses
 from edge_agent.config.plausibility import NoValueMarkers, PlausibilityLimits
 from edge_agent.contracts.catalogue import TagInfo, ValueType
 from edge_agent.contracts.modbus import ModbusPoint, ModbusSettings
@@ -78,11 +79,21 @@ class OpcUaSource(SourceBase, OpcUaSettings):
     protocol: Literal["opcua"]
     tag: list[OpcUaTag] = []
 
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        return addresses.url(value, ("opc.tcp",))
+
 
 class ModbusSource(ModbusSettings, SourceBase):
     # ModbusSettings first: its `endpoint` (optional: serial sources have none) must win.
     protocol: Literal["modbus"]
     tag: list[ModbusTag] = []
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        return addresses.url(value, ("tcp",)) if value else value  # empty: a serial line
 
 
 class _ReadOnly(TagBase):

@@ -35,5 +35,7 @@ class SourceSettings(Section):
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     endpoint: str
-    poll_interval_s: float = Field(1.0, gt=0)
-    timeout_s: float = Field(2.0, gt=0)
+    # Bounds: below 10 ms a poll loop costs a core and no device answers that fast; above an
+    # hour it is not acquisition any more.
+    poll_interval_s: float = Field(1.0, ge=0.01, le=3600)
+    timeout_s: float = Field(2.0, gt=0, le=600)

@@ -101,7 +101,7 @@ def _influx_note(cfg: AgentConfig) -> dict[str, Any]:
     if cfg.influx is None:
         return {
             "configured": False,
-            "hint": "The InfluxDB sink is off. Add an [influx] section (docs/influx.md) to keep "
+            "hint": "The InfluxDB sink is off. Add an [influx] section (docs/influxdb.md) to keep "
             "history beyond the last hour; `make demo` starts a private VictoriaMetrics or "
             "InfluxDB when the Debian package victoria-metrics or influxdb is installed.",
         }

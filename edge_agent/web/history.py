@@ -4,10 +4,10 @@ of text values (the advisor's verdicts).
 Why buckets and not samples: at 10 000 tags polled every second an hour of raw samples is 36
 million points; a sparkline or a trend on a screen shows at most a few hundred. Each numeric tag
 keeps `slots` buckets of `step_s` seconds (default 120 × 30 s = one hour) holding the mean of its
-Good and Uncertain values in that bucket; a bucket with only Bad samples stays empty (a gap in
+Good and Uncertain values in that bucket; a bucket with only Bad samples is marked Bad (a gap in
 the chart, never a fake value). The grid is absolute (bucket = timestamp // step), so recording
 is O(1) and every tag's buckets line up on the same time axis. Memory is fixed by the settings
-and the number of tags: about `slots × 12` bytes per tag (docs/performance.md has the measured
+and the number of tags: about `slots × 21` bytes per tag (docs/performance.md has the measured
 figure); a tag that is never numeric costs nothing.
 """
 
@@ -26,13 +26,15 @@ _NS = 1_000_000_000
 
 
 class _Series:
-    """One tag's ring: sums and counts per bucket, and which absolute bucket each slot holds."""
+    """One tag's ring: sums and counts per bucket, whether a Bad sample arrived in it, and which
+    absolute bucket each slot holds."""
 
-    __slots__ = ("counts", "epochs", "sums")
+    __slots__ = ("bad", "counts", "epochs", "sums")
 
     def __init__(self, slots: int) -> None:
         self.sums = array("d", bytes(8 * slots))
         self.counts = array("I", bytes(4 * slots))
+        self.bad = array("B", bytes(slots))
         self.epochs = array("q", [-1]) * slots
 
 
@@ -49,38 +51,44 @@ class HistoryRing:
         step, slots, series = self.step_ns, self.slots, self._series
         for s in samples:
             value = s.value
-            if s.quality is Quality.BAD or isinstance(value, (str, bool)) or value is None:
-                continue
-            fvalue = float(value)
-            if not math.isfinite(fvalue):
+            if isinstance(value, (str, bool)):
                 continue
             ring = series.get(s.tag)
+            bad = s.quality is Quality.BAD or value is None or not math.isfinite(value)
             if ring is None:
+                if bad:
+                    continue  # a tag seen only Bad so far: nothing to draw yet
                 ring = series[s.tag] = _Series(slots)
             epoch = s.ts_ns // step
             i = epoch % slots
             if ring.epochs[i] != epoch:
                 if ring.epochs[i] > epoch:  # older than the ring reaches: nothing to show it in
                     continue
-                ring.epochs[i], ring.sums[i], ring.counts[i] = epoch, 0.0, 0
-            ring.sums[i] += fvalue
+                ring.epochs[i], ring.sums[i], ring.counts[i], ring.bad[i] = epoch, 0.0, 0, 0
+            if bad:
+                ring.bad[i] = 1
+                continue
+            ring.sums[i] += float(value)  # type: ignore[arg-type]
             ring.counts[i] += 1
 
     def tags(self) -> list[str]:
         return list(self._series)
 
     def series(self, tag: str, now_ns: int) -> list[float | None]:
-        """The tag's bucket means, oldest first, ending with the bucket that holds `now_ns`;
-        None where nothing numeric and not Bad arrived (or the tag is unknown)."""
+        """The tag's bucket means, oldest first, ending with the bucket that holds `now_ns`:
+        None where no sample arrived (or the tag is unknown), NaN where only Bad ones did
+        (a chart breaks its line there; across an empty bucket it may join its points)."""
         ring = self._series.get(tag)
         last = now_ns // self.step_ns
         out: list[float | None] = []
         for epoch in range(last - self.slots + 1, last + 1):
             i = epoch % self.slots
-            if ring is not None and ring.epochs[i] == epoch and ring.counts[i]:
+            if ring is None or ring.epochs[i] != epoch:
+                out.append(None)
+            elif ring.counts[i]:
                 out.append(ring.sums[i] / ring.counts[i])
             else:
-                out.append(None)
+                out.append(math.nan if ring.bad[i] else None)
         return out
 
     def window(self, now_ns: int) -> tuple[int, int]:
@@ -89,8 +97,8 @@ class HistoryRing:
         return first * self.step_ns // 1_000_000, self.step_ns // 1_000_000
 
     def memory_bytes(self) -> int:
-        """What the buckets hold: 8 + 4 + 8 bytes per slot and tag (arrays, without overhead)."""
-        return len(self._series) * self.slots * 20
+        """What the buckets hold: 8 + 4 + 1 + 8 bytes per slot and tag (without overhead)."""
+        return len(self._series) * self.slots * 21
 
 
 @dataclass(frozen=True, slots=True)

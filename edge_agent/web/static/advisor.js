@@ -51,7 +51,7 @@ function setpoints() {
         el("td", { class: "num " + (change > 0 ? "up" : change < 0 ? "down" : ""), text: change === null ? "—" : (change > 0 ? "▲ +" : change < 0 ? "▼ " : "= ") + value(change) }),
         el("td", { class: "num small", text: `${value(sp.min)} … ${value(sp.max)}, step ≤ ${value(sp.max_step)}` }),
         el("td", {}, badge(cond(rec))),
-        el("td", { class: "reason", text: rec.reason || "" }),
+        el("td", { class: "reason", text: short(rec.reason, 200), title: rec.reason || "" }),
       ),
     );
   }
@@ -76,18 +76,23 @@ function inputs() {
   $("advisor-inputs").replaceChildren(...rows);
 }
 
+function short(text, n = 120) {
+  if (!text) return "";
+  return text.length > n ? text.slice(0, n - 1) + "…" : text;
+}
+
 function changes() {
   const rows = [el("tr", {}, ...["Time", "Tag", "Value", "Quality", "Reason"].map((h) => el("th", { text: h })))];
-  for (const c of doc.changes.slice(0, 40)) {
+  for (const c of doc.changes.slice(0, 14)) {
     rows.push(
       el(
         "tr",
         {},
         el("td", { class: "num", text: clock(c.ts_ms) }),
         el("td", { class: "tag", text: c.tag.replace("kpi.advisor.", "") }),
-        el("td", { class: "num", text: value(c.value) }),
+        el("td", { class: typeof c.value === "string" ? "text" : "num", text: short(value(c.value)) }),
         el("td", {}, badge(c.quality)),
-        el("td", { class: "reason", text: c.reason || "" }),
+        el("td", { class: "reason", text: short(c.reason), title: c.reason || "" }),
       ),
     );
   }

@@ -9,18 +9,44 @@ export function svgEl(name, attrs = {}) {
   return node;
 }
 
-// Path through [x, y] points in pixel space; null y breaks the line (a gap, never a fake value).
+// Buckets without any sample that a line may cross: a tag polled or computed less often than
+// the bucket step leaves such holes between its points. A Bad bucket always breaks the line.
+export const MAX_EMPTY = 6;
+
+// Path through [x, y] points in pixel space (y: number, "bad" or null); never a fake value:
+// a Bad bucket or a longer run of empty ones starts a new segment, and a lone point is a dot.
 function pathOf(points) {
   let d = "";
   let pen = false;
+  let empty = 0;
+  let segment = 0;
+  let last = null;
+  const close = () => {
+    if (segment === 1) d += "h0.01"; // a round cap makes a lone point visible
+  };
   for (const [x, y] of points) {
-    if (y === null || !Number.isFinite(y)) {
-      pen = false;
+    if (y === null) {
+      empty += 1;
+      if (empty > MAX_EMPTY && pen) {
+        close();
+        pen = false;
+      }
       continue;
     }
+    if (typeof y !== "number" || !Number.isFinite(y)) {
+      if (pen) close();
+      pen = false;
+      empty = 0;
+      continue;
+    }
+    if (!pen) segment = 0;
     d += (pen ? "L" : "M") + x.toFixed(1) + " " + y.toFixed(1);
     pen = true;
+    segment += 1;
+    empty = 0;
+    last = [x, y];
   }
+  if (pen && last) close();
   return d;
 }
 
@@ -28,7 +54,7 @@ export function sparkline(svg, points, width = 120, height = 22) {
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
   svg.setAttribute("width", width);
   svg.setAttribute("height", height);
-  const ys = points.map((p) => p[1]).filter((v) => v !== null);
+  const ys = points.map((p) => p[1]).filter((v) => typeof v === "number");
   svg.replaceChildren();
   if (ys.length === 0) return;
   let lo = Math.min(...ys);
@@ -40,10 +66,10 @@ export function sparkline(svg, points, width = 120, height = 22) {
   const n = points.length;
   const xy = points.map((p, i) => [
     (i / Math.max(1, n - 1)) * (width - 2) + 1,
-    p[1] === null ? null : height - 2 - ((p[1] - lo) / (hi - lo)) * (height - 4),
+    typeof p[1] === "number" ? height - 2 - ((p[1] - lo) / (hi - lo)) * (height - 4) : p[1],
   ]);
   svg.append(svgEl("path", { d: pathOf(xy), class: "spark" }));
-  const last = xy.filter((p) => p[1] !== null).pop();
+  const last = xy.filter((p) => typeof p[1] === "number").pop();
   if (last) svg.append(svgEl("circle", { cx: last[0], cy: last[1], r: 1.8, class: "spark-dot" }));
 }
 
@@ -123,7 +149,7 @@ export class Chart {
   }
 
   line(points, cls) {
-    const xy = points.map(([x, y]) => [this.x(x), y === null ? null : this.y(y)]);
+    const xy = points.map(([x, y]) => [this.x(x), typeof y === "number" ? this.y(y) : y]);
     const path = svgEl("path", { d: pathOf(xy), class: cls });
     this.svg.append(path);
     return path;
@@ -153,7 +179,7 @@ export class Chart {
 
 // y range over several point lists, padded, including `extra` values (reference lines).
 export function range(lists, extra = [], pad = 0.08) {
-  const ys = lists.flat().map((p) => p[1]).filter((v) => v !== null && Number.isFinite(v));
+  const ys = lists.flat().map((p) => p[1]).filter((v) => typeof v === "number" && Number.isFinite(v));
   ys.push(...extra.filter((v) => v !== null && v !== undefined && Number.isFinite(v)));
   if (ys.length === 0) return [0, 1];
   let lo = Math.min(...ys);
@@ -173,7 +199,12 @@ export function timeLabel(ms) {
   return new Date(ms).toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit", hour12: false });
 }
 
-export function timeTicks(lo, hi, step = 10 * 60 * 1000) {
+export function timeTicks(lo, hi) {
+  const span = hi - lo;
+  const minute = 60000;
+  const steps = [minute, 2 * minute, 5 * minute, 10 * minute, 15 * minute, 30 * minute, 60 * minute,
+    2 * 60 * minute, 3 * 60 * minute, 6 * 60 * minute, 12 * 60 * minute, 24 * 60 * minute];
+  const step = steps.find((s) => span / s <= 7) || steps[steps.length - 1];
   const ticks = [];
   for (let t = Math.ceil(lo / step) * step; t <= hi; t += step) ticks.push(t);
   return ticks;

@@ -101,14 +101,14 @@ function trend(svgId, legendId, lines, opts = {}) {
   const chart = new Chart($(svgId), {
     x: [now - span, now],
     y,
-    xTicks: timeTicks(now - span, now, span > 7200000 ? 3600000 * Math.ceil(span / 21600000) : 600000),
+    xTicks: timeTicks(now - span, now),
     xLabel: timeLabel,
     yUnit: opts.unit,
     yLabel: (v) => value(v),
   });
   if (opts.bands) opts.bands(chart);
   for (const [l, points] of data) chart.line(points, "series " + l.cls);
-  if (!data.some((d) => d[1].some((p) => p[1] !== null))) chart.message("no history yet");
+  if (!data.some((d) => d[1].some((p) => typeof p[1] === "number"))) chart.message("no history yet");
   $(legendId).replaceChildren(
     ...lines.map((l) => el("span", { class: "key key-" + l.cls, text: `${l.label} ${value(num(l.tag))}` })),
     ...(opts.legend || []),
@@ -150,6 +150,7 @@ function rangeControl() {
   const select = $("kpi-range");
   $("kpi-range-bar").hidden = state.meta.trends === "ring";
   if (state.meta.trends === "ring") return;
+  select.options[0].textContent = `last ${Math.round(state.meta.history.seconds / 60)} min`;
   if (!select.dataset.bound) {
     select.dataset.bound = "1";
     select.addEventListener("change", () => {

@@ -134,6 +134,7 @@ function write(tag) {
   }
   const text = value(s[0]);
   if (row.cells.value.textContent !== text) row.cells.value.textContent = text;
+  row.cells.value.classList.toggle("text", typeof s[0] === "string");
   row.cells.reason.textContent = s[2] || (cond === "stale" ? "no new sample" : "");
   row.cells.age.textContent = age(s[4]);
   return s;

@@ -44,17 +44,22 @@ export class Series {
     this.step = stepMs;
     this.slots = values.length;
     this.last = Math.floor(startMs / stepMs) + values.length - 1;
-    this.sum = values.map((v) => (v === null || typeof v !== "number" ? 0 : v));
-    this.cnt = values.map((v) => (v === null || typeof v !== "number" ? 0 : 1));
+    this.sum = values.map((v) => (typeof v === "number" ? v : 0));
+    this.cnt = values.map((v) => (typeof v === "number" ? 1 : 0));
+    this.bad = values.map((v) => typeof v === "string"); // "nan": only Bad samples in the bucket
   }
 
   add(s) {
     const [value, q, , ts] = s;
-    if (q === "b" || typeof value !== "number" || !Number.isFinite(value)) return;
+    if (typeof value === "string" || typeof value === "boolean") return;
     const epoch = Math.floor(ts / this.step);
     this.advance(epoch);
     const i = this.slots - 1 - (this.last - epoch);
     if (i < 0) return;
+    if (q === "b" || typeof value !== "number" || !Number.isFinite(value)) {
+      this.bad[i] = true;
+      return;
+    }
     this.sum[i] += value;
     this.cnt[i] += 1;
   }
@@ -64,18 +69,23 @@ export class Series {
     const shift = Math.min(epoch - this.last, this.slots);
     this.sum.splice(0, shift);
     this.cnt.splice(0, shift);
+    this.bad.splice(0, shift);
     for (let k = 0; k < shift; k++) {
       this.sum.push(0);
       this.cnt.push(0);
+      this.bad.push(false);
     }
     this.last = epoch;
   }
 
-  // [[t_ms, value|null], ...] oldest first, up to now.
+  // [[t_ms, value | "bad" | null], ...] oldest first, up to now (null: no sample at all).
   points() {
     this.advance(Math.floor(serverNow() / this.step));
     const first = this.last - this.slots + 1;
-    return this.sum.map((s, i) => [(first + i) * this.step, this.cnt[i] ? s / this.cnt[i] : null]);
+    return this.sum.map((s, i) => [
+      (first + i) * this.step,
+      this.cnt[i] ? s / this.cnt[i] : this.bad[i] ? "bad" : null,
+    ]);
   }
 }
 

@@ -1,14 +1,18 @@
-"""Secrets and key material checked at load time: every reference resolves, every file reads.
+"""What a configuration refers to outside itself, checked at load time: every secret resolves,
+every key file reads, the state directory can be written.
 
 `resolve_references` walks a validated configuration once, resolves each `SecretRef` (the value
-is kept inside the reference, see `edge_agent.contracts.secrets`) and tries to read each
-certificate, private key and CA file; what fails comes back as a `RuleViolation` naming the key
-and the reference, never a value. `check-config` and `run` report them like any other
-configuration error (exit 2), and a SIGHUP reload that fails them changes nothing.
+is kept inside the reference, see `edge_agent.contracts.secrets`), tries to read each
+certificate, private key and CA file and to write in `agent.state_dir`; what fails comes back as
+a `RuleViolation` naming the key and the reference, never a value. `check-config` and `run`
+report them like any other configuration error (exit 2), and a SIGHUP reload that fails them
+changes nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +42,9 @@ def resolve_references(config: BaseModel) -> list[RuleViolation]:
             problem = _unreadable(value)
             if problem:
                 found.append(RuleViolation(loc, problem, None))
+    state_dir = getattr(getattr(config, "agent", None), "state_dir", None)
+    if isinstance(state_dir, Path) and (problem := _unwritable_dir(state_dir)):
+        found.append(RuleViolation(("agent", "state_dir"), problem, None))
     return found
 
 
@@ -66,4 +73,27 @@ def _unreadable(path: Path) -> str | None:
             f.read(1)
     except OSError as exc:
         return f"cannot read {path}: {exc.strerror}"
+    return None
+
+
+def _unwritable_dir(path: Path) -> str | None:
+    """Why the agent could not create `path` and write in it (None: it can). What this check
+    creates it removes again: `check-config` leaves nothing behind."""
+    missing: list[Path] = []
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    try:
+        for directory in reversed(missing):
+            directory.mkdir()
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        where = exc.filename or path
+        return f"cannot create or write the state directory {path}: {exc.strerror} ({where})"
+    finally:
+        for directory in missing:
+            with contextlib.suppress(OSError):
+                directory.rmdir()
     return None
