@@ -9,6 +9,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -26,6 +27,7 @@ from edge_agent.contracts.samples import Quality
 from edge_agent.pipeline import SampleBus
 from edge_agent.tagstore import TagStore
 from tests.services import Mosquitto
+from tests.test_mqtt_tls_auth import make_password_file, make_pki
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.services
@@ -37,6 +39,7 @@ ISO = "2026-12-01T10:00:01.000Z"
 def source(port: int, client_id: str | None = None, **extra: Any) -> MqttSource:
     return MqttSource.model_validate({
         "name": "scales", "protocol": "mqtt", "endpoint": f"mqtt://127.0.0.1:{port}",
+        "timeout_s": 5.0,
         "poll_interval_s": 0.05, "client_id": client_id or f"src-{uuid.uuid4().hex[:6]}",
         "tag": [
             {"id": "kiln.feed_rate", "topic": "smelter/demo/kiln/feed_rate"},
@@ -292,3 +295,36 @@ async def test_probe_reports_retained_values_and_silent_topics(mosquitto: Mosqui
         assert len(rows) == 4
     finally:
         pub.close()
+
+
+async def test_mqtts_with_client_certificate_and_a_password_from_a_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    make_pki(pki)
+    extra = [
+        "user root", f"cafile {pki / 'ca.pem'}", f"certfile {pki / 'server.pem'}",
+        f"keyfile {pki / 'server.key'}", "require_certificate true", "allow_anonymous false",
+        f"password_file {make_password_file(pki, 'plant', 's3cret')}",
+    ]  # fmt: skip
+    monkeypatch.setenv("TEST_SOURCE_PASSWORD", "s3cret")
+    tls = {"ca_file": str(pki / "ca.pem"), "certificate": str(pki / "client.pem"),
+           "private_key": str(pki / "client.key")}  # fmt: skip
+    with Mosquitto(tmp_path / "broker", extra_config=extra) as broker:
+        login = {"username": "plant", "password": {"env": "TEST_SOURCE_PASSWORD"}, "tls": tls,
+                 "endpoint": f"mqtts://127.0.0.1:{broker.port}"}  # fmt: skip
+        async with reading(
+            source(broker.port, **login)
+        ) as store:  # connected and subscribed: TLS and login accepted
+            assert state(store, "scales.other") == (None, Quality.BAD, AWAITING_DATA)
+        monkeypatch.setenv("TEST_SOURCE_PASSWORD", "wrong")
+        bad = source(broker.port, **login, timeout_s=1.0)
+        store = TagStore()
+        task = asyncio.create_task(SourcePoller(bad, SampleBus(store)).run())
+        try:
+            await eventually(lambda: state(store, "scales.other") is not None, 10, "refused")
+            assert state(store, "scales.other") == (None, Quality.BAD, "connection_lost")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)

@@ -15,6 +15,8 @@ from edge_agent.alarms.model import AlarmDefinition, Kind
 from edge_agent.contracts.samples import Quality, Sample, Value
 
 NS = 1_000_000_000
+_UPWARD = frozenset((Kind.HIGH, Kind.HIGH_HIGH))
+_DOWNWARD = frozenset((Kind.LOW, Kind.LOW_LOW))
 
 
 def number(sample: Sample | None) -> float | None:
@@ -57,6 +59,11 @@ def raw_condition(
 ) -> tuple[bool | None, Value | None]:
     """The raw condition from a new sample of the alarm's own tag, and the value to report."""
     kind = defn.kind
+    if kind in _UPWARD or kind in _DOWNWARD:  # the common case first
+        value = number(sample)
+        if value is None or defn.limit is None:
+            return None, sample.value
+        return beyond(value, defn.limit, defn.deadband, active, kind in _UPWARD), value
     if kind is Kind.BAD_QUALITY:
         return sample.quality is Quality.BAD, sample.reason or sample.quality.value
     if kind is Kind.STALE:
@@ -78,8 +85,7 @@ def raw_condition(
         if ref is None:
             return None, value
         return beyond(abs(value - ref), defn.limit, defn.deadband, active, upward=True), value
-    upward = kind in (Kind.HIGH, Kind.HIGH_HIGH)
-    return beyond(value, defn.limit, defn.deadband, active, upward), value
+    return None, value  # EXTERNAL: judged by the server that raised it
 
 
 def stale_due(defn: AlarmDefinition, now_ns: int, memory: ConditionMemory) -> bool:

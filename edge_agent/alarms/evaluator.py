@@ -28,6 +28,7 @@ from edge_agent.alarms.model import (
 from edge_agent.contracts.samples import Sample
 
 NS = 1_000_000_000
+_OWN, _REFERENCE, _SUPPRESSION = 1, 2, 4
 
 
 class LatestValues(Protocol):
@@ -52,12 +53,17 @@ class AlarmSet:
     ) -> None:
         self._latest = latest
         self._alarms: dict[str, _Alarm] = {}
-        self._by_tag: dict[str, list[_Alarm]] = {}
+        # tag -> (alarm, role) with the role decided once: the alarm's own tag (the hot path),
+        # its deviation reference, or one of its suppression tags.
+        self._by_tag: dict[str, list[tuple[_Alarm, int]]] = {}
         for defn in definitions:
             alarm = _Alarm(AlarmStatus(defn), ConditionMemory(started_ns))
             self._alarms[defn.id] = alarm
             for tag in sorted(defn.watched_tags()):
-                self._by_tag.setdefault(tag, []).append(alarm)
+                role = _OWN if tag == defn.tag else _REFERENCE if tag == defn.reference else 0
+                if any(w.tag == tag for w in defn.suppress_when):
+                    role |= _SUPPRESSION
+                self._by_tag.setdefault(tag, []).append((alarm, role))
         self._stale = [a for a in self._alarms.values() if a.defn.kind is Kind.STALE]
         self._scheduled: set[str] = set()  # ids with a pending delay or a shelf
 
@@ -92,25 +98,28 @@ class AlarmSet:
         for sample in samples:
             alarms = by_tag.get(sample.tag)
             if alarms is not None:
-                for alarm in alarms:
-                    events += self._on_sample(alarm, sample)
+                for alarm, role in alarms:
+                    found = self._on_sample(alarm, role, sample)
+                    if found:
+                        events += found
         return events
 
-    def _on_sample(self, alarm: _Alarm, sample: Sample) -> list[AlarmEvent]:
-        defn, status = alarm.defn, alarm.status
+    def _on_sample(self, alarm: _Alarm, role: int, sample: Sample) -> list[AlarmEvent]:
+        defn, status = alarm.status.defn, alarm.status
         events: list[AlarmEvent] = []
-        if defn.suppress_when and any(s.tag == sample.tag for s in defn.suppress_when):
+        if role & _SUPPRESSION:
             events += status.set_suppressed(self._suppressed(defn), sample.ts_ns)
-        if sample.tag == defn.tag:
+        if role & _OWN:
             reference = self._latest.get(defn.reference) if defn.reference else None
             raw, value = raw_condition(defn, sample, reference, status.active, alarm.memory)
             events += status.observe(raw, sample.ts_ns, value)
-        elif sample.tag == defn.reference:
+        elif role & _REFERENCE:
             own = self._latest.get(defn.tag)
             if own is not None:
                 raw, value = raw_condition(defn, own, sample, status.active, alarm.memory)
                 events += status.observe(raw, max(own.ts_ns, sample.ts_ns), value)
-        self._schedule(status)
+        if status.pending_since_ns is not None or defn.id in self._scheduled:
+            self._schedule(status)  # only what has or had a delay running, not every sample
         return events
 
     def _suppressed(self, defn: AlarmDefinition) -> bool:
