@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Integration tests mostly wait on sockets, so one worker per core keeps the suite short.
 PYTEST_ARGS ?= -n auto
 
-.PHONY: demo demo-fleet fleet-configs test lint bench proto clean
+.PHONY: demo demo-fleet fleet-configs demo-configs test lint bench proto clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
@@ -28,6 +28,10 @@ demo-fleet: $(STAMP)
 # config/unit-kiln.toml and config/plant-level.toml are written from config/demo.toml.
 fleet-configs: $(STAMP)
 	$(BIN)/python -m edge_agent.commands.demo_fleet
+
+# config/demo-gateway.toml is config/demo.toml with the kiln behind an RTU-over-TCP gateway.
+demo-configs: $(STAMP)
+	$(BIN)/python -m simulators.agent_config
 
 test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -34,6 +34,7 @@ from edge_agent.config import AgentConfig
 from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.outbox import Batch
 from edge_agent.pipeline import SampleBus
+from edge_agent.runtime import build_catalogue
 from edge_agent.sinks import build_services, open_outbox
 from edge_agent.sinks.mqtt_json import JsonEncoder
 from edge_agent.tagstore import TagStore
@@ -173,7 +174,7 @@ async def run_outbox_case(
     cfg = config(tmp / root, broker, vm, root, layout)
     recorder = Recorder(broker, f"{root}/#", tmp / f"{root}.txt")
     outbox = await open_outbox(cfg)
-    services = build_services(cfg, outbox)
+    services = build_services(cfg, outbox, build_catalogue(cfg))
     tasks = [asyncio.create_task(s.run()) for s in services]
     bus = SampleBus(TagStore(), outbox)
     await asyncio.sleep(1.0)  # connected

@@ -18,10 +18,11 @@ from pathlib import Path
 
 from drivers.sparkplug.topics import Topics
 from edge_agent.config import MqttSection
+from edge_agent.contracts.catalogue import TagInfo
 from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.outbox import Batch
 from edge_agent.sinks.mqtt_json import JsonEncoder
-from edge_agent.sparkplug.catalogue import Catalogue, TagHint
+from edge_agent.sparkplug.catalogue import Catalogue
 from edge_agent.sparkplug.node import EdgeNode
 
 UNITS = ("fsf", "offgas", "kiln", "kpi")
@@ -53,7 +54,7 @@ def main() -> None:
     tags = [f"{UNITS[i % 4]}.tag_{i:04d}" for i in range(args.tags)]
     t0 = time.time_ns()
 
-    node = EdgeNode(Topics("bench", "edge"), Catalogue(TagHint(t) for t in tags))
+    node = EdgeNode(Topics("bench", "edge"), Catalogue(TagInfo(t) for t in tags))
     node.new_session(0)
     node.births({})
     json_encoder = JsonEncoder(MqttSection(report_by_exception=True), "bench", {})

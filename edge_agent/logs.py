@@ -153,3 +153,9 @@ def configure_logging(
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if levelno == logging.DEBUG else logging.WARNING)
     logging.getLogger("drivers").setLevel(levelno)
+    # pymodbus warns of every refused connect ("Failed to connect", "Repeating....") and of late
+    # answers; the Modbus driver reports the same failures once, with what to do, so pymodbus's
+    # own lines are noise below error level (still there with --log-level debug).
+    logging.getLogger("pymodbus").setLevel(
+        logging.DEBUG if levelno == logging.DEBUG else logging.ERROR
+    )

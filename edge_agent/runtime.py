@@ -20,6 +20,8 @@ from edge_agent import acquisition, control, health, kpi, sinks, sparkplug, web
 from edge_agent.alarms import commands as alarm_commands
 from edge_agent.alarms import engine as alarms
 from edge_agent.config import AgentConfig
+from edge_agent.contracts.catalogue import TagCatalogue
+from edge_agent.kpi.catalogue import kpi_tags
 from edge_agent.outbox import Outbox
 from edge_agent.pipeline import SampleBus, SampleWriter
 from edge_agent.reload import ReloadRequests, next_config
@@ -61,10 +63,11 @@ def build_services(agent: Agent) -> list[Service]:
     agent.alarms = alarms.build(agent.cfg, agent.store, agent.bus, agent.board)  # taps the bus
     services += agent.alarms.services() if agent.alarms else []
     services += alarm_commands.build_services(agent.cfg, agent.alarms)
+    catalogue = build_catalogue(agent.cfg)  # one for every sink: units and types of every tag
     if agent.outbox is not None:
-        services += sinks.build_services(agent.cfg, agent.outbox, agent.board)
+        services += sinks.build_services(agent.cfg, agent.outbox, catalogue, agent.board)
     services += sparkplug.build_services(
-        agent.cfg, agent.outbox, agent.store, agent.control, agent.board
+        agent.cfg, agent.outbox, agent.store, catalogue, agent.control, agent.board
     )
     services += agent.control.services()
     view = web.attach(agent.cfg, agent.board, agent.bus)  # the browser view, on the bus
@@ -72,6 +75,12 @@ def build_services(agent: Agent) -> list[Service]:
         agent.cfg, agent.board, view.install if view else None, web.tls_context(agent.cfg.web)
     )
     return services
+
+
+def build_catalogue(cfg: AgentConfig) -> TagCatalogue:
+    """Every tag the agent publishes, with unit and type: the source tags as configured and the
+    KPIs the engine will compute, known before any value arrives."""
+    return TagCatalogue([*(tag.info() for tag in cfg.tags().values()), *kpi_tags(cfg)])
 
 
 async def open_writer(cfg: AgentConfig) -> SampleWriter | None:

@@ -15,6 +15,32 @@ from simulators.opcua_server import synthetic_tag_id
 from simulators.tags import NAMESPACE_URI
 
 DEMO_TOML = Path(__file__).resolve().parent.parent / "config" / "demo.toml"
+GATEWAY_TOML = DEMO_TOML.with_name("demo-gateway.toml")
+_DEMO_HEAD = """\
+# The demo plant of shared/process-model.md section 2, served by `edge-agent-sim`.
+# Addresses are the simulators' (docs/simulators.md documents the OPC UA tree and Modbus map).
+"""
+_GATEWAY_HEAD = """\
+# Generated from config/demo.toml by `make demo-configs` (python -m simulators.agent_config):
+# edit demo.toml, not this file. The demo plant with the kiln behind a serial-to-Ethernet
+# gateway, its Modbus as RTU frames over TCP (`edge-agent demo --config config/demo-gateway.toml`;
+# the simulators serve RTU over TCP on port 5021). Serial set-up: docs/acquisition.md.
+"""
+_KILN = """\
+[[source]]
+name = "kiln"
+protocol = "modbus"
+endpoint = "tcp://127.0.0.1:5020"
+"""
+_KILN_OVER_GATEWAY = """\
+[[source]]
+name = "kiln"
+protocol = "modbus"
+transport = "rtu_over_tcp"      # RTU framing with CRC on the gateway's TCP socket
+endpoint = "tcp://127.0.0.1:5021"
+timeout_s = 0.5                 # longer than the gateway's own serial timeout
+unreachable_after = 3           # then asked every 10 s, tags Bad "device_unreachable"
+"""
 
 
 def demo_config(
@@ -37,6 +63,14 @@ def demo_config(
         elif source["protocol"] == "modbus":
             source["endpoint"] = modbus_endpoint
     return doc
+
+
+def gateway_demo_text(demo_text: str) -> str:
+    """config/demo-gateway.toml from config/demo.toml's text (comments kept): the kiln's source
+    on an RTU-over-TCP gateway, everything else the same."""
+    if not demo_text.startswith(_DEMO_HEAD) or demo_text.count(_KILN) != 1:
+        raise ValueError("config/demo.toml changed its header or kiln source: update agent_config")
+    return _GATEWAY_HEAD + demo_text[len(_DEMO_HEAD) :].replace(_KILN, _KILN_OVER_GATEWAY)
 
 
 def synthetic_config(
@@ -66,3 +100,8 @@ def synthetic_config(
                  "type": "float32", "byte_order": "ABCD"} for i in range(n)],
     })  # fmt: skip
     return doc
+
+
+if __name__ == "__main__":
+    GATEWAY_TOML.write_text(gateway_demo_text(DEMO_TOML.read_text()))
+    print(f"wrote {GATEWAY_TOML}")

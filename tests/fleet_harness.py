@@ -1,7 +1,8 @@
 """Two-agent set-ups for the fleet tests: the kiln's unit agent as a real `edge-agent run`
 process (so that it can be SIGKILLed), the plant-level agent in-process (so that its TagStore
-can be read), both on config/unit-kiln.toml and config/plant-level.toml pointed at the test's
-simulator and broker(s)."""
+can be read), pointed at the test's simulator and broker(s). Both configurations are written
+from today's config/demo.toml as `make fleet-configs` writes config/unit-kiln.toml and
+config/plant-level.toml, so that a change to the demo never leaves these tests behind."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_agent.commands.demo_fleet import fleet_configs
 from edge_agent.config import AgentConfig
 from edge_agent.contracts.samples import Sample
 from edge_agent.runtime import Agent, run_agent
@@ -26,8 +28,14 @@ from tests.plant import PlantSim
 from tests.services import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-UNIT_TOML = ROOT / "config" / "unit-kiln.toml"
-PLANT_TOML = ROOT / "config" / "plant-level.toml"
+DEMO_TOML = ROOT / "config" / "demo.toml"
+
+
+def fleet_texts() -> tuple[str, str]:
+    """(unit-kiln.toml, plant-level.toml) as `make fleet-configs` writes them today."""
+    return fleet_configs(DEMO_TOML.read_text(encoding="utf-8"))
+
+
 KILN_TAGS = [
     "kiln.feed_rate", "kiln.residue_rate", "kiln.feed_total", "kiln.residue_total", "kiln.temp",
     "kiln.afterburner_temp", "kiln.fuel_flow", "kiln.co_ppm", "kiln.o2_pct",
@@ -88,9 +96,11 @@ class UnitAgent:
         sets = [a for k, v in self.settings.items() for a in ("--set", f"{k}={v}")]
         cli = Path(sys.executable).parent / "edge-agent"
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        config = self.state_dir.parent / "unit-kiln.toml"
+        config.write_text(fleet_texts()[0], encoding="utf-8")
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [cli, "run", "--config", UNIT_TOML, *sets], stdout=log, stderr=subprocess.STDOUT
+                [cli, "run", "--config", config, *sets], stdout=log, stderr=subprocess.STDOUT
             )
 
     def kill(self) -> None:
@@ -112,7 +122,10 @@ class UnitAgent:
 
 def plant_document(sim: PlantSim, broker_port: int, state_dir: Path) -> dict[str, Any]:
     """config/plant-level.toml on this simulator and broker; no sinks, KPIs every second."""
-    doc = demo_config(sim.opcua_endpoint, sim.modbus_endpoint, PLANT_TOML)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir.parent / "plant-level.toml"
+    path.write_text(fleet_texts()[1], encoding="utf-8")
+    doc = demo_config(sim.opcua_endpoint, sim.modbus_endpoint, path)
     for source in doc["source"]:
         if source["protocol"] in ("sparkplug", "mqtt"):
             source["endpoint"] = f"mqtt://127.0.0.1:{broker_port}"

@@ -15,8 +15,9 @@ from edge_agent.config.loader import load_config
 from edge_agent.contracts.samples import Quality, Sample, Value, now_ns
 from edge_agent.outbox import Outbox
 from edge_agent.pipeline import SampleBus
+from edge_agent.runtime import build_catalogue
 from edge_agent.sparkplug.bdseq import BdSeqStore
-from edge_agent.sparkplug.service import DcmdHandler, SparkplugEdgeNode, catalogue_for
+from edge_agent.sparkplug.service import DcmdHandler, SparkplugEdgeNode, node_catalogue
 from edge_agent.tagstore import TagStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,7 +74,7 @@ async def running_edge(
         cfg.mqtt,
         edge_node_id=NODE,
         bdseq=BdSeqStore(cfg.agent.state_dir / "sparkplug" / "bdseq"),
-        catalogue=catalogue_for(cfg),
+        catalogue=node_catalogue(cfg, build_catalogue(cfg)),
         cursor=outbox.cursor("mqtt"),
         current=store.snapshot,
         dcmd=dcmd,

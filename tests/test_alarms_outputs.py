@@ -11,10 +11,11 @@ from edge_agent.alarms.records import from_sample, split, to_sample
 from edge_agent.config import AgentConfig, MqttSection
 from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.outbox import Batch, decode, encode
+from edge_agent.runtime import build_catalogue
 from edge_agent.sinks.influx import LineEncoder
 from edge_agent.sinks.mqtt_json import JsonEncoder
 from edge_agent.sparkplug.alarms import metric_samples
-from edge_agent.sparkplug.service import catalogue_for
+from edge_agent.sparkplug.service import node_catalogue
 
 T0 = 1_795_000_000_000_000_000
 
@@ -117,7 +118,7 @@ def test_sparkplug_alarm_metrics_are_declared_and_fed() -> None:
             ],
         }
     )
-    catalogue = catalogue_for(cfg)
+    catalogue = node_catalogue(cfg, build_catalogue(cfg))
     state = catalogue.get("fsf._alarms.fsf.matte_temp.high.state")
     assert state is not None
     assert (state.device, state.name, state.datatype) == (

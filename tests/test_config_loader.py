@@ -360,3 +360,13 @@ def test_sources_sharing_a_serial_bus_must_agree_on_its_settings() -> None:
         AgentConfig.model_validate(
             {"source": [rtu("a", address_base=1, tag=[{"id": "a.x", "address": 0}])]}
         )
+
+
+def test_the_same_registers_on_two_serial_ports_are_two_devices() -> None:
+    def rtu(name: str, port: str) -> dict[str, object]:
+        return {"name": name, "protocol": "modbus", "transport": "rtu", "serial_port": port,
+                "tag": [{"id": f"{name}.x", "address": 0}]}  # fmt: skip
+
+    AgentConfig.model_validate({"source": [rtu("a", "/dev/ttyS1"), rtu("b", "/dev/ttyS2")]})
+    with pytest.raises(ValidationError, match=r"overlaps tag 'a\.x'"):
+        AgentConfig.model_validate({"source": [rtu("a", "/dev/ttyS1"), rtu("b", "/dev/ttyS1")]})

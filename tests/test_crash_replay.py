@@ -39,12 +39,14 @@ DRAIN = textwrap.dedent(
     """
     import asyncio, json, sys
     from edge_agent.config import AgentConfig
+    from edge_agent.runtime import build_catalogue
     from edge_agent.sinks import build_services, open_outbox
 
     async def main() -> None:
         cfg = AgentConfig.model_validate(json.loads(sys.argv[1]))
         outbox = await open_outbox(cfg)
-        await asyncio.gather(*(s.run() for s in build_services(cfg, outbox)))
+        services = build_services(cfg, outbox, build_catalogue(cfg))
+        await asyncio.gather(*(s.run() for s in services))
 
     asyncio.run(main())
     """

@@ -13,8 +13,9 @@ import pytest
 
 from edge_agent.config import AgentConfig
 from edge_agent.contracts.samples import Quality, Sample, now_ns
-from edge_agent.health import StatusBoard
+from edge_agent.runtime import build_catalogue
 from edge_agent.sinks import build_services, open_outbox
+from edge_agent.status_board import StatusBoard
 from tests.mqtt_subscriber import Subscriber
 from tests.services import InfluxDB1, Mosquitto
 from tests.waiting import eventually
@@ -44,7 +45,8 @@ async def test_broker_and_database_outage_loses_nothing(
         sub = await asyncio.to_thread(Subscriber, broker.host, broker.port, "plant/demo/fsf/#")
         outbox = await open_outbox(cfg)
         board = StatusBoard()
-        tasks = [asyncio.create_task(s.run()) for s in build_services(cfg, outbox, board)]
+        services = build_services(cfg, outbox, build_catalogue(cfg), board)
+        tasks = [asyncio.create_task(s.run()) for s in services]
         sinks = {st.name: st for st in board.statuses() if st.kind == "sink"}
         produced: list[Sample] = []
 

@@ -10,7 +10,7 @@ import pytest
 
 from edge_agent.commands.probe import probe_source
 from edge_agent.config import AgentConfig
-from simulators.agent_config import demo_config
+from simulators.agent_config import demo_config, gateway_demo_text
 from tests.plant import StartPlant
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +24,9 @@ def load(path: Path) -> dict[str, Any]:
 
 
 def test_it_is_the_demo_but_for_the_kilns_link() -> None:
+    assert GATEWAY.read_text() == gateway_demo_text((ROOT / "config" / "demo.toml").read_text()), (
+        "config/demo.toml changed: run `make demo-configs`"
+    )
     demo, gateway = load(ROOT / "config" / "demo.toml"), load(GATEWAY)
     assert {k: v for k, v in gateway.items() if k != "source"} == {
         k: v for k, v in demo.items() if k != "source"

@@ -12,7 +12,8 @@ from edge_agent.config import AgentConfig
 from edge_agent.config.loader import ConfigError, load_config
 from edge_agent.contracts.samples import Quality, Sample, now_ns
 from edge_agent.kpi import build_services
-from edge_agent.kpi.engine import KpiEngine, kpi_units
+from edge_agent.kpi.catalogue import kpi_tags
+from edge_agent.kpi.engine import KpiEngine
 from edge_agent.kpi.units import UnitError
 from edge_agent.pipeline import SampleBus
 from edge_agent.tagstore import TagStore
@@ -72,7 +73,14 @@ def test_demo_config_produces_the_reference_balance_and_all_kpi_tags(tmp_path: P
     assert out["kpi.advisor.escrap_feed_sp"].quality is Quality.UNCERTAIN
     assert out["kpi.advisor.escrap_feed_sp"].value == 0.0
     assert all(s.tag.startswith("kpi.") for s in out.values())
-    assert set(out) == set(kpi_units(cfg))  # every published tag is documented with its unit
+    # Every published tag is in the catalogue the sinks are given, with the type of its values.
+    declared = {info.tag: info.type for info in kpi_tags(cfg)}
+    assert set(out) == set(declared)
+    python_types = {"number": (float, int), "integer": (int,), "string": (str,), "boolean": (bool,)}
+    for tag, sample in out.items():
+        if sample.value is not None:
+            assert isinstance(sample.value, python_types[declared[tag]]), (tag, sample.value)
+            assert isinstance(sample.value, bool) == (declared[tag] == "boolean"), tag
     for window in ("hour", "shift", "day", "month", "fiscal_year"):
         assert f"kpi.recycled_ratio.{window}" in out
         assert f"kpi.recycled_ratio.cu.{window}" in out

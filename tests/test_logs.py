@@ -63,3 +63,15 @@ def test_exceptions_are_structured_in_json() -> None:
     record = json.loads(out.getvalue())
     assert record["exception"][0]["exc_type"] == "ConnectionError"
     assert record["exception"][0]["exc_value"] == "gateway unreachable"
+
+
+def test_pymodbus_repeats_what_the_driver_reports_so_only_its_errors_show() -> None:
+    out = io.StringIO()
+    configure_logging("info", "json", out)
+    logging.getLogger("pymodbus.logging").warning("Failed to connect [Errno 111]")
+    logging.getLogger("pymodbus.logging").error("a real pymodbus error")
+    events = [json.loads(line)["event"] for line in out.getvalue().splitlines()]
+    assert events == ["a real pymodbus error"]
+    configure_logging("debug", "json", out)  # still there for whoever debugs
+    logging.getLogger("pymodbus.logging").warning("Repeating....")
+    assert "Repeating...." in out.getvalue()

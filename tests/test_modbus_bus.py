@@ -1,7 +1,9 @@
-"""The bus's own checks (drivers/modbus_bus.py): serial port problems named plainly, pacing."""
+"""The bus's own checks (drivers/modbus_bus.py): serial port problems named plainly, pacing,
+an adapter pulled and plugged back."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -11,7 +13,14 @@ import pytest
 
 from drivers.base import DriverConnectionError
 from drivers.modbus_bus import LinkSettings, ModbusBus, ModbusBuses
+from edge_agent.acquisition import SourcePoller
+from edge_agent.config import ModbusSource
+from edge_agent.pipeline import SampleBus
+from edge_agent.tagstore import TagStore
+from tests.fake_plant import stop_tasks
+from tests.plant import StartPlant
 from tests.services import SocatPtyPair
+from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,3 +70,31 @@ def test_permission_denied_says_to_add_the_dialout_group(socat_pty: SocatPtyPair
     ).stdout  # fmt: skip
     assert said.startswith("DriverAccessDenied permission denied on serial port"), said
     assert "add the service user to the dialout group" in said
+
+
+@pytest.mark.slow
+async def test_an_unplugged_adapter_is_bad_then_good_when_plugged_back(
+    plant_sim_factory: StartPlant, socat_pty: SocatPtyPair
+) -> None:
+    """The pty pair dies (a USB adapter pulled) and comes back under the same name."""
+    sim = await plant_sim_factory(serve_opcua=False, modbus_serial_port=socat_pty.far_end)
+    sim.serial_devices = {"rtu": socat_pty.device}
+    kiln = next(s for s in sim.agent_config().source if s.name == "kiln")
+    assert isinstance(kiln, ModbusSource)
+    src = sim.modbus_source(kiln.model_copy(update={"poll_interval_s": 0.2}), "rtu")
+    store = TagStore()
+    task = asyncio.create_task(SourcePoller(src, SampleBus(store)).run())
+
+    def kiln_temp(good: bool, reason: str | None = None) -> bool:
+        s = store.get("kiln.temp")
+        return s is not None and s.good is good and (reason is None or s.reason == reason)
+
+    try:
+        await eventually(lambda: kiln_temp(True), 10, "kiln Good over the serial line")
+        socat_pty.stop(kill=True)
+        await eventually(lambda: kiln_temp(False, "connection_lost"), 10, "kiln Bad when unplugged")
+        socat_pty.start()
+        await sim.restart("modbus")  # the simulator's end of the new pair
+        await eventually(lambda: kiln_temp(True), 15, "kiln Good when plugged back")
+    finally:
+        await stop_tasks(task)

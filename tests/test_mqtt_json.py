@@ -14,6 +14,7 @@ import pytest
 from edge_agent.config import AgentConfig, MqttSection
 from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.outbox import Batch, Outbox
+from edge_agent.runtime import build_catalogue
 from edge_agent.sinks.mqtt_json import BATCH_SCHEMA, JsonEncoder, MqttJsonSink
 from edge_agent.sinks.state import OutboxStatus
 from tests.mqtt_subscriber import Subscriber
@@ -21,6 +22,11 @@ from tests.services import Mosquitto
 from tests.waiting import eventually
 
 T0 = 1_795_000_000_000_000_000
+
+
+def json_sink(cfg: AgentConfig, outbox: Outbox) -> MqttJsonSink:
+    """The sink as the runtime builds it: with the catalogue of the configuration's tags."""
+    return MqttJsonSink(cfg, outbox, build_catalogue(cfg))
 
 
 def encoder(**kw: Any) -> JsonEncoder:
@@ -138,7 +144,7 @@ async def test_a_subscriber_receives_every_sample_in_order(
     mosquitto: Mosquitto, outbox: Outbox, protocol: str
 ) -> None:
     sub = await asyncio.to_thread(Subscriber, mosquitto.host, mosquitto.port, "plant/demo/#")
-    sink = MqttJsonSink(agent_config(mosquitto, protocol=protocol), outbox)
+    sink = json_sink(agent_config(mosquitto, protocol=protocol), outbox)
     task = asyncio.create_task(sink.run())
     try:
         cycles = run_samples(40, 25)
@@ -167,7 +173,7 @@ async def test_a_subscriber_receives_every_sample_in_order(
 @pytest.mark.services
 async def test_batch_layout_delivers_every_sample(mosquitto: Mosquitto, outbox: Outbox) -> None:
     sub = await asyncio.to_thread(Subscriber, mosquitto.host, mosquitto.port, "plant/demo/_batch/#")
-    sink = MqttJsonSink(agent_config(mosquitto, layout="batch"), outbox)
+    sink = json_sink(agent_config(mosquitto, layout="batch"), outbox)
     task = asyncio.create_task(sink.run())
     try:
         for samples in run_samples(30, 200):
@@ -197,7 +203,7 @@ async def test_outbox_cap_drops_oldest_stays_healthy_and_delivers_the_newest(
         assert status.healthy
         assert status.counters["dropped_samples_total"] == box.state.dropped_samples_cap
         kept = 300 * 100 - box.state.dropped_samples_cap
-        sink = MqttJsonSink(agent_config(mosquitto, layout="batch"), box)
+        sink = json_sink(agent_config(mosquitto, layout="batch"), box)
         task = asyncio.create_task(sink.run())
         try:
             got = await asyncio.to_thread(sub.wait_for, 1, 20)
@@ -220,7 +226,7 @@ async def test_outbox_cap_drops_oldest_stays_healthy_and_delivers_the_newest(
 async def test_retained_last_value_reaches_a_late_subscriber(
     mosquitto: Mosquitto, outbox: Outbox
 ) -> None:
-    sink = MqttJsonSink(agent_config(mosquitto, retain=True), outbox)
+    sink = json_sink(agent_config(mosquitto, retain=True), outbox)
     task = asyncio.create_task(sink.run())
     try:
         for samples in run_samples(3, 2):

@@ -18,8 +18,9 @@ from drivers.sparkplug.host import (
 )
 from drivers.sparkplug.payload import REBIRTH, DataType, MetricOut
 from drivers.sparkplug.topics import Topics
+from edge_agent.contracts.catalogue import TagInfo
 from edge_agent.contracts.samples import Quality, Sample
-from edge_agent.sparkplug.catalogue import Catalogue, TagHint
+from edge_agent.sparkplug.catalogue import Catalogue
 from edge_agent.sparkplug.node import EdgeNode, Message
 
 T0 = 1_700_000_000_000_000_000
@@ -41,7 +42,7 @@ class Clock:
 
 
 def edge_node() -> tuple[EdgeNode, Clock]:
-    hints = [TagHint("kiln.feed_tph", "t/h"), TagHint("kiln.running", "", DataType.BOOLEAN)]
+    hints = [TagInfo("kiln.feed_tph", "t/h"), TagInfo("kiln.running", "", "boolean")]
     clock = Clock()
     return EdgeNode(TOPICS, Catalogue(hints), clock_ns=clock), clock
 

@@ -9,9 +9,10 @@ from drivers.sparkplug import payload as codec
 from drivers.sparkplug import sparkplug_b_pb2 as pb
 from drivers.sparkplug.payload import DataType, MetricOut
 from drivers.sparkplug.topics import Topics
+from edge_agent.contracts.catalogue import TagInfo
 from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.sparkplug.bdseq import BdSeqStore
-from edge_agent.sparkplug.catalogue import Catalogue, TagHint
+from edge_agent.sparkplug.catalogue import Catalogue
 from edge_agent.sparkplug.node import (
     DeviceWrite,
     EdgeNode,
@@ -41,9 +42,9 @@ def sample(tag: str, value: object, t_s: float, quality: Quality = Quality.GOOD)
 
 def make_node(deadband: float = 0.0) -> tuple[EdgeNode, Clock]:
     hints = [
-        TagHint("fsf.matte_temp", "°C"),
-        TagHint("fsf.o2_flow", "Nm³/h", writable=True),
-        TagHint("kiln.running", "", DataType.BOOLEAN),
+        TagInfo("fsf.matte_temp", "°C"),
+        TagInfo("fsf.o2_flow", "Nm³/h", writable=True),
+        TagInfo("kiln.running", "", "boolean"),
     ]
     clock = Clock()
     return EdgeNode(TOPICS, Catalogue(hints), deadband=lambda _t: deadband, clock_ns=clock), clock
@@ -272,3 +273,26 @@ def test_signed_values_round_trip() -> None:
         -5,
         2**63 + 1,
     ]
+
+
+def test_the_first_births_declare_the_kpis_with_units_and_data_needs_no_rebirth() -> None:
+    """The runtime's catalogue knows every KPI before the engine computes one: its metrics are
+    born with their units, and the first KPI values (float, text, count) fit their birth."""
+    from edge_agent.config.loader import load_config
+    from edge_agent.runtime import build_catalogue
+
+    cfg = load_config(Path(__file__).resolve().parent.parent / "config" / "demo.toml", [])
+    clock = Clock()
+    node = EdgeNode(TOPICS, Catalogue(build_catalogue(cfg)), clock_ns=clock)
+    births = decoded(start(node, clock))
+    kpi = {m.name: m for t, p in births if t == "DBIRTH/edge-01/kpi" for m in p.metrics}
+    assert codec.property_map(kpi["heat_margin_mw"])["engUnit"] == "MW"
+    assert kpi["advisor/validity"].datatype == DataType.STRING
+    assert kpi["recycled_ratio/hour_gaps"].datatype == DataType.INT64
+    first_values = [
+        sample("kpi.heat_margin_mw", 4.2, 11),
+        sample("kpi.advisor.validity", "hold", 11),
+        sample("kpi.recycled_ratio.hour_gaps", 0, 11),
+    ]
+    topics = [t for t, _ in decoded(node.data(first_values))]
+    assert topics == ["DDATA/edge-01/kpi"]

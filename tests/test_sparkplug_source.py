@@ -21,9 +21,10 @@ from drivers.sparkplug.topics import Topics
 from edge_agent.acquisition import SourcePoller
 from edge_agent.commands.probe import probe
 from edge_agent.config import AgentConfig, SparkplugSource
+from edge_agent.contracts.catalogue import TagInfo
 from edge_agent.contracts.samples import Quality, Sample, now_ns
 from edge_agent.pipeline import SampleBus
-from edge_agent.sparkplug.catalogue import Catalogue, TagHint
+from edge_agent.sparkplug.catalogue import Catalogue
 from edge_agent.sparkplug.node import EdgeNode, Message
 from edge_agent.tagstore import TagStore
 from tests.services import Mosquitto
@@ -39,7 +40,7 @@ class ScriptedNode:
     """An edge node under the test's control: births on demand, data, a chosen seq gap."""
 
     def __init__(self, port: int) -> None:
-        self.node = EdgeNode(Topics(GROUP, NODE), Catalogue([TagHint("kiln.feed_rate", "t/h")]))
+        self.node = EdgeNode(Topics(GROUP, NODE), Catalogue([TagInfo("kiln.feed_rate", "t/h")]))
         self.commands: list[str] = []
         self.rebirth = threading.Event()
         will = self.node.new_session(7)

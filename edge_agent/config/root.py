@@ -40,7 +40,7 @@ class AgentConfig(Section):
         sources = [
             SourceView(("source", i), src.name, isinstance(src, ModbusSource), [
                 TagView(("source", i, "tag", j), t.id, t) for j, t in enumerate(src.tag)
-            ], src.endpoint)
+            ], src.endpoint or getattr(src, "serial_port", None))  # a serial bus: its port
             for i, src in enumerate(self.source)
         ]  # fmt: skip
         alarms = list(enumerate(self.alarm))

@@ -61,7 +61,8 @@ class SourceView:
     name: Any
     modbus: bool
     tags: list[TagView]
-    endpoint: Any = None  # Modbus: tags of sources on one endpoint share its devices' registers
+    # Modbus: tags of sources on one endpoint (or serial port) share its devices' registers.
+    endpoint: Any = None
 
 
 def raw_rule_violations(data: Any) -> list[RuleViolation]:
@@ -82,7 +83,11 @@ def raw_rule_violations(data: Any) -> list[RuleViolation]:
         ]
         sources.append(
             SourceView(
-                ("source", i), src.get("name"), model is ModbusTag, tags, src.get("endpoint")
+                ("source", i),
+                src.get("name"),
+                model is ModbusTag,
+                tags,
+                src.get("endpoint") or src.get("serial_port"),  # a serial bus: its port
             )
         )
     kpi_sections: dict[str, KpiSectionBase] = {}

@@ -13,6 +13,7 @@ from pydantic import Field, field_validator, model_validator
 
 from edge_agent.config import addresses
 from edge_agent.config.plausibility import NoValueMarkers, PlausibilityLimits
+from edge_agent.contracts.catalogue import TagInfo, ValueType
 from edge_agent.contracts.modbus import ModbusPoint, ModbusSettings
 from edge_agent.contracts.mqtt import (
     JsonPoint,
@@ -38,6 +39,18 @@ class TagBase(PlausibilityLimits, TagPoint):
     # "A writable tag needs bounds" is a cross-field rule on AgentConfig, so that its error names
     # the missing key even when other fields of the file are wrong too.
 
+    def value_type(self) -> ValueType:
+        """What the configuration says the tag carries; "number" unless a protocol type says."""
+        return "number"
+
+    def info(self) -> TagInfo:
+        """The tag's entry in the catalogue every sink is given."""
+        low = self.valid_min if self.valid_min is not None else self.min
+        high = self.valid_max if self.valid_max is not None else self.max
+        return TagInfo(
+            self.id, self.unit, self.value_type(), self.description, low, high, self.writable
+        )
+
 
 class QualityFrom(Section):
     tag: str
@@ -51,6 +64,11 @@ class OpcUaTag(TagBase, OpcUaPoint):
 
 class ModbusTag(TagBase, NoValueMarkers, ModbusPoint):
     """A Modbus tag of the agent."""
+
+    def value_type(self) -> ValueType:
+        if self.type in ("bool", "bit"):
+            return "boolean"
+        return "string" if self.type == "string" else "number"
 
 
 class SourceBase(SourceSettings):

@@ -1,14 +1,16 @@
 """Sinks know their wire formats and nothing of smelting: they drain the outbox and confirm.
 
 `open_outbox(cfg)` opens the outbox with one cursor per configured sink; `build_services(cfg,
-outbox)` returns the supervised services: the outbox's maintenance tick and one service per sink
-(`mqtt` for either MQTT format, `influx`). Each sink's `SinkState` and the outbox's status are
-added to the health board when one is given.
+outbox, catalogue)` returns the supervised services: the outbox's maintenance tick and one service
+per sink (`mqtt` for either MQTT format, `influx`). The catalogue (units, types of every tag) is
+the runtime's, built once. Each sink's `SinkState` and the outbox's status are added to the
+health board when one is given.
 """
 
 from __future__ import annotations
 
 from edge_agent.config import AgentConfig
+from edge_agent.contracts.catalogue import TagCatalogue
 from edge_agent.contracts.status import StatusRegistry
 from edge_agent.outbox import Outbox
 from edge_agent.sinks.influx import InfluxSink
@@ -41,12 +43,15 @@ async def open_outbox(cfg: AgentConfig) -> Outbox:
 
 
 def build_services(
-    cfg: AgentConfig, outbox: Outbox, board: StatusRegistry | None = None
+    cfg: AgentConfig,
+    outbox: Outbox,
+    catalogue: TagCatalogue,
+    board: StatusRegistry | None = None,
 ) -> list[Service]:
     services = [Service("outbox", outbox.run_maintenance, STOP_SINKS)]
     states: list[SinkState] = []
     if cfg.mqtt is not None and cfg.mqtt.format == "json":
-        mqtt = MqttJsonSink(cfg, outbox)
+        mqtt = MqttJsonSink(cfg, outbox, catalogue)
         services.append(Service(f"sink:{mqtt.name}", mqtt.run, STOP_SINKS))
         states.append(mqtt.state)
     # format = "sparkplug_b": the Sparkplug edge node (edge_agent/sparkplug) reads the same

@@ -45,8 +45,8 @@ from drivers.conditions import Condition
 from drivers.mqtt_client import MqttClient, MqttError, Will
 from edge_agent.alarms import records
 from edge_agent.config import AgentConfig, MqttSection
+from edge_agent.contracts.catalogue import TagCatalogue
 from edge_agent.contracts.samples import Quality, Sample, iso_utc
-from edge_agent.kpi.engine import kpi_units
 from edge_agent.logs import emitter
 from edge_agent.outbox import Batch, Outbox
 from edge_agent.sinks.state import SinkState
@@ -208,16 +208,14 @@ class MqttJsonSink:
 
     name = "mqtt"
 
-    def __init__(self, cfg: AgentConfig, outbox: Outbox) -> None:
+    def __init__(self, cfg: AgentConfig, outbox: Outbox, catalogue: TagCatalogue) -> None:
         if cfg.mqtt is None:
             raise ValueError("MqttJsonSink needs an [mqtt] section")
         self.cfg = cfg
         self.settings = cfg.mqtt
         self.cursor = outbox.cursor(self.name)
         self.state = SinkState(self.name, cursor=self.cursor)
-        units = {tag_id: tag.unit for tag_id, tag in cfg.tags().items() if tag.unit}
-        units.update({tag: unit for tag, unit in kpi_units(cfg).items() if unit})
-        self.encoder = JsonEncoder(self.settings, cfg.agent.site, units)
+        self.encoder = JsonEncoder(self.settings, cfg.agent.site, catalogue.units())
         self.status_topic = self.encoder.status_topic(cfg.agent.instance_id)
         self.connection: MqttClient | None = None
         self.refused = Condition("mqtt_publish_refused", emitter(log), level="error")

@@ -12,17 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from drivers.sparkplug.payload import DataType
 from edge_agent.alarms import records
 from edge_agent.config.alarms import AlarmConfig
+from edge_agent.contracts.catalogue import TagInfo, ValueType
 from edge_agent.contracts.samples import Quality, Sample, Value
-from edge_agent.sparkplug.catalogue import TagHint
 
-FIELDS: dict[str, DataType] = {
-    "state": DataType.STRING,
-    "active": DataType.BOOLEAN,
-    "acknowledged": DataType.BOOLEAN,
-    "priority": DataType.INT64,
+FIELDS: dict[str, ValueType] = {
+    "state": "string",
+    "active": "boolean",
+    "acknowledged": "boolean",
+    "priority": "integer",
 }
 
 
@@ -30,12 +29,13 @@ def metric_tag(unit: str, alarm_id: str, field: str) -> str:
     return f"{unit}._alarms.{alarm_id}.{field}"
 
 
-def hints(alarms: Iterable[AlarmConfig]) -> list[TagHint]:
+def metric_tags(alarms: Iterable[AlarmConfig]) -> list[TagInfo]:
+    """The four metrics of every enabled alarm, for the node's catalogue."""
     return [
-        TagHint(metric_tag(a.tag.partition(".")[0], a.id, field), "", datatype)
+        TagInfo(metric_tag(a.tag.partition(".")[0], a.id, field), "", value_type)
         for a in alarms
         if a.enabled
-        for field, datatype in FIELDS.items()
+        for field, value_type in FIELDS.items()
     ]
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from drivers.sparkplug.payload import DataType, accepts, datatype_for
+from edge_agent.contracts.catalogue import TagInfo, ValueType
 from edge_agent.contracts.samples import Value
 
 # Node-level metrics (bdSeq and Rebirth are in drivers/sparkplug/payload.py, shared with the
@@ -24,14 +25,13 @@ LAST_COMMAND_ALIAS = 2
 _FIRST_TAG_ALIAS = 16
 
 
-@dataclass(frozen=True, slots=True)
-class TagHint:
-    """What the configuration says about a tag before any value has been seen."""
-
-    tag: str
-    unit: str = ""
-    datatype: DataType | None = None
-    writable: bool = False
+# How the agent's value types are declared in a birth (before any value is seen).
+DATATYPES: dict[ValueType, DataType] = {
+    "number": DataType.DOUBLE,
+    "integer": DataType.INT64,
+    "boolean": DataType.BOOLEAN,
+    "string": DataType.STRING,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +54,15 @@ def split_tag(tag: str) -> tuple[str, str]:
 class Catalogue:
     """Tag <-> metric definitions for the whole edge node."""
 
-    def __init__(self, hints: Iterable[TagHint] = ()) -> None:
+    def __init__(self, tags: Iterable[TagInfo] = ()) -> None:
+        """Declares every tag of the agent's catalogue (source tags and KPIs, with their units)
+        up front, so that the first births name them all and data triggers no rebirth."""
         self._defs: dict[str, MetricDef] = {}
         self._by_alias: dict[int, MetricDef] = {}
         self._by_name: dict[tuple[str, str], MetricDef] = {}
         self._next_alias = _FIRST_TAG_ALIAS
-        for hint in sorted(hints, key=lambda h: h.tag):
-            self._add(hint.tag, hint.datatype or DataType.DOUBLE, hint.unit, hint.writable)
+        for info in sorted(tags, key=lambda i: i.tag):
+            self._add(info.tag, DATATYPES[info.type], info.unit, info.writable)
 
     def _add(self, tag: str, datatype: DataType, unit: str, writable: bool) -> MetricDef:
         device, name = split_tag(tag)

@@ -32,17 +32,17 @@ from typing import Protocol
 import structlog
 
 from drivers.mqtt_client import MqttClient, Received, Will
-from drivers.sparkplug.payload import DataType
 from drivers.sparkplug.topics import Topics, state_topic
 from edge_agent.alarms import records
 from edge_agent.config import AgentConfig, MqttSection
+from edge_agent.contracts.catalogue import TagCatalogue
 from edge_agent.contracts.samples import Sample, now_ns
 from edge_agent.contracts.status import StatusRegistry
 from edge_agent.outbox import Batch, Cursor, Outbox
 from edge_agent.sinks.state import SinkState
 from edge_agent.sparkplug import alarms as alarm_metrics
 from edge_agent.sparkplug.bdseq import BdSeqStore
-from edge_agent.sparkplug.catalogue import Catalogue, TagHint
+from edge_agent.sparkplug.catalogue import Catalogue
 from edge_agent.sparkplug.node import (
     DeviceWrite,
     EdgeNode,
@@ -413,18 +413,10 @@ def _now_ms() -> int:
 # ----------------------------------------------------------------------------------- wiring
 
 
-def catalogue_for(cfg: AgentConfig) -> Catalogue:
-    """Every configured tag, typed where the configuration says (Modbus bool/string)."""
-    hints = []
-    for tag in cfg.tags().values():
-        datatype = None
-        kind = getattr(tag, "type", None)
-        if kind == "bool":
-            datatype = DataType.BOOLEAN
-        elif kind == "string":
-            datatype = DataType.STRING
-        hints.append(TagHint(tag.id, tag.unit, datatype, tag.writable))
-    return Catalogue([*hints, *alarm_metrics.hints(cfg.alarm)])
+def node_catalogue(cfg: AgentConfig, tags: TagCatalogue) -> Catalogue:
+    """The node's metrics: every tag of the runtime's catalogue, and the configured alarms'
+    state metrics (declared in the births, so a host knows every alarm before its first event)."""
+    return Catalogue([*tags, *alarm_metrics.metric_tags(cfg.alarm)])
 
 
 class ControlEntry(Protocol):
@@ -439,6 +431,7 @@ def build_services(
     cfg: AgentConfig,
     outbox: Outbox | None,
     store: TagStore,
+    catalogue: TagCatalogue,
     control: ControlEntry | None = None,
     board: StatusRegistry | None = None,
 ) -> list[Service]:
@@ -459,7 +452,7 @@ def build_services(
     async def run() -> None:
         password = mqtt.password.resolve() if mqtt.password is not None else None
         edge = SparkplugEdgeNode(
-            mqtt, edge_node_id=node_id, bdseq=bdseq, catalogue=catalogue_for(cfg),
+            mqtt, edge_node_id=node_id, bdseq=bdseq, catalogue=node_catalogue(cfg, catalogue),
             cursor=cursor, current=store.snapshot, dcmd=dcmd, password=password, state=state,
         )  # fmt: skip
         await edge.run()

@@ -22,7 +22,8 @@ from edge_agent.config import AgentConfig, SecretRef, SetpointLimits
 from edge_agent.contracts.samples import Quality, Sample, iso_utc
 from edge_agent.control.audit import AUDIT_FILE
 from edge_agent.health import health_document
-from edge_agent.kpi.engine import advisor_tag, heat_balance_tags, kpi_units, setpoint_tags
+from edge_agent.kpi.catalogue import kpi_tags
+from edge_agent.kpi.engine import advisor_tag, heat_balance_tags, setpoint_tags
 from edge_agent.kpi.windows import WINDOWS
 from edge_agent.status_board import StatusBoard
 from edge_agent.web.history import ChangeLog, HistoryRing
@@ -58,8 +59,8 @@ def catalogue(cfg: AgentConfig) -> list[dict[str, Any]]:
                 "tag": t.id, "unit": t.unit, "description": t.description,
                 "source": source.name, "max_age_s": t.max_age_s,
             })  # fmt: skip
-    for tag, unit in sorted(kpi_units(cfg).items()):
-        out.append({"tag": tag, "unit": unit, "description": "", "source": "kpi"})
+    for info in sorted(kpi_tags(cfg), key=lambda i: i.tag):
+        out.append({"tag": info.tag, "unit": info.unit, "description": "", "source": "kpi"})
     return out
 
 
