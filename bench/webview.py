@@ -119,7 +119,7 @@ def _browser(profile: str) -> Any:
 
 
 async def measure(n: int, seconds: float) -> Result:
-    cfg = AgentConfig.model_validate({"health": {"listen": "127.0.0.1:0"}})
+    cfg = AgentConfig.model_validate({"health": {"listen": "127.0.0.1:9108"}})  # not bound
     store = TagStore()
     board = StatusBoard(store)
     bus = SampleBus(store)

@@ -347,14 +347,6 @@ class OpcUaDriver:
         )
         self._groups = groups
 
-    @property
-    def limits(self) -> dict[str, int]:
-        """The operation limits of the first session (for probe and metrics)."""
-        if not self._sessions:
-            return {}
-        s = self._sessions[0]
-        return {"max_nodes_per_read": s.max_read, "max_monitored_items_per_call": s.max_monitored}
-
     def value_ranges(self) -> dict[str, Range]:
         """The EURange the server publishes per tag (read on connect): instrument spans."""
         return {tag: r for session in self._sessions for tag, r in session.eu_ranges.items()}

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal, TextIO, cast
 
 import structlog
@@ -159,3 +159,11 @@ def configure_logging(
     logging.getLogger("pymodbus").setLevel(
         logging.DEBUG if levelno == logging.DEBUG else logging.ERROR
     )
+
+
+def mask_secrets(values: Iterable[str]) -> None:
+    """Teach the configured pipelines' mask more secret values (a command that resolved a
+    configuration after logging was set up: probe, balance)."""
+    for processor in structlog.get_config()["processors"]:
+        if isinstance(processor, SecretMask):
+            processor.learn(values)

@@ -1,4 +1,4 @@
-"""The demo plant's instruments as the simulators serve them (shared/process-model.md §2).
+"""The demo plant's instruments as the simulators serve them (docs/process-model.md §2).
 
 One table drives everything: the OPC UA address space, the Modbus register map, the ranges the
 24-hour test checks and docs/simulators.md. `normal` is the range the simulated plant stays in

@@ -155,3 +155,28 @@ def test_a_unit_the_kpis_cannot_convert_fails_at_start(tmp_path: Path) -> None:
     broken = AgentConfig.model_validate(doc)
     with pytest.raises(UnitError, match=r"stream\.1\.total_tag: tag fsf\.escrap_feed_total"):
         KpiEngine(broken, TagStore(), SampleBus(TagStore()))
+
+
+def test_current_setpoint_falls_back_to_the_measured_tag_then_to_the_balance(
+    tmp_path: Path,
+) -> None:
+    """A setpoint that does not read Good is taken from its `measured_tag`; without a Good
+    measured value, from what the heat balance measured for that input."""
+    from types import SimpleNamespace
+
+    from edge_agent.kpi.engine import current_setpoints
+
+    cfg = demo_config(tmp_path)
+    stream = cfg.kpi.advisor.feed[0].stream if cfg.kpi.advisor else ""
+    op = SimpleNamespace(fuel_kgph=111.0, o2_nm3h=222.0, recycled_tph={stream: 3.0})
+    now = now_ns()
+    snap = {
+        "fsf.o2_flow_sp": Sample("fsf.o2_flow_sp", 20000.0, Quality.GOOD, now),
+        "fsf.fuel_flow_sp": Sample.bad("fsf.fuel_flow_sp", "connection_lost", now),
+        "fsf.fuel_flow": Sample("fsf.fuel_flow", 150.0, Quality.GOOD, now),
+        "fsf.escrap_feed_rate": Sample.bad("fsf.escrap_feed_rate", "connection_lost", now),
+    }
+    current = current_setpoints(cfg, snap, op)  # type: ignore[arg-type]
+    assert current["oxygen"] == 20000.0  # the setpoint itself
+    assert current["fuel"] == 150.0  # its measured_tag
+    assert current[stream] == 3.0  # neither reads Good: the balance's value

@@ -9,7 +9,7 @@ import logging
 import pytest
 import structlog
 
-from edge_agent.logs import LogFormat, configure_logging
+from edge_agent.logs import LogFormat, configure_logging, mask_secrets
 from edge_agent.redaction import MASK, SecretMask
 
 SECRET = 'hunter2-"quoted"\\back-é'
@@ -57,3 +57,13 @@ def test_tracebacks_show_no_locals_and_messages_are_masked(fmt: LogFormat) -> No
     assert "hunter2" not in text
     assert "'password'" not in text  # no rendering of the frame's locals
     assert text.count(MASK) >= 2
+
+
+def test_a_command_can_teach_the_configured_mask_later() -> None:
+    out = io.StringIO()
+    configure_logging("info", "json", out)
+    mask_secrets(["late-secret-42"])  # probe and balance resolve their config after set-up
+    structlog.get_logger().info("probe_connecting", url="opc.tcp://u:late-secret-42@plc")
+    logging.getLogger("asyncua").warning("password late-secret-42 rejected")
+    assert "late-secret-42" not in out.getvalue()
+    assert out.getvalue().count(MASK) == 2

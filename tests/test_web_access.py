@@ -24,6 +24,7 @@ from edge_agent.status_board import StatusBoard
 from edge_agent.tagstore import TagStore
 from edge_agent.web import WebView, tls_context
 from edge_agent.web.access import CSP
+from tests.services import free_port
 
 GUARDED = ["/", "/static/app.js", "/api/events", "/api/tags", "/api/meta", "/api/config"]
 TOKEN = "s3cr3t-token-0123456789"
@@ -31,6 +32,9 @@ PASSWORD = "correct horse battery"
 
 
 def config(listen: str, tmp_path: Path, **web: Any) -> AgentConfig:
+    """`host:0` picks a free port now (the configuration wants a real one)."""
+    if listen.endswith(":0"):
+        listen = listen[:-1] + str(free_port())
     return AgentConfig.model_validate({
         "agent": {"state_dir": str(tmp_path)}, "health": {"listen": listen}, "web": web,
     })  # fmt: skip

@@ -5,14 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 NAMESPACE = "spBv1.0"
-_RESERVED = set("+/#")
-
-
-def check_id(kind: str, value: str) -> str:
-    """Group, edge node and device ids are UTF-8 strings without MQTT's reserved + / #."""
-    if not value or _RESERVED & set(value):
-        raise ValueError(f"{kind} {value!r} must be non-empty and free of '+', '/' and '#'")
-    return value
 
 
 @dataclass(frozen=True, slots=True)

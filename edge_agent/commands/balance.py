@@ -16,8 +16,10 @@ from edge_agent.commands import probe
 from edge_agent.commands.arguments import add_config_argument, command_parser
 from edge_agent.config import AgentConfig
 from edge_agent.config.loader import ConfigError, add_set_argument, load_config
+from edge_agent.config.resources import secret_values
 from edge_agent.contracts.samples import Sample
 from edge_agent.kpi.whatif import evaluate, render
+from edge_agent.logs import mask_secrets
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -56,6 +58,7 @@ def add_parser(subparsers: Subparsers) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
+    mask_secrets(secret_values(cfg))  # its drivers log at debug what they send
     overrides = _parse_tags(args.tags, cfg)
     result = evaluate(cfg, overrides, live_snapshot(cfg) if args.live else None)
     fallback = fallback_inputs(result) if args.live else []

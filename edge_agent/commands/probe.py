@@ -26,7 +26,9 @@ from edge_agent.acquisition import DriverFactory, QualityGate, make_driver, shar
 from edge_agent.commands.arguments import add_config_argument, command_parser
 from edge_agent.config import AgentConfig, ModbusSource, OpcUaSource, Source
 from edge_agent.config.loader import add_set_argument, load_config
+from edge_agent.config.resources import secret_values
 from edge_agent.contracts.samples import Quality, Sample, iso_utc, now_ns
+from edge_agent.logs import mask_secrets
 from edge_agent.pipeline import SampleBus
 from edge_agent.tagstore import TagStore
 
@@ -161,6 +163,7 @@ def add_parser(subparsers: Subparsers) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
+    mask_secrets(secret_values(cfg))  # its drivers log at debug what they send
     t0 = time.perf_counter()
     errors: list[str] = []
     rows = asyncio.run(probe(cfg, errors))

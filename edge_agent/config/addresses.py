@@ -20,12 +20,14 @@ def host(value: str) -> str:
     return value
 
 
-def host_port(value: str, *, empty_host: bool = False) -> str:
-    """`host:port` with a port of 1..65535 (an empty host, with `empty_host`, means all)."""
+def host_port(value: str, *, listen: bool = False) -> str:
+    """`host:port` with a port of 1..65535. To listen (`listen`), an empty host means every
+    address and port 0 a free port the system picks (the tests' way to avoid collisions)."""
     name, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ValueError("must be host:port with a port of 1..65535")
-    if not (empty_host and name == "") and not _HOST.match(name):
+    lowest = 0 if listen else 1
+    if not sep or not port.isdigit() or not lowest <= int(port) <= 65535:
+        raise ValueError(f"must be host:port with a port of {lowest}..65535")
+    if not (listen and name == "") and not _HOST.match(name):
         raise ValueError(f"must be host:port; {name!r} is not a host name or IP address")
     return value
 

@@ -59,7 +59,7 @@ class MqttSection(Section):
     # Unconfirmed QoS 1 messages on the wire at once: enough that the round trip is not the limit.
     max_inflight: int = Field(1000, ge=1, le=65535)
     # JSON: "tag" = one message per sample on {root}/{site}/{unit}/{name...};
-    # "batch" = one message per unit per outbox batch on {root}/{site}/{unit}/_batch.
+    # "batch" = one message per unit per outbox batch on {root}/{site}/_batch/{unit}.
     layout: Literal["tag", "batch"] = "tag"
     retain: bool = False
     report_by_exception: bool = False

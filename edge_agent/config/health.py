@@ -23,4 +23,4 @@ class HealthSection(Section):
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
-        return addresses.host_port(value, empty_host=True)
+        return addresses.host_port(value, listen=True)

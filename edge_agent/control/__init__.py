@@ -139,8 +139,3 @@ class ControlPath:
                 "writes_failed_total": self._counts["failed"],
             },
         )
-
-
-def build_services(cfg: AgentConfig, store: TagStore, writer: TagWriter) -> list[Service]:
-    """The runtime's one call when it needs no handle on the path (no Sparkplug DCMD)."""
-    return ControlPath(cfg, store, writer).services()

@@ -137,9 +137,6 @@ class Guard:
         self._last_write_ns: dict[str, int] = {}
         self._steps: dict[str, deque[tuple[int, float]]] = {}
 
-    def allowed(self, tag: str) -> ControlAllow | None:
-        return self._allow.get(tag)
-
     def evaluate(self, request: WriteRequest, now_ns: int, *, commit: bool = True) -> Decision:
         """Decide; when accepted and `commit`, remember the write for the ramp and rate limits."""
         decision = self._decide(request, now_ns)

@@ -696,19 +696,27 @@ def balance_values(b: Balance | None) -> dict[str, float | None]:
 def current_setpoints(
     cfg: AgentConfig, snap: dict[str, Sample], op: OperatingPoint
 ) -> dict[str, float]:
-    """Present setpoints: the setpoint tag where it reads Good, else the measured value."""
+    """Present setpoints: the setpoint tag where it reads Good, else the setpoint's own
+    `measured_tag` (the process value, in the setpoint's unit) where it reads Good, else the value
+    the heat balance measured for that input."""
     adv = cfg.kpi.advisor
     hb = cfg.kpi.heat_balance
     assert adv is not None
     assert hb is not None
     measured = {"fuel": op.fuel_kgph, "oxygen": op.o2_nm3h, **op.recycled_tph}
+    limits = {f.stream: f for f in adv.feed} | {"fuel": adv.fuel, "oxygen": adv.oxygen}
     out: dict[str, float] = {}
     for name, tag in setpoint_tags(cfg).items():
-        sample = snap.get(tag)
-        if sample is not None and sample.good and isinstance(sample.value, (int, float)):
-            out[name] = float(sample.value)
-        elif name in measured:
-            out[name] = measured[name]
+        spec = limits.get(name)
+        pv_tag = spec.measured_tag if spec is not None else None
+        for source in (tag, pv_tag):
+            sample = snap.get(source) if source is not None else None
+            if sample is not None and sample.good and isinstance(sample.value, (int, float)):
+                out[name] = float(sample.value)
+                break
+        else:
+            if name in measured:
+                out[name] = measured[name]
     return out
 
 

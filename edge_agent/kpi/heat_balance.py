@@ -31,9 +31,7 @@ A_CU, A_FE, A_S, A_O, A_SI, A_AL, A_C, A_H, A_N = (
     1.008,
     14.007,
 )
-MW_CUFES2 = A_CU + A_FE + 2 * A_S
 MW_CU2S = 2 * A_CU + A_S
-MW_FES2 = A_FE + 2 * A_S
 MW_FES = A_FE + A_S
 MW_FEO = A_FE + A_O
 MW_FE3O4 = 3 * A_FE + 4 * A_O

@@ -13,7 +13,7 @@ Topics (ISA-95 style; a tag id's dots become topic levels):
   (an acquisition cycle), for tag counts where one message per sample is too many:
   `{"schema": "edge-agent/batch/1", "site": "demo", "unit": "fsf",
   "samples": [{"tag": "fsf.matte_temp", "value": …, "quality": …, "ts": …, "ts_ns": …}, …]}`
-  (each element is the per-tag payload plus `tag`; docs/mqtt.md has the JSON Schema).
+  (each element is the per-tag payload plus `tag`; docs/delivery.md has the JSON Schema).
 - Alarms (docs/alarms.md): `{root}/{site}/_alarms/{alarm id}`, retained, the alarm's current
   state after each event; `{root}/{site}/_alarms/{alarm id}/event`, each event, not retained.
 - Agent status: `{root}/{site}/_agent/{instance_id}/status`, retained, `online` after every

@@ -135,7 +135,11 @@ function write(tag) {
   const text = value(s[0]);
   if (row.cells.value.textContent !== text) row.cells.value.textContent = text;
   row.cells.value.classList.toggle("text", typeof s[0] === "string");
-  row.cells.reason.textContent = s[2] || (cond === "stale" ? "no new sample" : "");
+  const reason = s[2] || (cond === "stale" ? "no new sample" : "");
+  if (row.cells.reason.textContent !== reason) {
+    row.cells.reason.textContent = reason;
+    row.cells.reason.title = reason;
+  }
   row.cells.age.textContent = age(s[4]);
   return s;
 }
