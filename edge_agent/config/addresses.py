@@ -21,12 +21,13 @@ def host(value: str) -> str:
 
 
 def host_port(value: str, *, listen: bool = False) -> str:
-    """`host:port` with a port of 1..65535. To listen (`listen`), an empty host means every
-    address and port 0 a free port the system picks (the tests' way to avoid collisions)."""
+    """`host:port` with a port of 1..65535. To listen (`listen`), the host may be left out: the
+    listener then binds loopback (`health.parse_listen`). Port 0 (any free port) is refused:
+    nobody could find an endpoint whose port changes with every start (tests pick a free port
+    before they write the configuration)."""
     name, sep, port = value.rpartition(":")
-    lowest = 0 if listen else 1
-    if not sep or not port.isdigit() or not lowest <= int(port) <= 65535:
-        raise ValueError(f"must be host:port with a port of {lowest}..65535")
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError("must be host:port with a port of 1..65535")
     if not (listen and name == "") and not _HOST.match(name):
         raise ValueError(f"must be host:port; {name!r} is not a host name or IP address")
     return value
