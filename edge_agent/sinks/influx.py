@@ -40,6 +40,7 @@ import asyncio
 import base64
 import email.utils
 import gzip
+import importlib
 import math
 import time
 import urllib.parse
@@ -210,6 +211,9 @@ class V1Writer:
         await self._session.close()
 
 
+V2_CLIENT_MODULE = "influxdb_client.client.influxdb_client_async"
+
+
 class V2Writer:
     """influxdb-client's async write API: InfluxDB 2.x/3.x, 1.8+, VictoriaMetrics."""
 
@@ -298,6 +302,10 @@ class InfluxSink:
         self.unauthorized = Condition("influx_unauthorized", emitter(log), level="error")
 
     async def run(self) -> None:
+        if self._writer is None and self.settings.api == "v2":
+            # influxdb-client takes about a second to import on a busy edge PC: in a thread, so
+            # the sources' first connects on the loop do not time out meanwhile.
+            await asyncio.to_thread(importlib.import_module, V2_CLIENT_MODULE)
         writer = self._writer or make_writer(self.settings)
         self.state.state = "connecting"
         try:
