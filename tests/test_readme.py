@@ -170,6 +170,10 @@ def test_readme_installer_and_unit_name_one_config_path() -> None:
 
 def test_make_demo_is_the_demo_command() -> None:
     """`make demo` wraps `edge-agent demo` (which tests/test_demo.py runs)."""
-    dry = subprocess.run(["make", "-n", "demo"], cwd=ROOT, capture_output=True, text=True)
+    # Under `make test` this make is a sub-make, which would print its directory around the
+    # recipe (MAKELEVEL): say not to.
+    dry = subprocess.run(
+        ["make", "--no-print-directory", "-n", "demo"], cwd=ROOT, capture_output=True, text=True
+    )
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.splitlines()[-1].endswith("/edge-agent demo")
