@@ -35,6 +35,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bench.acquisition import write_section
 from drivers.sparkplug import sparkplug_b_pb2 as pb
 from edge_agent.acquisition import SourcePoller
 from edge_agent.config import MqttSource, SparkplugSource
@@ -43,6 +44,7 @@ from edge_agent.pipeline import SampleBus
 from edge_agent.tagstore import TagStore
 from tests.services import Mosquitto
 
+MARKERS = ("<!-- bench.fleet:begin -->", "<!-- bench.fleet:end -->")
 SECTION = "## MQTT and Sparkplug B sources (bench/fleet.py)"
 DOC = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
 PER_MESSAGE = 100  # Sparkplug metrics per DDATA
@@ -360,19 +362,7 @@ def main() -> None:
     args = parser.parse_args()
     table = asyncio.run(main_async(args.seconds))
     print(table)
-    write_section(args.out, table)
-
-
-def write_section(path: Path, table: str) -> None:
-    """Replace this benchmark's section of docs/performance.md, keeping the others."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Performance\n"
-    if SECTION in text:
-        head, _, rest = text.partition(SECTION)
-        nxt = rest.find("\n## ")
-        text = head + table + ("\n" + rest[nxt + 1 :] if nxt >= 0 else "\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + table + "\n"
-    path.write_text(text, encoding="utf-8")
+    write_section(table, args.out, MARKERS)
 
 
 if __name__ == "__main__":

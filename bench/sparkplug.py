@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from bench.acquisition import write_section
 from drivers.sparkplug.topics import Topics
 from edge_agent.config import MqttSection
 from edge_agent.contracts.catalogue import TagInfo
@@ -26,6 +27,7 @@ from edge_agent.sparkplug.catalogue import Catalogue
 from edge_agent.sparkplug.node import EdgeNode
 
 UNITS = ("fsf", "offgas", "kiln", "kpi")
+MARKERS = ("<!-- bench.sparkplug:begin -->", "<!-- bench.sparkplug:end -->")
 SECTION = "## Sparkplug B encoding (bench/sparkplug.py)"
 
 
@@ -95,19 +97,7 @@ def main() -> None:
     )
     print(table)
     if args.out is not None:
-        write_section(args.out, table)
-
-
-def write_section(path: Path, table: str) -> None:
-    """Replace this benchmark's section of docs/performance.md, keeping the other lanes'."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Performance\n"
-    if SECTION in text:
-        head, _, rest = text.partition(SECTION)
-        nxt = rest.find("\n## ")
-        text = head + table + ("\n" + rest[nxt + 1 :] if nxt >= 0 else "\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + table + "\n"
-    path.write_text(text, encoding="utf-8")
+        write_section(table, args.out, MARKERS)
 
 
 if __name__ == "__main__":
