@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -146,6 +147,8 @@ async def wait_for_failures(agent: Agent) -> None:
         assert agent.proc is not None
         assert agent.proc.poll() is None, agent.output()[-3000:]
         text = agent.output()
-        return "access_denied" in text and text.count("Not authorized") >= 2 and "401" in text
+        # "401" alone also matches a clock time such as 13:40:15; the sink's refusal names it.
+        refused_401 = re.search(r"\bstatus\W{1,4}401\b", text) is not None
+        return "access_denied" in text and text.count("Not authorized") >= 2 and refused_401
 
     await eventually(all_failed, 60.0, "every service to fail on its secret")
