@@ -23,6 +23,7 @@ from edge_agent.alarms.model import (
     AlarmDefinition,
     AlarmEvent,
     Kind,
+    Priority,
     State,
 )
 from edge_agent.contracts.samples import Sample
@@ -80,6 +81,13 @@ class AlarmSet:
 
     def status(self, alarm_id: str) -> AlarmStatus:
         return self._alarms[alarm_id].status
+
+    def add_external(self, defn: AlarmDefinition) -> AlarmStatus:
+        """An alarm a server raises (Kind.EXTERNAL): known once it reports it, fed no samples."""
+        alarm = self._alarms.get(defn.id)
+        if alarm is None:
+            alarm = self._alarms[defn.id] = _Alarm(AlarmStatus(defn), ConditionMemory(0))
+        return alarm.status
 
     def statuses(self) -> Iterable[AlarmStatus]:
         return (a.status for a in self._alarms.values())
@@ -209,9 +217,26 @@ class AlarmSet:
         skipped: list[str] = []
         for alarm_id, saved in data.items():
             alarm = self._alarms.get(alarm_id)
+            if alarm is None and isinstance(saved, dict) and saved.get("kind") == Kind.EXTERNAL:
+                defn = _external(alarm_id, saved)
+                alarm = self._alarms[alarm_id] = _Alarm(AlarmStatus(defn), ConditionMemory(0))
             if alarm is None:
                 continue
             if not isinstance(saved, dict) or not alarm.status.restore(saved):
                 skipped.append(alarm_id)
             self._schedule(alarm.status)
         return skipped
+
+
+def _external(alarm_id: str, saved: dict[str, Any]) -> AlarmDefinition:
+    """A server's condition as it was saved (its state follows from the snapshot)."""
+    level = saved.get("priority")
+    source = saved.get("source")
+    return AlarmDefinition(
+        id=alarm_id,
+        tag=str(saved.get("tag")),
+        kind=Kind.EXTERNAL,
+        priority=Priority(level) if level in set(Priority) else Priority.MEDIUM,
+        message=str(saved.get("message") or alarm_id),
+        source=source if isinstance(source, str) else None,
+    )
