@@ -132,6 +132,9 @@ class Recorder:
                 continue
             arrival = int(stamp)
             body = json.loads(payload)
+            if "groups" in body:  # edge-agent/batch/2: one ts_ns per group of samples
+                pairs.extend((arrival, g["ts_ns"]) for g in body["groups"] for _ in g["values"])
+                continue
             for s in body.get("samples", [body]):
                 pairs.append((arrival, s["ts_ns"]))
         return pairs
