@@ -38,7 +38,7 @@ from edge_agent.runtime import build_catalogue
 from edge_agent.sinks import build_services, open_outbox
 from edge_agent.sinks.mqtt_json import JsonEncoder
 from edge_agent.tagstore import TagStore
-from tests.services import Mosquitto, VictoriaMetrics
+from tests.support.services import Mosquitto, VictoriaMetrics
 
 UNITS = ("fsf", "offgas", "kiln", "kpi")
 CYCLE_S = 0.1
