@@ -18,7 +18,7 @@ from edge_agent.kpi.state import load_json
 from edge_agent.kpi.units import UnitError
 from edge_agent.pipeline import SampleBus
 from edge_agent.tagstore import TagStore
-from tests.waiting import eventually
+from tests.support.waiting import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "config" / "demo.toml"
