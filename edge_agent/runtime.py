@@ -71,7 +71,7 @@ def build_services(agent: Agent) -> list[Service]:
         agent.cfg, agent.outbox, agent.store, catalogue, agent.control, agent.board, agent.alarms
     )
     services += agent.control.services()
-    view = web.attach(agent.cfg, agent.board, agent.bus)  # the browser view, on the bus
+    view = web.attach(agent.cfg, agent.board, agent.bus, agent.alarms)  # the browser view
     services += health.build_services(
         agent.cfg, agent.board, view.install if view else None, web.tls_context(agent.cfg.web)
     )

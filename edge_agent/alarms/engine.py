@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import json
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -49,6 +50,7 @@ from edge_agent.supervisor import STOP_KPI, Service
 log = structlog.get_logger("edge_agent.alarms")
 
 STATE_VERSION = 1
+HISTORY = 500  # the latest events, for the web view's list (InfluxDB keeps them all)
 Action = Literal["ack", "shelve", "unshelve", "out_of_service", "in_service"]
 
 
@@ -117,6 +119,7 @@ class AlarmEngine:
         self.events_total = 0
         self.tap_failures = 0
         self.progress = 0
+        self.history: deque[AlarmEvent] = deque(maxlen=HISTORY)
         self.commands: Any = None  # the MQTT command service, when one runs (commands.py)
         self._dirty = False
         self._restore()
@@ -180,6 +183,7 @@ class AlarmEngine:
         self._dirty = True
         self.events_total += len(events)
         acq = self.clock()
+        self.history.extend(events)
         for event in events:
             if event.transition is Transition.ACTIVATED:
                 self.performance.activated(event.alarm_id, event.ts_ns)

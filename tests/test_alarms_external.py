@@ -15,15 +15,15 @@ import pytest
 from edge_agent.alarms import Kind, Priority, State
 from edge_agent.config import AgentConfig
 from edge_agent.contracts.samples import iso_utc, now_ns
-from tests.mqtt_subscriber import Subscriber
-from tests.plant import PlantSim
-from tests.services import Mosquitto
-from tests.test_alarms_plant import ROOT, bodies, broker, publish, running, transitions
-from tests.waiting import eventually
+from tests.support.alarm_broker import ROOT, bodies, broker, publish, running, transitions
+from tests.support.mqtt_subscriber import Subscriber
+from tests.support.plant import PlantSim
+from tests.support.services import Mosquitto
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
-__all__ = ["broker"]  # the fixture, shared with test_alarms_plant
+__all__ = ["broker"]  # the fixture
 
 LOW = "fsf.matte_temp.matte_temp_low"  # the server's MatteTempLow on fsf.matte_temp
 LOW_LOW = "fsf.matte_temp.matte_temp_low_low"

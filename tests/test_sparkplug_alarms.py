@@ -17,9 +17,9 @@ from edge_agent.outbox import Outbox
 from edge_agent.pipeline import SampleBus
 from edge_agent.runtime import build_catalogue
 from edge_agent.tagstore import TagStore
-from tests.services import Mosquitto
-from tests.sparkplug_harness import GROUP, NODE, ROOT, make_config
-from tests.sparkplug_host import Host, count
+from tests.support.services import Mosquitto
+from tests.support.sparkplug_harness import GROUP, NODE, ROOT, make_config
+from tests.support.sparkplug_host import Host, count
 
 pytestmark = pytest.mark.services
 

@@ -17,7 +17,7 @@ from drivers.opcua_events import (
     OpcUaConditionDriver,
 )
 from edge_agent.config import OpcUaSource
-from tests.plant import PlantSim
+from tests.support.plant import PlantSim
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
