@@ -42,7 +42,7 @@ from edge_agent.config import MqttSource, SparkplugSource
 from edge_agent.contracts.samples import Sample
 from edge_agent.pipeline import SampleBus
 from edge_agent.tagstore import TagStore
-from tests.services import Mosquitto
+from tests.support.services import Mosquitto
 
 MARKERS = ("<!-- bench.fleet:begin -->", "<!-- bench.fleet:end -->")
 SECTION = "## MQTT and Sparkplug B sources (bench/fleet.py)"
@@ -256,7 +256,7 @@ def run_bare(port: int, mode: str, version: str, rate: int, seconds: float) -> R
 async def unit_to_plant_latency(seconds: float) -> list[float]:
     """The real kiln unit agent → the plant's Sparkplug source: acquisition to TagStore, ms."""
     from simulators.simulation import Simulation, SimulationOptions
-    from tests.fleet_harness import UnitAgent
+    from tests.support.fleet_harness import UnitAgent
 
     with tempfile.TemporaryDirectory() as tmp:
         broker = Mosquitto(Path(tmp) / "broker")

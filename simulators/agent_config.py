@@ -1,7 +1,7 @@
 """Agent configurations (TOML-shaped dicts) that point at a running `Simulation`.
 
 Dicts, not `AgentConfig`s, so that the simulators never import the agent; callers validate
-them with `AgentConfig.model_validate(...)` (tests/plant.py does).
+them with `AgentConfig.model_validate(...)` (tests/support/plant.py does).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Shared fixtures. Service fixtures (Mosquitto, InfluxDB 1.x, VictoriaMetrics) live in
-tests/services.py; simulator fixtures in tests/plant.py."""
+tests/support/services.py; simulator fixtures in tests/support/plant.py."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-pytest_plugins = ["tests.services", "tests.plant", "tests.browser"]
+pytest_plugins = ["tests.support.services", "tests.support.plant", "tests.support.browser"]
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,5 +1,5 @@
 """The acquisition loop against a scripted fake driver (pure logic; the real drivers are tested
-against the simulators in test_opcua_driver.py and test_modbus_driver.py)."""
+against the simulators in test_drivers_opcua.py and test_drivers_modbus.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from edge_agent.contracts.samples import Quality, Sample, Value, now_ns
 from edge_agent.pipeline import SampleBus
 from edge_agent.status_board import StatusBoard
 from edge_agent.tagstore import TagStore
-from tests.waiting import eventually
+from tests.support.waiting import eventually
 
 
 def modbus_source(**kw: object) -> ModbusSource:

@@ -15,9 +15,9 @@ from edge_agent.config import AgentConfig, Source
 from edge_agent.contracts.samples import Quality
 from edge_agent.pipeline import SampleBus
 from edge_agent.tagstore import TagStore
-from tests.plant import PlantSim
-from tests.plant_shared import module_plant_fixtures
-from tests.waiting import eventually
+from tests.support.plant import PlantSim
+from tests.support.plant_shared import module_plant_fixtures
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 DEMO_TOML = Path(__file__).resolve().parent.parent / "config" / "demo.toml"

@@ -19,7 +19,7 @@ from edge_agent.config.alarms import AlarmCommands
 from edge_agent.contracts.samples import iso_utc
 from edge_agent.pipeline import SampleBus
 from edge_agent.tagstore import TagStore
-from tests.test_alarms_engine import T0, Clock, ListWriter, config, temp
+from tests.support.alarms import T0, Clock, ListWriter, config, temp
 
 S = 1_000_000_000
 ACK = "plant/t/_alarms/fsf.matte_temp.high/ack"

@@ -21,10 +21,10 @@ from edge_agent import runtime
 from edge_agent.alarms import State
 from edge_agent.config import AgentConfig
 from edge_agent.contracts.samples import iso_utc, now_ns
-from tests.mqtt_subscriber import Subscriber
-from tests.plant import PlantSim
-from tests.services import Mosquitto
-from tests.waiting import eventually
+from tests.support.mqtt_subscriber import Subscriber
+from tests.support.plant import PlantSim
+from tests.support.services import Mosquitto
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 

@@ -10,7 +10,7 @@ import pytest
 from edge_agent.contracts.samples import iso_utc, now_ns
 from edge_agent.control import ControlPath, Origin, Refusal, WriteRequest
 from edge_agent.control.commands import CommandError, CommandTopics, parse_command
-from tests.fake_plant import RecordingDriver, config, plant_store
+from tests.support.fake_plant import RecordingDriver, config, plant_store
 
 TOPICS = CommandTopics("smelter", "demo")
 FUEL = "smelter/demo/fsf/fuel_flow_sp/set"

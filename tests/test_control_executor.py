@@ -15,7 +15,7 @@ from edge_agent.contracts.samples import now_ns
 from edge_agent.control import ControlPath, Origin, WriteRequest
 from edge_agent.control.audit import AuditLog, AuditRecord
 from edge_agent.tagstore import TagStore
-from tests.fake_plant import (
+from tests.support.fake_plant import (
     DriverConnectionError,
     RecordingDriver,
     WriteRefused,

@@ -8,7 +8,7 @@ from pathlib import Path
 from edge_agent.contracts.samples import Quality, Sample, now_ns
 from edge_agent.control import ControlPath
 from edge_agent.tagstore import TagStore
-from tests.fake_plant import RecordingDriver, config, good, plant_store
+from tests.support.fake_plant import RecordingDriver, config, good, plant_store
 
 REC = "kpi.advisor.fuel_flow_sp"
 

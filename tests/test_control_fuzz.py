@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from edge_agent.config import AgentConfig
 from edge_agent.contracts.samples import iso_utc, now_ns
 from edge_agent.control import ControlPath
-from tests.fake_plant import SETPOINTS, RecordingDriver, config, good, plant_store
+from tests.support.fake_plant import SETPOINTS, RecordingDriver, config, good, plant_store
 
 TAGS = [
     "fsf.fuel_flow_sp",

@@ -11,7 +11,7 @@ from edge_agent.config import AgentConfig
 from edge_agent.contracts.samples import Quality, Sample, now_ns
 from edge_agent.control.guard import Guard, Origin, Refusal, WriteRequest
 from edge_agent.tagstore import TagStore
-from tests.fake_plant import NS, config, good, plant_store
+from tests.support.fake_plant import NS, config, good, plant_store
 
 
 def make_guard(cfg: AgentConfig, store: TagStore, unhealthy: str | None = None) -> Guard:

@@ -22,9 +22,9 @@ from edge_agent.config import AgentConfig
 from edge_agent.contracts.samples import iso_utc, now_ns
 from edge_agent.control import ControlPath
 from tests.conftest import ROOT
-from tests.fake_plant import CONFIG, RecordingDriver, config, plant_store, stop_tasks
-from tests.services import Mosquitto, free_port
-from tests.waiting import eventually
+from tests.support.fake_plant import CONFIG, RecordingDriver, config, plant_store, stop_tasks
+from tests.support.services import Mosquitto, free_port
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.services
 

@@ -30,10 +30,10 @@ from edge_agent.control import ControlPath
 from edge_agent.control.commands import CommandTopics
 from edge_agent.pipeline import SampleBus
 from edge_agent.tagstore import TagStore
-from tests.fake_plant import stop_tasks
-from tests.plant import PlantSim
-from tests.services import Mosquitto
-from tests.waiting import eventually
+from tests.support.fake_plant import stop_tasks
+from tests.support.plant import PlantSim
+from tests.support.services import Mosquitto
+from tests.support.waiting import eventually
 
 FUEL = "fsf.fuel_flow_sp"
 O2 = "fsf.o2_flow_sp"

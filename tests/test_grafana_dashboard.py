@@ -18,7 +18,7 @@ import pytest
 from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.outbox import Batch
 from edge_agent.sinks.influx import LineEncoder
-from tests.services import InfluxDB1, VictoriaMetrics, _http
+from tests.support.services import InfluxDB1, VictoriaMetrics, _http
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = sorted((ROOT / "deploy" / "grafana").glob("*.json"))

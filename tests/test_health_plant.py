@@ -17,8 +17,8 @@ import pytest
 
 from edge_agent.runtime import run_agent
 from simulators.simulation import free_port
-from tests.plant import PlantSim
-from tests.services import Mosquitto
+from tests.support.plant import PlantSim
+from tests.support.services import Mosquitto
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 

@@ -14,8 +14,8 @@ from edge_agent.contracts.samples import Quality
 from edge_agent.kpi.whatif import evaluate
 from edge_agent.pipeline import SampleBus
 from edge_agent.tagstore import TagStore
-from tests.plant import PlantSim
-from tests.waiting import eventually
+from tests.support.plant import PlantSim
+from tests.support.waiting import eventually
 
 
 def config(sim: PlantSim, tmp_path: Path) -> AgentConfig:

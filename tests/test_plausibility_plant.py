@@ -22,12 +22,12 @@ from edge_agent.config import AgentConfig
 from edge_agent.contracts.samples import Quality
 from edge_agent.runtime import Agent, run_agent
 from edge_agent.tagstore import TagStore
-from tests.mqtt_subscriber import Subscriber
-from tests.plant import PlantSim
-from tests.services import InfluxDB1, Mosquitto
-from tests.sparkplug_harness import GROUP, NODE
-from tests.sparkplug_host import Host
-from tests.waiting import eventually
+from tests.support.mqtt_subscriber import Subscriber
+from tests.support.plant import PlantSim
+from tests.support.services import InfluxDB1, Mosquitto
+from tests.support.sparkplug_harness import GROUP, NODE
+from tests.support.sparkplug_host import Host
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(180)]
 

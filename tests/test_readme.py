@@ -169,7 +169,7 @@ def test_readme_installer_and_unit_name_one_config_path() -> None:
 
 
 def test_make_demo_is_the_demo_command() -> None:
-    """`make demo` wraps `edge-agent demo` (which tests/test_demo.py runs)."""
+    """`make demo` wraps `edge-agent demo` (which tests/test_commands_demo.py runs)."""
     # Under `make test` this make is a sub-make, which would print its directory around the
     # recipe (MAKELEVEL): say not to.
     dry = subprocess.run(

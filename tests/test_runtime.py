@@ -15,7 +15,7 @@ from typing import IO
 import pytest
 
 from edge_agent.runtime import EXIT_CONFIG, StopSignals
-from tests.services import Mosquitto, free_port
+from tests.support.services import Mosquitto, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 Spawn = Callable[[list[str]], subprocess.Popen[str]]

@@ -18,10 +18,10 @@ from drivers.sparkplug.payload import QUALITY_PROPERTY, property_map
 from edge_agent.runtime import build_catalogue
 from edge_agent.sparkplug.catalogue import split_tag
 from edge_agent.sparkplug.service import SparkplugEdgeNode, node_catalogue
-from tests.services import Mosquitto
-from tests.sparkplug_harness import GROUP, NODE, ROOT, make_config, running_edge
-from tests.sparkplug_host import Host, Seen, assert_seq_continuous, count
-from tests.waiting import eventually
+from tests.support.services import Mosquitto
+from tests.support.sparkplug_harness import GROUP, NODE, ROOT, make_config, running_edge
+from tests.support.sparkplug_host import Host, Seen, assert_seq_continuous, count
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.services
 

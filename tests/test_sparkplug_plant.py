@@ -14,10 +14,10 @@ from drivers.sparkplug.payload import QUALITY_PROPERTY, property_map
 from edge_agent.config import AgentConfig
 from edge_agent.runtime import run_agent
 from edge_agent.sparkplug.catalogue import split_tag
-from tests.plant import PlantSim
-from tests.services import Mosquitto
-from tests.sparkplug_harness import GROUP, NODE
-from tests.sparkplug_host import Host, Seen, assert_seq_continuous, count
+from tests.support.plant import PlantSim
+from tests.support.services import Mosquitto
+from tests.support.sparkplug_harness import GROUP, NODE
+from tests.support.sparkplug_host import Host, Seen, assert_seq_continuous, count
 
 pytestmark = pytest.mark.services
 

@@ -10,7 +10,7 @@ from structlog.testing import capture_logs
 
 from drivers.backoff import Backoff
 from edge_agent.supervisor import Service, Supervisor
-from tests.waiting import eventually
+from tests.support.waiting import eventually
 
 FAST = Backoff(initial_s=0.001, max_s=0.004, jitter=0.0)
 

@@ -24,7 +24,7 @@ from edge_agent.status_board import StatusBoard
 from edge_agent.tagstore import TagStore
 from edge_agent.web import WebView, tls_context
 from edge_agent.web.access import CSP
-from tests.services import free_port
+from tests.support.services import free_port
 
 GUARDED = ["/", "/static/app.js", "/api/events", "/api/tags", "/api/meta", "/api/config"]
 TOKEN = "s3cr3t-token-0123456789"

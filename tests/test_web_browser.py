@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import Browser
-from tests.plant import PlantSim
-from tests.services import VictoriaMetrics
-from tests.web_agent import WebAgent, new_port, web_config
+from tests.support.browser import Browser
+from tests.support.plant import PlantSim
+from tests.support.services import VictoriaMetrics
+from tests.support.web_agent import WebAgent, new_port, web_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 

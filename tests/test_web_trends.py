@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from tests.plant import PlantSim
-from tests.services import InfluxDB1, VictoriaMetrics
-from tests.waiting import eventually
-from tests.web_agent import WebAgent, get_json, new_port, web_config
+from tests.support.plant import PlantSim
+from tests.support.services import InfluxDB1, VictoriaMetrics
+from tests.support.waiting import eventually
+from tests.support.web_agent import WebAgent, get_json, new_port, web_config
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 

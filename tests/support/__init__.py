@@ -1,0 +1,1 @@
+"""What the tests share: fixtures for real servers and simulators, fakes, waiting."""
