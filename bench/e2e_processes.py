@@ -163,12 +163,11 @@ def samples(body, arrival):
     if isinstance(body.get("samples"), list):  # edge-agent/batch/1
         return [((arrival - s["ts_ns"]) / 1e6, s.get("quality", "good") == "good")
                 for s in body["samples"]]
-    if isinstance(body.get("groups"), list):  # groups of samples sharing a time
+    if isinstance(body.get("groups"), list):  # edge-agent/batch/2: groups sharing a time
         out = []
         for g in body["groups"]:
-            t = g["ts_ns"]
-            q = g.get("quality", "good")
-            out += [((arrival - t) / 1e6, q == "good")] * len(g["values"])
+            ms, q = (arrival - g["ts_ns"]) / 1e6, g.get("quality", {})
+            out += [(ms, q.get(tag, "good") == "good") for tag in g["values"]]
         return out
     return []
 
