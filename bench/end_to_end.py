@@ -39,7 +39,7 @@ from typing import IO, Any
 
 from bench.acquisition import free_port, write_section
 from bench.e2e_processes import FLOOR, PROFILED_AGENT, SERVER, SUBSCRIBER
-from tests.services import Mosquitto
+from tests.support.services import Mosquitto
 
 ROOT = Path(__file__).resolve().parent.parent
 MARKERS = ("<!-- bench.end_to_end:begin -->", "<!-- bench.end_to_end:end -->")
@@ -291,16 +291,6 @@ def report(cases: list[Case], profile: list[tuple[str, float]], rate: int, secon
     machine = (f"{os.cpu_count()} CPUs, Python {platform.python_version()}, load average "
                f"{os.getloadavg()[0]:.1f} at the end, {seconds:.0f} s per window")  # fmt: skip
     lines = [
-        "## End to end: Modbus TCP → outbox → MQTT, against the floor (bench/end_to_end.py)",
-        "",
-        "`python -m bench.end_to_end` (part of `make bench`). A neutral Modbus TCP server process "
-        "(float32 blocks of 62 tags, values changing every 100 ms, ~1 000 tags per device), "
-        "Mosquitto, and a subscriber process that stamps every arrival. **floor**: the bare loop "
-        "with the same libraries (pymodbus read → struct decode → one SQLite row per cycle → one "
-        "MQTT QoS 1 message per cycle; no TagStore, no outbox, no shared encoder). **agent**: "
-        "`edge-agent run` (one Modbus source per device at 100 ms, outbox `synchronous = "
-        '"full"`, batch layout). Floor and agent run back to back at each load in one run.',
-        "",
         f"Run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {machine}.",
         "",
         "| offered tags/s | tags | who | read tags/s | CPU µs/tag | agent/floor | p50 ms | p99 ms "

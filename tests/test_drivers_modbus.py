@@ -126,4 +126,5 @@ async def test_responses_are_decoded_by_our_classes_on_every_transport(
     assert isinstance(response, HoldingRegisters | InputRegisters)
     assert response.block == struct.pack(f">{request.count}H", *response.registers)
     assert len(response.registers) == request.count
-    assert samples and all(s.good for s in samples)
+    assert samples
+    assert all(s.good for s in samples)
