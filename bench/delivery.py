@@ -34,8 +34,8 @@ from edge_agent.config import AgentConfig
 from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.outbox import Batch
 from edge_agent.pipeline import SampleBus
-from edge_agent.runtime import build_catalogue
-from edge_agent.sinks import build_services, open_outbox
+from edge_agent.runtime import build_catalogue, open_outbox
+from edge_agent.sinks import build_services
 from edge_agent.sinks.mqtt_json import JsonEncoder
 from edge_agent.tagstore import TagStore
 from tests.support.services import Mosquitto, VictoriaMetrics
@@ -132,6 +132,9 @@ class Recorder:
                 continue
             arrival = int(stamp)
             body = json.loads(payload)
+            if "groups" in body:  # edge-agent/batch/2: one ts_ns per group of samples
+                pairs.extend((arrival, g["ts_ns"]) for g in body["groups"] for _ in g["values"])
+                continue
             for s in body.get("samples", [body]):
                 pairs.append((arrival, s["ts_ns"]))
         return pairs

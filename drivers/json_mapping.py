@@ -68,7 +68,7 @@ def to_sample(topic: str, doc: Any, f: JsonField, now_ns: int) -> Sample:
     if f.native:
         return _native(topic, doc, f.tag, now_ns)
     assert f.value_path is not None
-    value = _value(topic, f.value_path, lookup(topic, doc, f.value_path))
+    value = value_of(topic, f.value_path, lookup(topic, doc, f.value_path))
     source_ns = None
     if f.timestamp_path is not None:
         raw = lookup(topic, doc, f.timestamp_path)
@@ -105,7 +105,7 @@ def lookup(topic: str, doc: Any, path: str) -> Any:
     return node
 
 
-def _value(topic: str, path: str, raw: Any) -> Value:
+def value_of(topic: str, path: str, raw: Any) -> Value:
     if isinstance(raw, bool | str | int):
         return raw
     if isinstance(raw, float) and math.isfinite(raw):
@@ -159,4 +159,4 @@ def _native(topic: str, doc: Any, tag: str, now_ns: int) -> Sample:
         return Sample(tag, None, Quality.BAD, now_ns, source_ns, reason or "bad_at_source")
     if "value" not in doc:
         raise MappingError(f"{topic}: no 'value' in the payload")
-    return Sample(tag, _value(topic, "value", doc["value"]), quality, now_ns, source_ns, reason)
+    return Sample(tag, value_of(topic, "value", doc["value"]), quality, now_ns, source_ns, reason)

@@ -25,7 +25,7 @@ from typing import Any
 
 import structlog
 
-from drivers import json_mapping
+from drivers import json_batch, json_mapping
 from drivers.base import DriverConnectionError, WriteRefused
 from drivers.json_mapping import JsonField, MappingError
 from drivers.mqtt_client import ClientSettings, MqttClient, Received, Will
@@ -203,6 +203,7 @@ class JsonSource(_MqttSource):
         for t in source.tag:
             f = JsonField(t.id, t.value_path, t.timestamp_path, t.quality_path, t.timestamp_format)
             self.fields.setdefault(t.topic, []).append(f)
+        self.wanted: dict[str, set[str]] = {}
         self._first = True
 
     def topics(self) -> list[tuple[str, Callable[[Received], None]]]:
@@ -228,6 +229,9 @@ class JsonSource(_MqttSource):
             self.problems.report("mqtt_source_bad_payload", str(exc), topic=msg.topic)
             self.pending.extend(json_mapping.bad_sample(f.tag, acq) for f in fields)
             return
+        if json_batch.is_batch(doc) and all(f.native for f in fields):
+            self._batch(msg.topic, doc, fields, acq)
+            return
         for f in fields:
             try:
                 self.pending.append(json_mapping.to_sample(msg.topic, doc, f, acq))
@@ -236,6 +240,23 @@ class JsonSource(_MqttSource):
                     "mqtt_source_bad_payload", str(exc), topic=msg.topic, tag=f.tag
                 )
                 self.pending.append(json_mapping.bad_sample(f.tag, acq))
+
+    def _batch(self, topic: str, doc: Any, fields: list[JsonField], acq: int) -> None:
+        """Our sink's batch layout (either schema): each tag's samples of that batch, in order;
+        a tag the batch does not carry this time is left as it is."""
+        wanted = self.wanted.get(topic)
+        if wanted is None:
+            wanted = self.wanted[topic] = {f.tag for f in fields}
+        try:
+            samples, errors = json_batch.decode(topic, doc, wanted, acq)
+        except MappingError as exc:
+            self.problems.report("mqtt_source_bad_payload", str(exc), topic=topic)
+            self.pending.extend(json_mapping.bad_sample(f.tag, acq) for f in fields)
+            return
+        self.pending.extend(samples)
+        for tag, error in errors:
+            self.problems.report("mqtt_source_bad_payload", str(error), topic=topic, tag=tag)
+            self.pending.append(json_mapping.bad_sample(tag, acq))
 
 
 class SparkplugSource(_MqttSource):

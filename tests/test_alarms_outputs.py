@@ -12,7 +12,7 @@ from edge_agent.config import AgentConfig, MqttSection
 from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.outbox import Batch, decode, encode
 from edge_agent.runtime import build_catalogue
-from edge_agent.sinks.influx import LineEncoder
+from edge_agent.sinks.line_protocol import LineEncoder
 from edge_agent.sinks.mqtt_json import JsonEncoder
 from edge_agent.sparkplug.alarms import metric_samples
 from edge_agent.sparkplug.service import node_catalogue

@@ -13,7 +13,7 @@ from edge_agent.alarms import AlarmEvent, Kind, Priority, State, Transition
 from edge_agent.alarms.records import to_sample
 from edge_agent.cli import main
 from edge_agent.commands.alarms import _parse_v2, parse_time
-from edge_agent.sinks.influx import LineEncoder
+from edge_agent.sinks.line_protocol import LineEncoder
 from tests.support.services import InfluxDB1
 
 S = 1_000_000_000

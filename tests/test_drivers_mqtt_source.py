@@ -19,12 +19,15 @@ from structlog.testing import capture_logs
 
 from drivers import json_mapping
 from drivers.json_mapping import JsonField, MappingError
-from drivers.mqtt_source import AWAITING_DATA
+from drivers.mqtt_source import AWAITING_DATA, make_source
 from edge_agent.acquisition import SourcePoller
 from edge_agent.commands.probe import probe
 from edge_agent.config import AgentConfig, MqttSource
-from edge_agent.contracts.samples import Quality
+from edge_agent.contracts.samples import Quality, Sample
+from edge_agent.outbox import Outbox
 from edge_agent.pipeline import SampleBus
+from edge_agent.runtime import build_catalogue
+from edge_agent.sinks.mqtt_json import MqttJsonSink
 from edge_agent.tagstore import TagStore
 from tests.support.pki import make_password_file, make_pki
 from tests.support.services import Mosquitto
@@ -328,3 +331,62 @@ async def test_mqtts_with_client_certificate_and_a_password_from_a_secret(
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.mark.parametrize("schema", [1, 2])
+async def test_our_batch_layout_is_read_natively_sample_for_sample(
+    mosquitto: Mosquitto, tmp_path: Path, schema: int
+) -> None:
+    """A unit agent's JSON sink (`layout = "batch"`) → Mosquitto → a plant-level `mqtt` source:
+    every sample of the wanted tags arrives, in order, with its quality, reason and timestamp."""
+    t0 = T_MS * 1_000_000
+    cycles = [
+        [
+            Sample("fsf.matte_temp", 1230.0 + c, Quality.GOOD, t0 + c * 10**8),
+            Sample("fsf.so2", None, Quality.BAD, t0 + c * 10**8, None, "BadTimeout")
+            if c % 2
+            else Sample("fsf.so2", 0.5 + c, Quality.UNCERTAIN, t0, t0 + c * 10**8 - 7, "stale"),
+            Sample("fsf.mode", "auto", Quality.GOOD, t0 + c * 10**8),
+            Sample("fsf.not_read", 1.0, Quality.GOOD, t0 + c * 10**8),
+            Sample("kiln.feed_rate", 8.0 + c, Quality.GOOD, t0 + c * 10**8),
+        ]
+        for c in range(20)
+    ]
+    wanted = ["fsf.matte_temp", "fsf.so2", "fsf.mode", "kiln.feed_rate"]
+    src = make_source(MqttSource.model_validate({
+        "name": "unit", "protocol": "mqtt", "endpoint": f"mqtt://127.0.0.1:{mosquitto.port}",
+        "client_id": f"src-{uuid.uuid4().hex[:6]}", "session_expiry_s": 0,
+        "tag": [{"id": t, "topic": f"plant/demo/_batch/{t.partition('.')[0]}"} for t in wanted],
+    }))  # fmt: skip
+    cfg = AgentConfig.model_validate({
+        "agent": {"site": "demo", "instance_id": "unit"},
+        "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "topic_root": "plant",
+                 "layout": "batch", "batch_schema": schema},
+    })  # fmt: skip
+    box = await Outbox.open(tmp_path / "outbox.db", ["mqtt"], synchronous="normal")
+    await src.connect()
+    sink = MqttJsonSink(cfg, box, build_catalogue(cfg))
+    task = asyncio.create_task(sink.run())
+    got: list[Sample] = []
+    try:
+        for samples in cycles:
+            await box.append(samples)
+
+        async def all_read() -> bool:
+            got.extend(s for s in await src.read() if s.reason != AWAITING_DATA)
+            return len(got) >= len(wanted) * len(cycles)
+
+        await eventually(all_read, 20, "every wanted sample from the broker")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await src.close()
+        await box.close()
+
+    def seen(s: Sample) -> tuple[object, ...]:
+        return (s.tag, s.value, s.quality, s.reason, s.ts_ns)
+
+    sent = [seen(s) for c in cycles for s in c if s.tag in wanted]
+    assert sorted(map(repr, map(seen, got))) == sorted(map(repr, sent))
+    for tag in wanted:  # and each tag's samples in the order they were taken
+        assert [x for x in map(seen, got) if x[0] == tag] == [x for x in sent if x[0] == tag]

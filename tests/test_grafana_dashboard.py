@@ -17,7 +17,7 @@ import pytest
 
 from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.outbox import Batch
-from edge_agent.sinks.influx import LineEncoder
+from edge_agent.sinks.line_protocol import LineEncoder
 from tests.support.services import InfluxDB1, VictoriaMetrics, _http
 
 ROOT = Path(__file__).resolve().parent.parent

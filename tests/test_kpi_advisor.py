@@ -8,14 +8,9 @@ import pytest
 
 from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.kpi.advisor import AdvisorSettings, Limits, advise, hold_reasons
-from edge_agent.kpi.heat_balance import (
-    Concentrate,
-    FurnaceModel,
-    OperatingPoint,
-    Organics,
-    RecycledMaterial,
-    solve,
-)
+from edge_agent.kpi.furnace import Concentrate, FurnaceModel, OperatingPoint, RecycledMaterial
+from edge_agent.kpi.heat_balance import solve
+from edge_agent.kpi.thermochemistry import Organics
 
 MODEL = FurnaceModel(
     concentrate=Concentrate(cu=0.30, fe=0.23, s=0.28, sio2=0.08, other=0.11),

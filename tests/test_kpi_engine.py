@@ -14,6 +14,7 @@ from edge_agent.contracts.samples import Quality, Sample, now_ns
 from edge_agent.kpi import build_services
 from edge_agent.kpi.catalogue import kpi_tags
 from edge_agent.kpi.engine import KpiEngine
+from edge_agent.kpi.state import load_json
 from edge_agent.kpi.units import UnitError
 from edge_agent.pipeline import SampleBus
 from edge_agent.tagstore import TagStore
@@ -164,7 +165,7 @@ def test_current_setpoint_falls_back_to_the_measured_tag_then_to_the_balance(
     measured value, from what the heat balance measured for that input."""
     from types import SimpleNamespace
 
-    from edge_agent.kpi.engine import current_setpoints
+    from edge_agent.kpi.setpoints import current_setpoints
 
     cfg = demo_config(tmp_path)
     stream = cfg.kpi.advisor.feed[0].stream if cfg.kpi.advisor else ""
@@ -180,3 +181,40 @@ def test_current_setpoint_falls_back_to_the_measured_tag_then_to_the_balance(
     assert current["oxygen"] == 20000.0  # the setpoint itself
     assert current["fuel"] == 150.0  # its measured_tag
     assert current[stream] == 3.0  # neither reads Good: the balance's value
+
+
+def test_a_restarted_engine_carries_on_where_the_saved_one_stopped(tmp_path: Path) -> None:
+    """Every step's state (ratio and CO2 windows, the learnt calibration, the last instant) goes
+    into the state file: an engine restored from it computes what the saved one computes."""
+    cfg = load_config(DEMO, [f'agent.state_dir="{tmp_path / "state"}"', "kpi.interval_s=10"])
+    store = TagStore()
+    before = KpiEngine(cfg, store, SampleBus(store))
+    values = plant_values(cfg)
+    t = now_ns() - 800 * 10**9
+    for _ in range(70):  # 700 s steady: past the calibration window (600 s)
+        store.update(samples_at(values, t))
+        before.compute(store.snapshot(), t)
+        t += 10 * 10**9
+    before.save()
+    after = KpiEngine(cfg, store, SampleBus(store))
+    after.restore(load_json(tmp_path / "state" / "kpi_windows.json") or {}, t)
+    saved = before.state()
+    assert after.state() == saved
+    store.update(samples_at(values, t))
+    expected = by_tag(before.compute(store.snapshot(), t))
+    got = by_tag(after.compute(store.snapshot(), t))
+    assert saved["unexplained_mw"] != 0.0  # the calibration learnt something
+    assert got["kpi.heat.unexplained_mw"].value == saved["unexplained_mw"]
+    assert expected["kpi.co2.day_t"].value > 0  # and CO2 was integrated
+    # Memory only: the advisor's and the calibration's steadiness histories; a restarted engine
+    # holds its advice and its calibration until it has seen the furnace steady again.
+    memory = ("kpi.advisor.", "kpi.heat.unexplained_mw", "kpi.heat_margin_calibrated_mw")
+    kept = {tag for tag in expected if not tag.startswith(memory)}
+    assert {tag: got[tag] for tag in kept} == {tag: expected[tag] for tag in kept}
+
+
+def test_a_calibration_outlives_a_disabled_heat_balance(tmp_path: Path) -> None:
+    cfg = load_config(DEMO, [f'agent.state_dir="{tmp_path}"', "kpi.heat_balance.enabled=false"])
+    engine = KpiEngine(cfg, TagStore(), SampleBus(TagStore()))
+    engine.restore({"unexplained_mw": 1.5, "ratio": None, "co2": None}, now_ns())
+    assert engine.state()["unexplained_mw"] == 1.5

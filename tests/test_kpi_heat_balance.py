@@ -9,21 +9,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_agent.kpi.heat_balance import (
-    MW_FES,
-    NM3_PER_KMOL,
+from edge_agent.kpi.furnace import (
     BalanceError,
     Concentrate,
     FurnaceModel,
     OperatingPoint,
-    Organics,
     RecycledMaterial,
-    SensibleHeat,
     cooling_loss_mw,
-    mineralogy,
+)
+from edge_agent.kpi.heat_balance import mineralogy, solve, solve_at_oxygen
+from edge_agent.kpi.thermochemistry import (
+    MW_FES,
+    NM3_PER_KMOL,
+    Organics,
+    SensibleHeat,
     reaction_enthalpy,
-    solve,
-    solve_at_oxygen,
 )
 
 HEAVY_OIL = Organics(c=0.854, h=0.12, o=0.026, lhv_mj_per_kg=40.4)

@@ -15,7 +15,8 @@ from structlog.testing import capture_logs
 from edge_agent.config import AgentConfig
 from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.outbox import Batch, Outbox
-from edge_agent.sinks.influx import InfluxSink, LineEncoder
+from edge_agent.sinks.influx import InfluxSink
+from edge_agent.sinks.line_protocol import LineEncoder
 from tests.support.influx_faults import FaultyInflux, Reply
 from tests.support.services import InfluxDB1, VictoriaMetrics
 from tests.support.waiting import eventually
@@ -57,6 +58,29 @@ def test_line_protocol_schema_and_sanitising() -> None:
         .line(Sample("a.b", 1.0, Quality.GOOD, T0))
         .endswith(f" {T0 // 1_000_000}")
     )
+
+
+def test_what_the_encoder_formats_once_is_never_reused_for_another_sample() -> None:
+    """Series keys, timestamps and reasons are cached across samples (bench: a third of the
+    CPU per point); alternating times, tags and reasons must still each get their own."""
+    enc = LineEncoder("demo", "us")
+    samples = [
+        Sample("fsf.a", 1.5, Quality.GOOD, T0),
+        Sample.bad("fsf.b", "BadTimeout", acq_ns=T0 + 1000),
+        Sample("fsf.a", 2.5, Quality.GOOD, T0 + 2000, T0 + 1000),
+        Sample.bad("fsf.b", "BadNoCommunication", acq_ns=T0 + 1000),
+        Sample("_alarms.fsf.a.high", "{}", Quality.GOOD, T0),
+        Sample("fsf.a", 3.5, Quality.GOOD, T0),
+    ]
+    us = T0 // 1000
+    assert enc.lines([Batch(1, samples)]) == [
+        f'fsf,site=demo,tag_id=fsf.a value=1.5,quality="good" {us}',
+        f'fsf,site=demo,tag_id=fsf.b quality="bad",reason="BadTimeout" {us + 1}',
+        f'fsf,site=demo,tag_id=fsf.a value=2.5,quality="good" {us + 1}',
+        f'fsf,site=demo,tag_id=fsf.b quality="bad",reason="BadNoCommunication" {us + 1}',
+        f'alarm_event,site=demo unreadable="{{}}" {us}',
+        f'fsf,site=demo,tag_id=fsf.a value=3.5,quality="good" {us}',
+    ]
 
 
 def config(influx: dict[str, Any]) -> AgentConfig:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +16,28 @@ from edge_agent.config import AgentConfig, MqttSection
 from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.outbox import Batch, Outbox
 from edge_agent.runtime import build_catalogue
-from edge_agent.sinks.mqtt_json import BATCH_SCHEMA, JsonEncoder, MqttJsonSink
+from edge_agent.sinks.mqtt_json import JsonEncoder, MqttJsonSink
 from edge_agent.sinks.state import OutboxStatus
 from tests.support.mqtt_subscriber import Subscriber
 from tests.support.services import Mosquitto
 from tests.support.waiting import eventually
 
 T0 = 1_795_000_000_000_000_000
+DELIVERY_DOC = Path(__file__).resolve().parent.parent / "docs" / "delivery.md"
+Row = tuple[str, Any, str, str | None, int]
+
+
+def doc_decoder() -> Callable[[bytes], Iterator[Row]]:
+    """The decoder snippet for integrators in docs/delivery.md, run as written."""
+    (code,) = re.findall(r"<!-- decoder -->\s*```python\n(.*?)```", DELIVERY_DOC.read_text(), re.S)
+    scope: dict[str, Any] = {}
+    exec(code, scope)  # our own documentation, run as written
+    return scope["rows"]  # type: ignore[no-any-return]
+
+
+def batch_values(messages: list[Any]) -> list[Any]:
+    rows = doc_decoder()
+    return [row[1] for m in messages for row in rows(m.payload)]
 
 
 def json_sink(cfg: AgentConfig, outbox: Outbox) -> MqttJsonSink:
@@ -78,16 +94,34 @@ def test_an_implausible_value_is_bad_and_keeps_the_raw_reading() -> None:
     assert body["raw"] == 3000.0
 
 
-def test_batch_layout_is_one_message_per_unit() -> None:
+@pytest.mark.parametrize("schema", [1, 2])
+def test_batch_layout_is_one_message_per_unit(schema: int) -> None:
     samples = [
         Sample(f"{u}.t{i}", float(i), Quality.GOOD, T0) for u in ("fsf", "kiln") for i in range(3)
     ]
-    msgs = encoder(layout="batch").encode([Batch(1, samples)])
+    samples.append(Sample.bad("fsf.t9", "timeout", acq_ns=T0))
+    msgs = encoder(layout="batch", batch_schema=schema).encode([Batch(1, samples)])
     assert [m.topic for m in msgs] == ["plant/demo/_batch/fsf", "plant/demo/_batch/kiln"]
     body = json.loads(msgs[1].payload)
-    assert body["schema"] == BATCH_SCHEMA
+    assert body["schema"] == f"edge-agent/batch/{schema}"
     assert body["unit"] == "kiln"
-    assert [s["tag"] for s in body["samples"]] == ["kiln.t0", "kiln.t1", "kiln.t2"]
+    rows = doc_decoder()
+    assert [r[0] for r in rows(msgs[1].payload)] == ["kiln.t0", "kiln.t1", "kiln.t2"]
+    assert list(rows(msgs[0].payload))[-1] == ("fsf.t9", None, "bad", "timeout", T0)
+
+
+def test_the_compact_schema_is_the_default_and_its_units_are_retained_metadata() -> None:
+    enc = encoder(layout="batch")
+    (msg,) = enc.encode([Batch(1, [Sample("fsf.matte_temp", 1231.5, Quality.GOOD, T0)])])
+    assert json.loads(msg.payload)["schema"] == "edge-agent/batch/2"
+    (meta,) = enc.metadata()
+    assert (meta.topic, meta.retain) == ("plant/demo/_meta/fsf", True)
+    assert json.loads(meta.payload) == {
+        "schema": "edge-agent/meta/1", "site": "demo", "unit": "fsf",
+        "units": {"fsf.matte_temp": "°C"},
+    }  # fmt: skip
+    assert encoder(layout="batch", batch_schema=1).metadata() == []  # batch/1 carries units
+    assert encoder(layout="tag").metadata() == []
 
 
 def test_report_by_exception_honours_per_tag_deadbands_and_quality_changes() -> None:
@@ -171,16 +205,18 @@ async def test_a_subscriber_receives_every_sample_in_order(
 
 
 @pytest.mark.services
-async def test_batch_layout_delivers_every_sample(mosquitto: Mosquitto, outbox: Outbox) -> None:
+@pytest.mark.parametrize("schema", [1, 2])
+async def test_batch_layout_delivers_every_sample(
+    mosquitto: Mosquitto, outbox: Outbox, schema: int
+) -> None:
     sub = await asyncio.to_thread(Subscriber, mosquitto.host, mosquitto.port, "plant/demo/_batch/#")
-    sink = json_sink(agent_config(mosquitto, layout="batch"), outbox)
+    sink = json_sink(agent_config(mosquitto, layout="batch", batch_schema=schema), outbox)
     task = asyncio.create_task(sink.run())
     try:
         for samples in run_samples(30, 200):
             await outbox.append(samples)
         got = await asyncio.to_thread(sub.wait_for, 30)
-        values = [s["value"] for m in got for s in json.loads(m.payload)["samples"]]
-        assert values == [s.value for c in run_samples(30, 200) for s in c]
+        assert batch_values(got) == [s.value for c in run_samples(30, 200) for s in c]
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -214,7 +250,7 @@ async def test_outbox_cap_drops_oldest_stays_healthy_and_delivers_the_newest(
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         got = sub.snapshot()
-        values = [s["value"] for m in got for s in json.loads(m.payload)["samples"]]
+        values = batch_values(got)
         newest = [s.value for c in cycles for s in c][-kept:]
         assert values == newest  # exactly the newest, in order: oldest dropped, nothing else
     finally:

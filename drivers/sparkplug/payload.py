@@ -135,6 +135,8 @@ def _fill_metric(out: pb.Payload.Metric, m: MetricOut) -> None:
         out.is_null = True
     else:
         _set_value(out, m.datatype, m.value)
+    if m.quality is Quality.GOOD and not m.with_datatype and m.raw is None and not m.unit:
+        return  # a Good data metric carries no properties: the common case, no list built
     keys: list[tuple[str, DataType, Value]] = []
     if m.unit:
         keys.append((ENG_UNIT_PROPERTY, DataType.STRING, m.unit))
@@ -159,14 +161,14 @@ def _fill_metric(out: pb.Payload.Metric, m: MetricOut) -> None:
 
 
 def _set_value(out: pb.Payload.Metric, datatype: DataType, value: Value) -> None:
-    if datatype is DataType.BOOLEAN:
+    if datatype is DataType.DOUBLE:  # the common case first
+        out.double_value = float(value)
+    elif datatype is DataType.BOOLEAN:
         out.boolean_value = bool(value)
     elif datatype in (DataType.INT64, DataType.UINT64, DataType.DATETIME):
         out.long_value = int(value) % _U64  # two's complement for negative Int64
     elif datatype in _SIGNED_32 or datatype in _UNSIGNED_32:
         out.int_value = int(value) % (1 << 32)
-    elif datatype is DataType.DOUBLE:
-        out.double_value = float(value)
     elif datatype is DataType.FLOAT:
         out.float_value = float(value)
     elif datatype in _TEXT:

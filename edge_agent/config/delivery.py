@@ -61,6 +61,9 @@ class MqttSection(Section):
     # JSON: "tag" = one message per sample on {root}/{site}/{unit}/{name...};
     # "batch" = one message per unit per outbox batch on {root}/{site}/_batch/{unit}.
     layout: Literal["tag", "batch"] = "tag"
+    # Batch payload: 2 = "edge-agent/batch/2" (compact, default); 1 = the previous
+    # "edge-agent/batch/1", kept for one release for subscribers not yet reading 2.
+    batch_schema: Literal[1, 2] = 2
     retain: bool = False
     report_by_exception: bool = False
     deadband: float = Field(0.0, ge=0, description="default absolute deadband for RBE")

@@ -20,15 +20,9 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from edge_agent.contracts.samples import Sample
-from edge_agent.kpi.heat_balance import (
-    NM3_PER_KMOL,
-    O2_IN_AIR,
-    Balance,
-    FurnaceModel,
-    OperatingPoint,
-    solve,
-    solve_at_oxygen,
-)
+from edge_agent.kpi.furnace import Balance, FurnaceModel, OperatingPoint
+from edge_agent.kpi.heat_balance import solve, solve_at_oxygen
+from edge_agent.kpi.thermochemistry import NM3_PER_KMOL, O2_IN_AIR
 
 Policy = Literal["hold_matte_grade", "hold_oxygen"]
 Validity = Literal["valid", "hold"]
@@ -121,6 +115,27 @@ def _more_oxygen(op: OperatingPoint, policy: Policy, nm3h: float) -> OperatingPo
     return replace(op, o2_nm3h=op.o2_nm3h + nm3h)
 
 
+@dataclass(frozen=True)
+class _Slopes:
+    """The margin's sensitivities at the operating point, the model's own finite differences."""
+
+    base: Balance
+    q: dict[str, float]  # MW per t/h more of each recycled stream (> 0: the stream takes heat)
+    fuel: float  # MW per kg/h more fuel
+    oxygen: float  # MW per Nm³/h more technical oxygen
+
+
+def _slopes(model: FurnaceModel, op: OperatingPoint, policy: Policy, h: float) -> _Slopes:
+    base, margin_at = margin_function(model, op, policy)
+    q: dict[str, float] = {}
+    for name in model.recycled:
+        m0 = op.recycled_tph.get(name, 0.0)
+        q[name] = -(margin_at(op.with_stream(name, m0 + h)) - base.margin_mw) / h
+    d_fuel = (margin_at(replace(op, fuel_kgph=op.fuel_kgph + 100.0)) - base.margin_mw) / 100.0
+    d_o2 = (margin_at(_more_oxygen(op, policy, 500.0)) - base.margin_mw) / 500.0
+    return _Slopes(base, q, d_fuel, d_o2)
+
+
 def advise(
     model: FurnaceModel,
     op: OperatingPoint,
@@ -136,73 +151,19 @@ def advise(
     `unexplained_mw` is what on-site calibration found the model not to explain; it comes off
     the margin (the derivatives are the model's own either way).
     """
-    policy = settings.policy
-    base, margin_at = margin_function(model, op, policy)
-    margin = base.margin_mw - unexplained_mw
-    h = settings.derivative_step_tph
-
-    q: dict[str, float] = {}
-    for name in model.recycled:
-        m0 = op.recycled_tph.get(name, 0.0)
-        q[name] = -(margin_at(op.with_stream(name, m0 + h)) - base.margin_mw) / h  # MW per t/h
-    d_fuel = (margin_at(replace(op, fuel_kgph=op.fuel_kgph + 100.0)) - base.margin_mw) / 100.0
-    d_o2 = (margin_at(_more_oxygen(op, policy, 500.0)) - base.margin_mw) / 500.0
-
+    slopes = _slopes(model, op, settings.policy, settings.derivative_step_tph)
+    margin = slopes.base.margin_mw - unexplained_mw
     surplus = margin - settings.reserve_mw
-    absorbable = {n: (surplus / qk if qk > 0 else None) for n, qk in q.items()}
-
     current = {
         "fuel": op.fuel_kgph,
         "oxygen": op.o2_nm3h,
         **{n: op.recycled_tph.get(n, 0.0) for n in settings.feed_limits},
         **current_setpoints,
     }
-    targets = dict(current)
-    notes: list[str] = []
     if surplus >= 0:
-        remaining = surplus
-        if settings.fuel_limits is not None and current["fuel"] > 0 and d_fuel > 0:
-            cut = min(current["fuel"] - settings.fuel_limits.min, remaining / d_fuel)
-            cut = max(cut, 0.0)
-            targets["fuel"] = current["fuel"] - cut
-            remaining -= cut * d_fuel
-            if cut > 0:
-                notes.append(f"cut fuel {cut:.0f} kg/h")
-        for name, limits in settings.feed_limits.items():
-            if remaining <= 0:
-                break
-            qk = q.get(name, 0.0)
-            room = limits.max - current[name]
-            add = room if qk <= 0 else min(room, remaining / qk)
-            targets[name] = current[name] + max(add, 0.0)
-            if qk > 0:
-                remaining -= max(add, 0.0) * qk
-            notes.append(f"{name} +{max(add, 0.0):.1f} t/h")
+        targets, notes = _spend_surplus(settings, slopes, current, surplus)
     else:
-        need = -surplus
-        for action in settings.deficit_order:
-            if need <= 0:
-                break
-            if action == "oxygen" and settings.oxygen_limits is not None and d_o2 > 0:
-                ceiling = min(settings.oxygen_capacity_nm3h, settings.oxygen_limits.max)
-                add = max(0.0, min(need / d_o2, ceiling - current["oxygen"]))
-                targets["oxygen"] = current["oxygen"] + add
-                need -= add * d_o2
-                notes.append(f"oxygen +{add:.0f} Nm³/h")
-            elif action == "fuel" and settings.fuel_limits is not None and d_fuel > 0:
-                add = max(0.0, min(need / d_fuel, settings.fuel_limits.max - current["fuel"]))
-                targets["fuel"] = current["fuel"] + add
-                need -= add * d_fuel
-                notes.append(f"fuel +{add:.0f} kg/h")
-        for name, limits in settings.feed_limits.items():
-            qk = q.get(name, 0.0)
-            if need <= 0 or qk <= 0:
-                continue
-            cut = min(current[name] - limits.min, need / qk)
-            targets[name] = current[name] - max(cut, 0.0)
-            need -= max(cut, 0.0) * qk
-            notes.append(f"{name} -{max(cut, 0.0):.1f} t/h")
-
+        targets, notes = _cover_deficit(settings, slopes, current, -surplus)
     state = "surplus" if surplus >= 0 else "deficit"
     head = (
         f"margin {margin:.1f} MW vs reserve {settings.reserve_mw:.1f} MW: {state} "
@@ -214,44 +175,105 @@ def advise(
         if hold_reasons
         else head + (": " + ", ".join(notes) if notes else "")
     )
-
-    recs: list[Recommendation] = []
-    limits_by_name: dict[str, tuple[Limits | None, str]] = {
-        "fuel": (settings.fuel_limits, "kg/h"),
-        "oxygen": (
-            replace(
-                settings.oxygen_limits,
-                max=min(settings.oxygen_limits.max, settings.oxygen_capacity_nm3h),
-            )
-            if settings.oxygen_limits is not None
-            else None,
-            "Nm³/h",
-        ),
-        **{n: (lim, "t/h") for n, lim in settings.feed_limits.items()},
-    }
-    for name, (maybe_limits, unit) in limits_by_name.items():
-        if maybe_limits is None:
-            continue
-        limits = maybe_limits
-        cur = current[name]
-        if validity == "hold":
-            recs.append(Recommendation(name, cur, cur, cur, unit, reason))
-            continue
-        value = limits.apply(cur, targets[name])
-        recs.append(Recommendation(name, cur, targets[name], value, unit, head))
-
+    hold = reason if validity == "hold" else None
     return Advice(
-        policy=policy,
+        policy=settings.policy,
         validity=validity,
         reason=reason,
         margin_mw=margin,
         reserve_mw=settings.reserve_mw,
-        heat_demand_gj_t={n: qk * 3.6 for n, qk in q.items()},
-        absorbable_tph=absorbable,
-        recommendations=recs,
-        fuel_mw_per_kgph=d_fuel,
-        oxygen_mw_per_nm3h=d_o2,
+        heat_demand_gj_t={n: qk * 3.6 for n, qk in slopes.q.items()},
+        absorbable_tph={n: (surplus / qk if qk > 0 else None) for n, qk in slopes.q.items()},
+        recommendations=_recommendations(settings, current, targets, head, hold),
+        fuel_mw_per_kgph=slopes.fuel,
+        oxygen_mw_per_nm3h=slopes.oxygen,
     )
+
+
+def _spend_surplus(
+    settings: AdvisorSettings, slopes: _Slopes, current: dict[str, float], surplus: float
+) -> tuple[dict[str, float], list[str]]:
+    """Targets for a surplus: first cut burner fuel, then offer the rest to the recycled feeds."""
+    targets, notes, remaining = dict(current), [], surplus
+    d_fuel = slopes.fuel
+    if settings.fuel_limits is not None and current["fuel"] > 0 and d_fuel > 0:
+        cut = min(current["fuel"] - settings.fuel_limits.min, remaining / d_fuel)
+        cut = max(cut, 0.0)
+        targets["fuel"] = current["fuel"] - cut
+        remaining -= cut * d_fuel
+        if cut > 0:
+            notes.append(f"cut fuel {cut:.0f} kg/h")
+    for name, limits in settings.feed_limits.items():
+        if remaining <= 0:
+            break
+        qk = slopes.q.get(name, 0.0)
+        room = limits.max - current[name]
+        add = room if qk <= 0 else min(room, remaining / qk)
+        targets[name] = current[name] + max(add, 0.0)
+        if qk > 0:
+            remaining -= max(add, 0.0) * qk
+        notes.append(f"{name} +{max(add, 0.0):.1f} t/h")
+    return targets, notes
+
+
+def _cover_deficit(
+    settings: AdvisorSettings, slopes: _Slopes, current: dict[str, float], need: float
+) -> tuple[dict[str, float], list[str]]:
+    """Targets for a deficit: oxygen and fuel in `deficit_order`, then less recycled feed."""
+    targets, notes = dict(current), []
+    d_fuel, d_o2 = slopes.fuel, slopes.oxygen
+    for action in settings.deficit_order:
+        if need <= 0:
+            break
+        if action == "oxygen" and settings.oxygen_limits is not None and d_o2 > 0:
+            ceiling = min(settings.oxygen_capacity_nm3h, settings.oxygen_limits.max)
+            add = max(0.0, min(need / d_o2, ceiling - current["oxygen"]))
+            targets["oxygen"] = current["oxygen"] + add
+            need -= add * d_o2
+            notes.append(f"oxygen +{add:.0f} Nm³/h")
+        elif action == "fuel" and settings.fuel_limits is not None and d_fuel > 0:
+            add = max(0.0, min(need / d_fuel, settings.fuel_limits.max - current["fuel"]))
+            targets["fuel"] = current["fuel"] + add
+            need -= add * d_fuel
+            notes.append(f"fuel +{add:.0f} kg/h")
+    for name, limits in settings.feed_limits.items():
+        qk = slopes.q.get(name, 0.0)
+        if need <= 0 or qk <= 0:
+            continue
+        cut = min(current[name] - limits.min, need / qk)
+        targets[name] = current[name] - max(cut, 0.0)
+        need -= max(cut, 0.0) * qk
+        notes.append(f"{name} -{max(cut, 0.0):.1f} t/h")
+    return targets, notes
+
+
+def _recommendations(
+    settings: AdvisorSettings,
+    current: dict[str, float],
+    targets: dict[str, float],
+    head: str,
+    hold: str | None,
+) -> list[Recommendation]:
+    """One per limited setpoint: ramp-limited towards its target, or (on `hold`) the present."""
+    oxygen = settings.oxygen_limits
+    if oxygen is not None:
+        oxygen = replace(oxygen, max=min(oxygen.max, settings.oxygen_capacity_nm3h))
+    limits_by_name: dict[str, tuple[Limits | None, str]] = {
+        "fuel": (settings.fuel_limits, "kg/h"),
+        "oxygen": (oxygen, "Nm³/h"),
+        **{n: (lim, "t/h") for n, lim in settings.feed_limits.items()},
+    }
+    recs: list[Recommendation] = []
+    for name, (limits, unit) in limits_by_name.items():
+        if limits is None:
+            continue
+        cur = current[name]
+        if hold is not None:
+            recs.append(Recommendation(name, cur, cur, cur, unit, hold))
+        else:
+            value = limits.apply(cur, targets[name])
+            recs.append(Recommendation(name, cur, targets[name], value, unit, head))
+    return recs
 
 
 def hold_reasons(

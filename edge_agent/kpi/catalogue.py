@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from edge_agent.config import AgentConfig
 from edge_agent.contracts.catalogue import TagInfo, ValueType
-from edge_agent.kpi.engine import advisor_tag, balance_values, setpoint_tags
+from edge_agent.kpi.setpoints import advisor_tag, setpoint_tags
+from edge_agent.kpi.steps.heat_balance import balance_values
 from edge_agent.kpi.windows import WINDOWS
 
 _TEXT = {

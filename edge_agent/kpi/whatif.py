@@ -14,16 +14,15 @@ from edge_agent.config import AgentConfig
 from edge_agent.config.loader import ConfigError
 from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.kpi.advisor import Advice, AdvisorSettings, advise
-from edge_agent.kpi.engine import (
-    advisor_settings,
+from edge_agent.kpi.balance_inputs import (
     at_basis,
     furnace_model,
     heat_balance_tags,
     live_balance,
     operating_point,
-    setpoint_tags,
 )
-from edge_agent.kpi.heat_balance import Balance, BalanceError
+from edge_agent.kpi.furnace import Balance, BalanceError
+from edge_agent.kpi.setpoints import advisor_settings, setpoint_tags
 
 
 def evaluate(

@@ -1,30 +1,6 @@
 """InfluxDB sink: line protocol over `api = "v2"` (influxdb-client async) or `api = "v1"` (/write).
 
-Schema (narrow: one point per sample; docs/influxdb.md explains the choice and the queries):
-
-    fsf,site=demo,tag_id=fsf.matte_temp value=1231.5,quality="good" 1795…
-    fsf,site=demo,tag_id=fsf.burner_on value_bool=true,quality="good" 1795…
-    kiln,site=demo,tag_id=kiln.mode value_str="drying",quality="good" 1795…
-    offgas,site=demo,tag_id=offgas.so2 quality="bad",reason="BadCommunicationError" 1795…
-
-- measurement = the unit (first part of the tag id); tag key `tag_id` = the full tag id, the
-  same string as in the configuration and the MQTT topics (`tag` and `name` are InfluxQL
-  keywords, which every query would have to quote);
-- numbers are always written as floats in `value` (a value that is sometimes int and sometimes
-  float would otherwise be a field type conflict), booleans in `value_bool`, strings in
-  `value_str`: each field keeps one type per measurement as InfluxDB requires;
-- `quality` is stored with every sample, `reason` where there is one; a Bad sample has no value
-  field at all, never a fake one. A value that cannot be true (reason `out_of_range`,
-  `no_value_marker`, `implausible_step`) is Bad, and what the device said is kept in the float
-  field `raw`, outside `value`, so that no query that averages `value` ever sees it.
-
-Alarm events (records on `_alarms.*`, docs/alarms.md) go to the measurement `alarm_event`, tag
-keys `site`, `alarm_id`, `transition`, `priority`.
-
-Identity: a point is (measurement, tag set, timestamp), and the timestamp is the sample's
-(source time, else acquisition time), so a replayed batch overwrites itself: at-least-once
-delivery is idempotent. At a coarser `precision` than ns, two samples of one tag within one
-tick share an identity and the later one wins.
+Schema (narrow: one point per sample): `edge_agent/sinks/line_protocol.py`, docs/influxdb.md.
 
 Errors never cost accepted data: NaN and infinities become Bad points with a reason; on a 400
 (or 413) the batch is split in halves until the offending point is alone, which is quarantined
@@ -41,10 +17,9 @@ import base64
 import email.utils
 import gzip
 import importlib
-import math
 import time
 import urllib.parse
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
 import aiohttp
@@ -52,109 +27,15 @@ import structlog
 
 from drivers.backoff import Backoff, tcp_probe
 from drivers.conditions import Condition
-from edge_agent.alarms import records
 from edge_agent.config import AgentConfig, InfluxSection
-from edge_agent.contracts.samples import Sample
 from edge_agent.logs import emitter
-from edge_agent.outbox import Batch, Outbox
+from edge_agent.outbox import Outbox
+from edge_agent.sinks.line_protocol import LineEncoder
 from edge_agent.sinks.state import SinkState
 
 log = structlog.get_logger("edge_agent.sinks.influx")
 
 IDLE_WAKEUP_S = 5.0
-MAX_STRING_BYTES = 64 * 1024 - 1
-_DIVISOR = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
-
-
-# ------------------------------------------------------------------------------- line protocol
-
-
-def _escape_key(text: str) -> str:
-    return text.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
-
-
-def _escape_measurement(text: str) -> str:
-    return text.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ")
-
-
-def _string_field(text: str) -> str:
-    text = text.replace("\r", " ").replace("\n", " ")
-    if len(text.encode()) > MAX_STRING_BYTES:
-        text = text.encode()[:MAX_STRING_BYTES].decode(errors="ignore")
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-class LineEncoder:
-    """Samples to line protocol, sanitised so that no single sample can poison a batch."""
-
-    def __init__(self, site: str, precision: str = "ns") -> None:
-        self.site_tag = f"site={_escape_key(site)}"
-        self.divisor = _DIVISOR[precision]
-        self._series: dict[str, str] = {}
-
-    def series(self, tag: str) -> str:
-        key = self._series.get(tag)
-        if key is None:
-            unit = tag.partition(".")[0]
-            key = f"{_escape_measurement(unit)},{self.site_tag},tag_id={_escape_key(tag)}"
-            self._series[tag] = key
-        return key
-
-    def line(self, s: Sample) -> str:
-        if s.tag.startswith(records.PREFIX):
-            return self.alarm_line(s)
-        value, quality, reason = s.value, s.quality.value, s.reason
-        fields: list[str] = []
-        if isinstance(value, bool):
-            fields.append(f"value_bool={'true' if value else 'false'}")
-        elif isinstance(value, int | float):
-            number = float(value)
-            if math.isfinite(number):
-                fields.append(f"value={number!r}")
-            else:
-                quality, reason = "bad", f"not_finite:{number}"
-        elif isinstance(value, str):
-            fields.append(f"value_str={_string_field(value)}")
-        fields.append(f'quality="{quality}"')
-        if reason is not None:
-            fields.append(f"reason={_string_field(reason)}")
-        raw = s.raw
-        if isinstance(raw, int | float) and not isinstance(raw, bool) and math.isfinite(raw):
-            fields.append(f"raw={float(raw)!r}")
-        return f"{self.series(s.tag)} {','.join(fields)} {s.ts_ns // self.divisor}"
-
-    def alarm_line(self, s: Sample) -> str:
-        """An alarm event as a point of `alarm_event` (docs/alarms.md, "InfluxDB")."""
-        event = records.from_sample(s)
-        if event is None:  # unreadable record: keep it visible rather than lose it
-            text = _string_field(str(s.value))
-            return f"alarm_event,{self.site_tag} unreadable={text} {s.ts_ns // self.divisor}"
-        tags = (
-            f"alarm_event,{self.site_tag},alarm_id={_escape_key(event.alarm_id)}"
-            f",transition={event.transition.value},priority={event.priority.label}"
-        )
-        fields = [
-            f"state={_string_field(event.state.value)}",
-            f"active={'true' if event.active else 'false'}",
-            f"acknowledged={'true' if event.acknowledged else 'false'}",
-            f"priority_level={int(event.priority)}i",
-            f"tag_id={_string_field(event.tag)}",
-            f"kind={_string_field(event.kind.value)}",
-            f"message={_string_field(event.message)}",
-        ]
-        value = event.value
-        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            fields.append(f"value={float(value)!r}")
-        elif value is not None:
-            fields.append(f"value_str={_string_field(str(value))}")
-        for key in ("operator", "reason"):
-            text = getattr(event, key)
-            if text is not None:
-                fields.append(f"{key}={_string_field(text)}")
-        return f"{tags} {','.join(fields)} {event.ts_ns // self.divisor}"
-
-    def lines(self, batches: Iterable[Batch]) -> list[str]:
-        return [self.line(s) for b in batches for s in b.samples]
 
 
 # ------------------------------------------------------------------------------------- writers

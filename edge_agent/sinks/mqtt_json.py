@@ -10,10 +10,11 @@ Topics (ISA-95 style; a tag id's dots become topic levels):
   `no_value_marker`, `implausible_step`) is Bad too, with what the device said in `"raw"`.
   `unit` is the tag's engineering unit where the configuration gives one.
 - `layout = "batch"`: `{root}/{site}/_batch/{unit}`, one message per plant unit per outbox batch
-  (an acquisition cycle), for tag counts where one message per sample is too many:
-  `{"schema": "edge-agent/batch/1", "site": "demo", "unit": "fsf",
-  "samples": [{"tag": "fsf.matte_temp", "value": …, "quality": …, "ts": …, "ts_ns": …}, …]}`
-  (each element is the per-tag payload plus `tag`; docs/delivery.md has the JSON Schema).
+  (an acquisition cycle), for tag counts where one message per sample is too many. Payload
+  `edge-agent/batch/2` by default (compact: samples sharing a timestamp share a group, values
+  keyed by tag, quality and reason only where not Good; `drivers/json_batch.py`), or the previous
+  `edge-agent/batch/1` with `batch_schema = 1`. With batch/2, the tags' engineering units are on
+  `{root}/{site}/_meta/{unit}` (retained, after every connect). docs/delivery.md has both.
 - Alarms (docs/alarms.md): `{root}/{site}/_alarms/{alarm id}`, retained, the alarm's current
   state after each event; `{root}/{site}/_alarms/{alarm id}/event`, each event, not retained.
 - Agent status: `{root}/{site}/_agent/{instance_id}/status`, retained, `online` after every
@@ -33,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,18 +42,19 @@ import structlog
 
 from drivers.backoff import Backoff
 from drivers.conditions import Condition
+from drivers.json_batch import encode_v1, encode_v2, sample_payload
 from drivers.mqtt_client import MqttClient, MqttError, Will
 from edge_agent.alarms import records
 from edge_agent.config import AgentConfig, MqttSection
 from edge_agent.contracts.catalogue import TagCatalogue
-from edge_agent.contracts.samples import Quality, Sample, iso_utc
+from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.logs import emitter
 from edge_agent.outbox import Batch, Outbox
 from edge_agent.sinks.state import SinkState
 
 log = structlog.get_logger("edge_agent.sinks.mqtt")
 
-BATCH_SCHEMA = "edge-agent/batch/1"
+META_SCHEMA = "edge-agent/meta/1"
 IDLE_WAKEUP_S = 5.0
 DISCONNECTED_CHECK_S = 1.0
 ACK_EVERY_S = 0.25  # while a backlog drains: the crash-replay bound's share (docs/delivery.md)
@@ -66,31 +67,6 @@ class Message:
     retain: bool = False
 
 
-def sample_payload(sample: Sample, unit: str | None) -> dict[str, Any]:
-    """The JSON object of one sample (without `tag`); see the module docstring."""
-    value, quality, reason = sample.value, sample.quality, sample.reason
-    if isinstance(value, float) and not math.isfinite(value):
-        reason = f"not_finite:{value}"
-        value, quality = None, Quality.BAD
-    body: dict[str, Any] = {
-        "value": value,
-        "quality": quality.value,
-        "ts": iso_utc(sample.ts_ns),
-        "ts_ns": sample.ts_ns,
-    }
-    if unit:
-        body["unit"] = unit
-    if reason is not None:
-        body["reason"] = reason
-    if sample.raw is not None and _is_json_number(sample.raw):
-        body["raw"] = sample.raw
-    return body
-
-
-def _is_json_number(value: object) -> bool:
-    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
-
-
 class JsonEncoder:
     """Turns outbox batches into MQTT messages, applying report by exception if configured."""
 
@@ -100,6 +76,7 @@ class JsonEncoder:
         self.site = site
         self.units = units
         self._topics: dict[str, str] = {}
+        self._unit_of: dict[str, str] = {}
         self._last: dict[str, tuple[Any, Quality]] = {}
         self.suppressed = 0
 
@@ -150,21 +127,45 @@ class JsonEncoder:
         ]
 
     def _per_unit(self, samples: Sequence[Sample]) -> list[Message]:
-        groups: dict[str, list[dict[str, Any]]] = {}
+        groups: dict[str, list[Sample]] = {}
+        unit_of = self._unit_of
         for s in samples:
-            body = {"tag": s.tag, **sample_payload(s, self.units.get(s.tag))}
-            groups.setdefault(s.tag.partition(".")[0], []).append(body)
+            unit = unit_of.get(s.tag)
+            if unit is None:
+                unit = unit_of[s.tag] = s.tag.partition(".")[0]
+            members = groups.get(unit)
+            if members is None:
+                members = groups[unit] = []
+            members.append(s)
+        if self.settings.batch_schema == 1:
+            return [
+                Message(self.batch_topic(unit), encode_v1(self.site, unit, members, self.units),
+                        self.settings.retain)
+                for unit, members in groups.items()
+            ]  # fmt: skip
         return [
-            Message(
-                f"{self.prefix}/_batch/{unit}",
-                json.dumps(
-                    {"schema": BATCH_SCHEMA, "site": self.site, "unit": unit, "samples": body},
-                    ensure_ascii=False,
-                ).encode(),
-                self.settings.retain,
-            )
-            for unit, body in groups.items()
-        ]
+            Message(self.batch_topic(unit), encode_v2(self.site, unit, members),
+                    self.settings.retain)
+            for unit, members in groups.items()
+        ]  # fmt: skip
+
+    def batch_topic(self, unit: str) -> str:
+        return f"{self.prefix}/_batch/{unit}"
+
+    def metadata(self) -> list[Message]:
+        """Retained per unit (batch/2 only): what `batch/2` leaves out of every message, the
+        tags' engineering units, on `{root}/{site}/_meta/{unit}`; sent after every connect."""
+        if self.settings.layout != "batch" or self.settings.batch_schema != 2:
+            return []
+        per_unit: dict[str, dict[str, str]] = {}
+        for tag, unit in sorted(self.units.items()):
+            per_unit.setdefault(tag.partition(".")[0], {})[tag] = unit
+        return [
+            Message(f"{self.prefix}/_meta/{plant_unit}",
+                    json.dumps({"schema": META_SCHEMA, "site": self.site, "unit": plant_unit,
+                                "units": units}, ensure_ascii=False).encode(), retain=True)
+            for plant_unit, units in per_unit.items()
+        ]  # fmt: skip
 
     def _exceptions(self, samples: Sequence[Sample]) -> Sequence[Sample]:
         """Report by exception: keep a sample if its quality changed or it left the deadband."""
@@ -221,6 +222,12 @@ class MqttJsonSink:
         self.refused = Condition("mqtt_publish_refused", emitter(log), level="error")
 
     async def run(self) -> None:
+        if self.settings.layout == "batch" and self.settings.batch_schema == 1:
+            log.warning(
+                "mqtt_batch_schema_deprecated", schema="edge-agent/batch/1",
+                advice="move batch subscribers to edge-agent/batch/2 (docs/delivery.md), "
+                "then remove mqtt.batch_schema",
+            )  # fmt: skip
         password = self.settings.password.resolve() if self.settings.password else None
         conn = MqttClient(
             self.settings,
@@ -311,6 +318,8 @@ class MqttJsonSink:
 
     async def _online(self, conn: MqttClient) -> None:
         self.state.up()
+        for m in self.encoder.metadata():
+            await conn.publish(m.topic, m.payload, qos=1, retain=True)
         await conn.publish(self.status_topic, b"online", qos=1, retain=True)
 
     async def _offline(self, conn: MqttClient) -> None:

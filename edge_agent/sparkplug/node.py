@@ -21,7 +21,6 @@ Rules kept here (Sparkplug 3.0):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -122,6 +121,7 @@ class EdgeNode:
         self._alive: dict[str, bool] = {}
         self._latest: dict[str, Sample] = {}
         self._sent: dict[str, tuple[Value | None, Quality]] = {}
+        self._bands: dict[str, float] = {}
         self.suppressed = 0  # live samples not sent: unchanged or within the deadband
 
     # ------------------------------------------------------------------------------- session
@@ -173,28 +173,32 @@ class EdgeNode:
         pending: dict[str, _Pending] = {}
         saw_live = False
         # New or retyped metrics need a birth before any data names them: one for the batch.
-        misfits = [s for s in samples if not self.catalogue.fits(s.tag, s.value)]
+        fits = self.catalogue.fits
+        misfits = [s for s in samples if not fits(s.tag, s.value)]
         for s in reversed(misfits):  # so that the birth declares a tag's first live value
             self.catalogue.declare(s.tag, s.value)
             if not self._historical(s):
                 self._latest[s.tag] = s
         if misfits:
             out += self.births()
+        retyped = {s.tag for s in misfits}  # only these can stop fitting within the batch
+        live_since = self.live_since_ns
+        latest, alive, get = self._latest, self._alive, self.catalogue.get
         for s in samples:
-            historical = self._historical(s)
+            historical = live_since is None or s.acq_ns < live_since
             if not historical:
                 saw_live = True
-                self._latest[s.tag] = s
-            if not self.catalogue.fits(s.tag, s.value):  # its type changed again in this batch
+                latest[s.tag] = s
+            if retyped and s.tag in retyped and not fits(s.tag, s.value):  # retyped again
                 self.catalogue.declare(s.tag, s.value)
                 out += self._flush(pending)
                 out += self.births()
-            d = self.catalogue.get(s.tag)
+            d = get(s.tag)
             assert d is not None
             if historical:
                 out += self._add(pending, d, self._metric(d, s, historical=True))
                 continue
-            if not self._alive.get(d.device, False):
+            if not alive.get(d.device, False):
                 if s.quality is not Quality.BAD:
                     out += self._flush(pending, d.device)
                     out.append(self._dbirth(d.device))
@@ -326,23 +330,34 @@ class EdgeNode:
         if quality is not s.quality:
             return True
         new = s.value
-        if _is_number(old) and _is_number(new):
+        # two floats, the common case, first: without the isinstance calls of _is_number
+        if (type(new) is float and type(old) is float) or (_is_number(old) and _is_number(new)):
             assert isinstance(old, int | float)
             assert isinstance(new, int | float)
-            if math.isnan(old) or math.isnan(new):
-                return math.isnan(old) != math.isnan(new)
-            band = self._deadband(d.tag)
+            if new != new or old != old:  # NaN
+                return (new != new) != (old != old)
+            band = self._band(d.tag)
             return abs(new - old) > band if band > 0 else new != old
         return bool(new != old)
+
+    def _band(self, tag: str) -> float:
+        """The tag's deadband, asked of the configuration once per tag."""
+        band = self._bands.get(tag)
+        if band is None:
+            band = self._bands[tag] = self._deadband(tag)
+        return band
 
     def _add(self, pending: dict[str, _Pending], d: MetricDef, m: MetricOut) -> list[Message]:
         """Queue a metric for its device's DDATA; a message may carry several values of one
         metric only with distinct timestamps, so a repeated (alias, timestamp) flushes first."""
         flushed: list[Message] = []
         key = (d.alias, m.timestamp_ms, m.historical)
-        if key in pending.get(d.device, _Pending()).keys:
+        p = pending.get(d.device)
+        if p is not None and key in p.keys:
             flushed = self._flush(pending, d.device)
-        p = pending.setdefault(d.device, _Pending())
+            p = None
+        if p is None:
+            p = pending[d.device] = _Pending()
         p.keys.add(key)
         (p.historical if m.historical else p.live).append(m)
         return flushed

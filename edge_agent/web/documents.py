@@ -22,8 +22,9 @@ from edge_agent.config import AgentConfig, SecretRef, SetpointLimits
 from edge_agent.contracts.samples import Quality, Sample, iso_utc
 from edge_agent.control.audit import AUDIT_FILE
 from edge_agent.health import health_document
+from edge_agent.kpi.balance_inputs import heat_balance_tags
 from edge_agent.kpi.catalogue import kpi_tags
-from edge_agent.kpi.engine import advisor_tag, heat_balance_tags, setpoint_tags
+from edge_agent.kpi.setpoints import advisor_tag, setpoint_tags
 from edge_agent.kpi.windows import WINDOWS
 from edge_agent.status_board import StatusBoard
 from edge_agent.web.history import ChangeLog, HistoryRing
