@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import lru_cache
+from typing import dataclass_transform
 
 Value = float | int | bool | str
 
@@ -25,7 +26,19 @@ class Quality(StrEnum):
     BAD = "bad"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass_transform(frozen_default=True)
+def _value_record(cls: type) -> type:
+    """A dataclass that the type checker holds frozen, built at run time without the freezing.
+
+    A frozen dataclass's `__init__` sets each field through `object.__setattr__`: 1.2 µs per
+    `Sample` against 0.26 µs for plain slots, paid for every tag of every read. Nothing assigns
+    to a sample (mypy --strict refuses it, as for any frozen dataclass), so the guard at run time
+    buys nothing; equality, hashing (over all fields), `replace` and the slots stay the same.
+    """
+    return dataclass(slots=True, unsafe_hash=True)(cls)
+
+
+@_value_record
 class Sample:
     """One reading of one tag, or one derived value.
 
