@@ -12,7 +12,8 @@ promises is what acquisition builds on:
 - a write to a tag the source does not have, or to one not configured writable, is refused
   (`WriteRefused`, naming the tag), and the connection carries on;
 - closing twice, or closing a driver that never connected, is harmless;
-- after an outage, connecting again yields Good samples again.
+- after an outage, connecting again yields Good samples again; so it does after the server
+  closed every session (a restart) while staying up.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class Rig:
     spoil: Callable[[], Awaitable[None]]
     cut: Callable[[], Awaitable[None]]
     mend: Callable[[], Awaitable[None]]
+    drop: Callable[[], Awaitable[None]] | None  # the server closes every session (None: serial)
     drivers: list[Driver] = field(default_factory=list)
 
     def driver(self) -> Driver:
@@ -76,6 +78,7 @@ def opcua_rig(sim: PlantSim, mode: str) -> Rig:
         spoil=lambda: sim.apply("bad:fsf.matte_temp"),
         cut=lambda: sim.server_down("opcua"),
         mend=lambda: sim.server_up("opcua"),
+        drop=lambda: sim.apply("drop:opcua"),
     )
 
 
@@ -92,6 +95,7 @@ def modbus_rig(sim: PlantSim, transport: str) -> Rig:
         spoil=lambda: sim.apply("illegal_address:kiln.temp"),
         cut=(lambda: sim.unplug(transport)) if serial else lambda: sim.server_down("modbus"),
         mend=(lambda: sim.plug(transport)) if serial else lambda: sim.server_up("modbus"),
+        drop=None if serial else lambda: sim.apply("drop:modbus"),
     )
 
 
@@ -107,7 +111,10 @@ def fake_rig() -> Rig:
     async def mend() -> None:
         device.down = False
 
-    return Rig(device.driver, device.endpoint, set(device.values), "u.a", spoil, cut, mend)
+    async def drop() -> None:
+        device.drop()
+
+    return Rig(device.driver, device.endpoint, set(device.values), "u.a", spoil, cut, mend, drop)
 
 
 @pytest_asyncio.fixture(params=RIGS, loop_scope="module")
@@ -245,3 +252,19 @@ async def test_after_an_outage_a_new_connection_yields_good_again(rig: Rig) -> N
     await rig.mend()
     await driver.connect()
     await settled(driver, all_good(rig), "Good sample of every tag after the outage")
+
+
+async def test_sessions_closed_by_the_server_raise_and_a_new_connection_reads_good(
+    rig: Rig,
+) -> None:
+    if rig.drop is None:
+        pytest.skip("a serial line has no session for the device to close")
+    driver = rig.driver()
+    await driver.connect()
+    await settled(driver, all_good(rig), "Good sample of every tag")
+    await rig.drop()
+    exc = await raises_connection_lost(driver)
+    assert (exc.reason, rig.where in str(exc)) == ("connection_lost", True), str(exc)
+    await driver.close()
+    await driver.connect()
+    await settled(driver, all_good(rig), "Good sample of every tag after the drop")

@@ -27,6 +27,11 @@ class FakeDevice:
     endpoint: str = "fake://device"
     connects: int = 0
     written: dict[str, Value] = field(default_factory=dict)
+    session: int = 0  # drivers connected before the last `drop()` have lost their session
+
+    def drop(self) -> None:
+        """Close every open session, staying up (a server restart)."""
+        self.session += 1
 
     def driver(self, source: Any = None) -> FakeDriver:
         """A new driver for this device (the signature of acquisition's driver factory)."""
@@ -39,12 +44,13 @@ class FakeDriver:
     def __init__(self, device: FakeDevice) -> None:
         self.device = device
         self.connected = False
+        self._session = -1
 
     async def connect(self) -> None:
         self.device.connects += 1
         if self.device.down:
             raise DriverConnectionError(f"cannot reach {self.device.endpoint}")
-        self.connected = True
+        self.connected, self._session = True, self.device.session
 
     async def read(self) -> list[Sample]:
         self._check_connected()
@@ -72,7 +78,7 @@ class FakeDriver:
         self.connected = False
 
     def _check_connected(self) -> None:
-        if self.device.down:
+        if self.device.down or (self.connected and self._session != self.device.session):
             self.connected = False
             raise DriverConnectionError(f"connection to {self.device.endpoint} is lost")
         if not self.connected:
