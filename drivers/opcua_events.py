@@ -32,8 +32,9 @@ from asyncua.ua.object_ids import ObjectIds as _O
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
 from drivers.base import DriverConnectionError, WriteRefused
-from drivers.opcua import OpcUaDriver, datetime_ns
+from drivers.opcua import OpcUaDriver
 from drivers.opcua_nodes import node_id
+from drivers.opcua_values import datetime_ns
 from edge_agent.contracts.opcua import NodeIdRef, OpcUaSettings, parse_node_ref
 
 log = structlog.get_logger(__name__)
