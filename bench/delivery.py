@@ -34,8 +34,8 @@ from edge_agent.config import AgentConfig
 from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.outbox import Batch
 from edge_agent.pipeline import SampleBus
-from edge_agent.runtime import build_catalogue
-from edge_agent.sinks import build_services, open_outbox
+from edge_agent.runtime import build_catalogue, open_outbox
+from edge_agent.sinks import build_services
 from edge_agent.sinks.mqtt_json import JsonEncoder
 from edge_agent.tagstore import TagStore
 from tests.support.services import Mosquitto, VictoriaMetrics

@@ -237,7 +237,9 @@ class ModbusDriver:
             decoders = self._decoders[request] = modbus_codec.block_segments(
                 request.tags, request.start
             )
-        return _decode_block(decoders, outcome.registers, request, acq)
+        # Our response classes keep the data bytes (drivers/modbus_responses.py).
+        block = getattr(outcome, "block", None)
+        return _decode_block(decoders, outcome.registers, request, acq, block)
 
     async def write(self, tag_id: str, value: Value) -> None:
         tag = self._tags.get(tag_id)
@@ -288,11 +290,17 @@ def _decode_bits(request: ReadRequest, bits: Sequence[bool], acq: int) -> list[S
 
 
 def _decode_block(
-    segments: list[modbus_codec.Segment], registers: Sequence[int], request: ReadRequest, acq: int
+    segments: list[modbus_codec.Segment],
+    registers: Sequence[int],
+    request: ReadRequest,
+    acq: int,
+    block: bytes | None = None,
 ) -> list[Sample]:
+    """The block's samples; `block` is the registers' bytes where the response kept them."""
     if len(registers) < request.count:
         return _bad(request, "short_response", acq)
-    block = struct.pack(f">{len(registers)}H", *registers)
+    if not block:
+        block = struct.pack(f">{len(registers)}H", *registers)
     samples: list[Sample] = []
     good = Quality.GOOD
     for ids, at, decode, floats in segments:

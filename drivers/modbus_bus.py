@@ -39,6 +39,7 @@ from pymodbus.exceptions import ConnectionException, ModbusIOException
 from pymodbus.framer import FramerType
 
 from drivers.base import DriverAccessDenied, DriverConnectionError
+from drivers.modbus_responses import register_responses
 
 log = structlog.get_logger(__name__)
 
@@ -233,15 +234,19 @@ class ModbusBus:
             "trace_packet": self._trace,
         }
         link = self.link
+        client: Client
         if link.serial:
             framer = FramerType.RTU if link.transport == "rtu" else FramerType.ASCII
-            return AsyncModbusSerialClient(
+            client = AsyncModbusSerialClient(
                 link.serial_port, framer=framer, baudrate=link.baudrate, bytesize=link.bytesize,
                 parity=link.parity, stopbits=link.stopbits, **common,
             )  # fmt: skip
-        host, port = link.address
-        framer = FramerType.RTU if link.transport == "rtu_over_tcp" else FramerType.SOCKET
-        return AsyncModbusTcpClient(host, port=port, framer=framer, **common)
+        else:
+            host, port = link.address
+            framer = FramerType.RTU if link.transport == "rtu_over_tcp" else FramerType.SOCKET
+            client = AsyncModbusTcpClient(host, port=port, framer=framer, **common)
+        register_responses(client)
+        return client
 
     def _cannot_connect(self) -> str:
         if self.link.serial:

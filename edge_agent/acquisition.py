@@ -194,37 +194,52 @@ class SourcePoller:
         deadline = loop.time()
         last_overrun_log = -OVERRUN_LOG_EVERY_S
         me = asyncio.current_task()
-        while True:
-            # Python 3.11's asyncio.wait_for (inside both protocol libraries) can swallow a
-            # cancellation that races a response; the request stays cancelled, so honour it.
-            if me is not None and me.cancelling():
-                raise asyncio.CancelledError
-            started = time.perf_counter()
-            samples = await driver.read()
-            elapsed = time.perf_counter() - started
-            self.stats.reads += 1
-            self.stats.samples += len(samples)
-            self.stats.last_read_s = elapsed
-            self.stats.read_seconds_total += elapsed
-            self.stats.read_latency.observe(elapsed)
-            await self.bus.publish(self.gate.apply(self.plausibility.apply(samples)))
-            if isinstance(driver, HistoryDriver):
-                await self.bus.record(driver.drain_history())
-            deadline += interval
-            now = loop.time()
-            if now > deadline:
-                missed = int((now - deadline) // interval) + 1
-                deadline += missed * interval
-                self.stats.overruns += missed
-                if now - last_overrun_log >= OVERRUN_LOG_EVERY_S:
-                    last_overrun_log = now
-                    self.log.warning(
-                        "source_overrun",
-                        read_s=round(elapsed, 3),
-                        interval_s=interval,
-                        overruns=self.stats.overruns,
-                    )
-            await asyncio.sleep(deadline - now)
+        # The previous cycle's batch, on its way to the outbox while this cycle reads: the read
+        # and the commit overlap, so a slow fsync does not stretch the cycle (issue 19).
+        committing: asyncio.Future[None] | None = None
+        try:
+            while True:
+                # Python 3.11's asyncio.wait_for (inside both protocol libraries) can swallow a
+                # cancellation that races a response; the request stays cancelled, so honour it.
+                if me is not None and me.cancelling():
+                    raise asyncio.CancelledError
+                started = time.perf_counter()
+                samples = await driver.read()
+                elapsed = time.perf_counter() - started
+                self.stats.reads += 1
+                self.stats.samples += len(samples)
+                self.stats.last_read_s = elapsed
+                self.stats.read_seconds_total += elapsed
+                self.stats.read_latency.observe(elapsed)
+                if committing is not None:  # one cycle of this source waits for the disk, no more
+                    await asyncio.shield(committing)
+                committing = asyncio.ensure_future(self._hand_on(driver, samples))
+                deadline += interval
+                now = loop.time()
+                if now > deadline:
+                    missed = int((now - deadline) // interval) + 1
+                    deadline += missed * interval
+                    self.stats.overruns += missed
+                    if now - last_overrun_log >= OVERRUN_LOG_EVERY_S:
+                        last_overrun_log = now
+                        self.log.warning(
+                            "source_overrun",
+                            read_s=round(elapsed, 3),
+                            interval_s=interval,
+                            overruns=self.stats.overruns,
+                        )
+                await asyncio.sleep(deadline - now)
+        finally:
+            # Stopping or reconnecting: the batch already read reaches the outbox first (and
+            # before any Bad samples of a lost connection), even if this task is cancelled.
+            if committing is not None:
+                await asyncio.shield(committing)
+
+    async def _hand_on(self, driver: Driver, samples: list[Sample]) -> None:
+        """Quality rules, then the bus (TagStore, taps, outbox commit); history to the outbox."""
+        await self.bus.publish(self.gate.apply(self.plausibility.apply(samples)))
+        if isinstance(driver, HistoryDriver):
+            await self.bus.record(driver.drain_history())
 
 
 class SourceHealth:

@@ -83,9 +83,21 @@ def build_catalogue(cfg: AgentConfig) -> TagCatalogue:
     return TagCatalogue([*(tag.info() for tag in cfg.tags().values()), *kpi_tags(cfg)])
 
 
+async def open_outbox(cfg: AgentConfig) -> Outbox:
+    """The outbox as `[outbox]` sets it, with one cursor per configured sink."""
+    section = cfg.outbox
+    return await Outbox.open(
+        cfg.agent.state_dir / section.file_name,
+        sinks.sink_names(cfg),
+        max_bytes=section.max_bytes,
+        memory_buffer_samples=section.memory_buffer_samples,
+        synchronous=section.synchronous,
+    )
+
+
 async def open_writer(cfg: AgentConfig) -> SampleWriter | None:
     """The outbox behind the bus, when any sink is configured (it is closed by `run_agent`)."""
-    return await sinks.open_outbox(cfg) if sinks.sink_names(cfg) else None
+    return await open_outbox(cfg) if sinks.sink_names(cfg) else None
 
 
 class StopSignals:

@@ -206,3 +206,42 @@ async def test_a_cancellation_swallowed_inside_a_read_still_stops_the_poller() -
     async with asyncio.timeout(5):
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+class SlowDisk:
+    """An outbox whose commits wait until the test lets them through, one at a time."""
+
+    def __init__(self) -> None:
+        self.started: list[int] = []  # reads done when each append began
+        self.committed: list[list[Sample]] = []
+        self.release = asyncio.Semaphore(0)
+
+    async def append(self, samples: list[Sample]) -> None:
+        self.started.append(len(self.started))
+        await self.release.acquire()
+        self.committed.append(list(samples))
+
+
+async def test_the_next_read_overlaps_the_commit_but_one_batch_at_most_waits() -> None:
+    plant, disk = FakePlant(), SlowDisk()
+    poller = SourcePoller(modbus_source(), SampleBus(TagStore(), disk), plant.factory)
+    task = asyncio.create_task(poller.run())
+    try:
+        # The first commit hangs; the poller reads the next cycle meanwhile, then waits for the
+        # disk instead of piling batches up in memory.
+        await eventually(lambda: poller.stats.reads == 2, 10, "the second read")
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert poller.stats.reads == 2
+        assert len(disk.started) == 1
+        disk.release.release()
+        await eventually(lambda: len(disk.started) == 2, 10, "the second commit")
+        await eventually(lambda: poller.stats.reads == 3, 10, "the third read")
+        assert [len(b) for b in disk.committed] == [2]
+    finally:
+        # Stopping with a commit in flight: the batch already read still reaches the outbox.
+        task.cancel()
+        for _ in range(5):
+            disk.release.release()
+        await asyncio.gather(task, return_exceptions=True)
+    assert len(disk.committed) == len(disk.started) >= 2

@@ -15,7 +15,7 @@ from edge_agent.runtime import build_catalogue
 from edge_agent.sinks.line_protocol import LineEncoder
 from edge_agent.sinks.mqtt_json import JsonEncoder
 from edge_agent.sparkplug.alarms import metric_samples
-from edge_agent.sparkplug.service import node_catalogue
+from edge_agent.sparkplug.sink import node_catalogue
 
 T0 = 1_795_000_000_000_000_000
 

@@ -3,12 +3,14 @@ ASCII over socat pseudo-terminals): exception isolation, timeouts, writes."""
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 
 import pytest
 
 from drivers.base import WriteRefused
 from drivers.modbus import ModbusDriver
+from drivers.modbus_responses import HoldingRegisters, InputRegisters
 from edge_agent.config import ModbusSource
 from edge_agent.contracts.samples import Quality
 from tests.support.plant import MODBUS_TRANSPORTS, PlantSim
@@ -107,3 +109,22 @@ async def test_writes_name_the_device_refusal(
             await driver.write("kiln.co_ppm", 50)
     finally:
         await driver.close()
+
+
+async def test_responses_are_decoded_by_our_classes_on_every_transport(
+    plant_sim: PlantSim, kiln: Callable[..., ModbusSource]
+) -> None:
+    """drivers/modbus_responses.py on the RTU and ASCII framers too, with the values intact."""
+    driver = ModbusDriver(kiln())
+    await driver.connect()
+    try:
+        request = driver.plan.requests[0]
+        response = await driver._fetch(request)
+        samples = await driver.read()
+    finally:
+        await driver.close()
+    assert isinstance(response, HoldingRegisters | InputRegisters)
+    assert response.block == struct.pack(f">{request.count}H", *response.registers)
+    assert len(response.registers) == request.count
+    assert samples
+    assert all(s.good for s in samples)

@@ -39,8 +39,8 @@ DRAIN = textwrap.dedent(
     """
     import asyncio, json, sys
     from edge_agent.config import AgentConfig
-    from edge_agent.runtime import build_catalogue
-    from edge_agent.sinks import build_services, open_outbox
+    from edge_agent.runtime import build_catalogue, open_outbox
+    from edge_agent.sinks import build_services
 
     async def main() -> None:
         cfg = AgentConfig.model_validate(json.loads(sys.argv[1]))

@@ -1,8 +1,8 @@
 """The outbox's durability bound under SIGKILL, against a real process killed mid-run.
 
-Bound (documented in edge_agent/outbox.py): every batch whose `append()` returned is on disk after
-a SIGKILL; only batches whose `append()` had not returned may be missing, and what survives is
-always a gap-free prefix in append order.
+Bound (documented in edge_agent/outbox/__init__.py): every batch whose `append()` returned is on
+disk after a SIGKILL; only batches whose `append()` had not returned may be missing, and what
+survives is always a gap-free prefix in append order.
 """
 
 from __future__ import annotations

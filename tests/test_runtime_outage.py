@@ -13,8 +13,8 @@ import pytest
 
 from edge_agent.config import AgentConfig
 from edge_agent.contracts.samples import Quality, Sample, now_ns
-from edge_agent.runtime import build_catalogue
-from edge_agent.sinks import build_services, open_outbox
+from edge_agent.runtime import build_catalogue, open_outbox
+from edge_agent.sinks import build_services
 from edge_agent.status_board import StatusBoard
 from tests.support.mqtt_subscriber import Subscriber
 from tests.support.services import InfluxDB1, Mosquitto

@@ -17,7 +17,8 @@ from drivers.sparkplug import sparkplug_b_pb2 as pb
 from drivers.sparkplug.payload import QUALITY_PROPERTY, property_map
 from edge_agent.runtime import build_catalogue
 from edge_agent.sparkplug.catalogue import split_tag
-from edge_agent.sparkplug.service import SparkplugEdgeNode, node_catalogue
+from edge_agent.sparkplug.service import SparkplugEdgeNode
+from edge_agent.sparkplug.sink import node_catalogue
 from tests.support.services import Mosquitto
 from tests.support.sparkplug_harness import GROUP, NODE, ROOT, make_config, running_edge
 from tests.support.sparkplug_host import Host, Seen, assert_seq_continuous, count

@@ -1,10 +1,10 @@
 """Sinks know their wire formats and nothing of smelting: they drain the outbox and confirm.
 
-`open_outbox(cfg)` opens the outbox with one cursor per configured sink; `build_services(cfg,
-outbox, catalogue)` returns the supervised services: the outbox's maintenance tick and one service
-per sink (`mqtt` for either MQTT format, `influx`). The catalogue (units, types of every tag) is
-the runtime's, built once. Each sink's `SinkState` and the outbox's status are added to the
-health board when one is given.
+`sink_names(cfg)` names the outbox cursors the configured sinks read (the runtime opens the
+outbox with them); `build_services(cfg, outbox, catalogue)` returns the supervised services: the
+outbox's maintenance tick and one service per sink (`mqtt` for either MQTT format, `influx`). The
+catalogue (units, types of every tag) is the runtime's, built once. Each sink's `SinkState` and
+the outbox's status are added to the health board when one is given.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from edge_agent.sinks.mqtt_json import MqttJsonSink
 from edge_agent.sinks.state import OutboxStatus, SinkState
 from edge_agent.supervisor import STOP_SINKS, Service
 
-__all__ = ["build_services", "open_outbox", "sink_names"]
+__all__ = ["build_services", "sink_names"]
 
 
 def sink_names(cfg: AgentConfig) -> list[str]:
@@ -29,17 +29,6 @@ def sink_names(cfg: AgentConfig) -> list[str]:
     if cfg.influx is not None:
         names.append(InfluxSink.name)
     return names
-
-
-async def open_outbox(cfg: AgentConfig) -> Outbox:
-    section = cfg.outbox
-    return await Outbox.open(
-        cfg.agent.state_dir / section.file_name,
-        sink_names(cfg),
-        max_bytes=section.max_bytes,
-        memory_buffer_samples=section.memory_buffer_samples,
-        synchronous=section.synchronous,
-    )
 
 
 def build_services(

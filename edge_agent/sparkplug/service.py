@@ -1,4 +1,4 @@
-"""The Sparkplug B edge node on a live MQTT connection, fed from the outbox.
+"""The Sparkplug B edge node on a live MQTT connection, fed from the outbox (built by `sink.py`).
 
 One task runs the whole session so that every message leaves in the order the state machine
 (`node.EdgeNode`) produced it and seq numbers stay continuous:
@@ -25,24 +25,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
 
 import structlog
 
 from drivers.mqtt_client import MqttClient, Received, Will
 from drivers.sparkplug.topics import Topics, state_topic
 from edge_agent.alarms import records
-from edge_agent.config import AgentConfig, MqttSection
-from edge_agent.contracts.catalogue import TagCatalogue
+from edge_agent.config import MqttSection
 from edge_agent.contracts.samples import Sample, now_ns
-from edge_agent.contracts.status import StatusRegistry
-from edge_agent.outbox import Batch, Cursor, Outbox
+from edge_agent.outbox import Batch, Cursor
 from edge_agent.sinks.state import SinkState
 from edge_agent.sparkplug import alarms as alarm_metrics
 from edge_agent.sparkplug.bdseq import BdSeqStore
 from edge_agent.sparkplug.catalogue import Catalogue
+from edge_agent.sparkplug.dcmd import DcmdHandler, Refused, refuse_all
 from edge_agent.sparkplug.node import (
     DeviceWrite,
     EdgeNode,
@@ -53,43 +50,10 @@ from edge_agent.sparkplug.node import (
     ndeath,
 )
 from edge_agent.sparkplug.primary_host import HostEvent, PrimaryHost
-from edge_agent.supervisor import STOP_SINKS, Service
-from edge_agent.tagstore import TagStore
 
 log = structlog.get_logger("edge_agent.sparkplug")
 
 SINK_NAME = "mqtt"
-
-
-# ------------------------------------------------------------------------- what we plug into
-
-
-class DcmdOutcome(Protocol):
-    @property
-    def result(self) -> str: ...  # "written" | "refused" | "failed"
-    @property
-    def reason(self) -> str | None: ...
-    @property
-    def detail(self) -> str: ...
-
-
-# The guarded control path's entry point (edge_agent.control.ControlPath.command):
-# (tag, value, command timestamp ns, request id) -> outcome.
-DcmdHandler = Callable[[str, object, int | None, str | None], Awaitable[DcmdOutcome]]
-
-
-@dataclass(frozen=True, slots=True)
-class Refused:
-    result: str
-    reason: str | None
-    detail: str
-
-
-async def refuse_all(
-    tag: str, value: object, ts_ns: int | None, request_id: str | None
-) -> DcmdOutcome:
-    """Used when no control path is wired in: every DCMD is refused, and says why."""
-    return Refused("refused", "control_unavailable", "this agent runs no control path")
 
 
 # --------------------------------------------------------------------------------- service
@@ -408,53 +372,3 @@ class SparkplugEdgeNode:
 
 def _now_ms() -> int:
     return now_ns() // 1_000_000
-
-
-# ----------------------------------------------------------------------------------- wiring
-
-
-def node_catalogue(cfg: AgentConfig, tags: TagCatalogue) -> Catalogue:
-    """The node's metrics: every tag of the runtime's catalogue, and the configured alarms'
-    state metrics (declared in the births, so a host knows every alarm before its first event)."""
-    return Catalogue([*tags, *alarm_metrics.metric_tags(cfg.alarm)])
-
-
-class ControlEntry(Protocol):
-    """What the control path offers the edge node (edge_agent.control.ControlPath)."""
-
-    async def command(
-        self, tag: str, value: object, ts_ns: int | None, request_id: str | None
-    ) -> DcmdOutcome: ...
-
-
-def build_services(
-    cfg: AgentConfig,
-    outbox: Outbox | None,
-    store: TagStore,
-    catalogue: TagCatalogue,
-    control: ControlEntry | None = None,
-    board: StatusRegistry | None = None,
-) -> list[Service]:
-    """The `mqtt.format = "sparkplug_b"` sink: the edge node reading the outbox's `mqtt` cursor
-    (the JSON sink's, which it replaces), its DCMDs going to the control path."""
-    if cfg.mqtt is None or cfg.mqtt.format != "sparkplug_b" or outbox is None:
-        return []
-    mqtt = cfg.mqtt
-    cursor = outbox.cursor(SINK_NAME)
-    state = SinkState(SINK_NAME, cursor=cursor)
-    if board is not None:
-        board.add(state)
-    node_id = mqtt.sparkplug.edge_node_id or cfg.agent.instance_id
-    bdseq_file = f"{mqtt.sparkplug.group_id}.{node_id}.bdseq"
-    bdseq = BdSeqStore(cfg.agent.state_dir / "sparkplug" / bdseq_file)
-    dcmd = control.command if control is not None else None
-
-    async def run() -> None:
-        password = mqtt.password.resolve() if mqtt.password is not None else None
-        edge = SparkplugEdgeNode(
-            mqtt, edge_node_id=node_id, bdseq=bdseq, catalogue=node_catalogue(cfg, catalogue),
-            cursor=cursor, current=store.snapshot, dcmd=dcmd, password=password, state=state,
-        )  # fmt: skip
-        await edge.run()
-
-    return [Service(f"sink:{SINK_NAME}", run, STOP_SINKS)]

@@ -17,7 +17,9 @@ from edge_agent.outbox import Outbox
 from edge_agent.pipeline import SampleBus
 from edge_agent.runtime import build_catalogue
 from edge_agent.sparkplug.bdseq import BdSeqStore
-from edge_agent.sparkplug.service import DcmdHandler, SparkplugEdgeNode, node_catalogue
+from edge_agent.sparkplug.dcmd import DcmdHandler
+from edge_agent.sparkplug.service import SparkplugEdgeNode
+from edge_agent.sparkplug.sink import node_catalogue
 from edge_agent.tagstore import TagStore
 
 ROOT = Path(__file__).resolve().parents[2]

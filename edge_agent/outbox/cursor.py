@@ -1,0 +1,53 @@
+"""A sink's cursor on the outbox: read what it has not confirmed, then confirm."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from edge_agent.outbox.format import Batch
+
+if TYPE_CHECKING:
+    from edge_agent.outbox.store import Outbox
+
+
+class Cursor:
+    """A sink's view of the outbox: read the batches after its last confirmation, then ack."""
+
+    def __init__(self, outbox: Outbox, sink: str) -> None:
+        self._outbox = outbox
+        self.sink = sink
+
+    @property
+    def acked(self) -> int:
+        return self._outbox.state.acked[self.sink]
+
+    @property
+    def lag_batches(self) -> int:
+        return max(0, self._outbox.state.head_id - self.acked)
+
+    async def read(self, max_samples: int = 5000, idle_s: float | None = None) -> list[Batch]:
+        """The oldest unconfirmed batches (at least one, about `max_samples` samples).
+
+        Waits for data; after `idle_s` seconds without any, returns an empty list.
+        """
+        event = self._outbox._new_data[self.sink]
+        loop = asyncio.get_running_loop()
+        deadline = None if idle_s is None else loop.time() + idle_s
+        while True:
+            event.clear()
+            if self._outbox.state.head_id > self.acked:
+                batches = await self._outbox._call(
+                    lambda: self._outbox._read(self.sink, max_samples)
+                )
+                if batches:
+                    return batches
+            try:
+                remaining = None if deadline is None else max(0.0, deadline - loop.time())
+                await asyncio.wait_for(event.wait(), remaining)
+            except TimeoutError:
+                return []
+
+    async def ack(self, batch_id: int) -> None:
+        """Confirm every batch up to and including `batch_id`; they are replayed no more."""
+        await self._outbox._call(lambda: self._outbox._ack(self.sink, batch_id))

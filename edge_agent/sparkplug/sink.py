@@ -1,0 +1,56 @@
+"""The `mqtt.format = "sparkplug_b"` sink as the runtime builds it: the edge node's metrics and
+its one supervised service."""
+
+from __future__ import annotations
+
+from edge_agent.config import AgentConfig
+from edge_agent.contracts.catalogue import TagCatalogue
+from edge_agent.contracts.status import StatusRegistry
+from edge_agent.outbox import Outbox
+from edge_agent.sinks.state import SinkState
+from edge_agent.sparkplug import alarms as alarm_metrics
+from edge_agent.sparkplug.bdseq import BdSeqStore
+from edge_agent.sparkplug.catalogue import Catalogue
+from edge_agent.sparkplug.dcmd import ControlEntry
+from edge_agent.sparkplug.service import SINK_NAME, SparkplugEdgeNode
+from edge_agent.supervisor import STOP_SINKS, Service
+from edge_agent.tagstore import TagStore
+
+
+def node_catalogue(cfg: AgentConfig, tags: TagCatalogue) -> Catalogue:
+    """The node's metrics: every tag of the runtime's catalogue, and the configured alarms'
+    state metrics (declared in the births, so a host knows every alarm before its first event)."""
+    return Catalogue([*tags, *alarm_metrics.metric_tags(cfg.alarm)])
+
+
+def build_services(
+    cfg: AgentConfig,
+    outbox: Outbox | None,
+    store: TagStore,
+    catalogue: TagCatalogue,
+    control: ControlEntry | None = None,
+    board: StatusRegistry | None = None,
+) -> list[Service]:
+    """The `mqtt.format = "sparkplug_b"` sink: the edge node reading the outbox's `mqtt` cursor
+    (the JSON sink's, which it replaces), its DCMDs going to the control path."""
+    if cfg.mqtt is None or cfg.mqtt.format != "sparkplug_b" or outbox is None:
+        return []
+    mqtt = cfg.mqtt
+    cursor = outbox.cursor(SINK_NAME)
+    state = SinkState(SINK_NAME, cursor=cursor)
+    if board is not None:
+        board.add(state)
+    node_id = mqtt.sparkplug.edge_node_id or cfg.agent.instance_id
+    bdseq_file = f"{mqtt.sparkplug.group_id}.{node_id}.bdseq"
+    bdseq = BdSeqStore(cfg.agent.state_dir / "sparkplug" / bdseq_file)
+    dcmd = control.command if control is not None else None
+
+    async def run() -> None:
+        password = mqtt.password.resolve() if mqtt.password is not None else None
+        edge = SparkplugEdgeNode(
+            mqtt, edge_node_id=node_id, bdseq=bdseq, catalogue=node_catalogue(cfg, catalogue),
+            cursor=cursor, current=store.snapshot, dcmd=dcmd, password=password, state=state,
+        )  # fmt: skip
+        await edge.run()
+
+    return [Service(f"sink:{SINK_NAME}", run, STOP_SINKS)]
