@@ -17,7 +17,8 @@ from simulators.tags import NAMESPACE_URI
 DEMO_TOML = Path(__file__).resolve().parent.parent / "config" / "demo.toml"
 GATEWAY_TOML = DEMO_TOML.with_name("demo-gateway.toml")
 _DEMO_HEAD = """\
-# The demo plant of shared/process-model.md section 2, served by `edge-agent-sim`.
+# The demo plant (docs/process-model.md §2), served by `edge-agent-sim`: the flash furnace over
+# OPC UA, the off-gas line and the kiln over Modbus TCP.
 # Addresses are the simulators' (docs/simulators.md documents the OPC UA tree and Modbus map).
 """
 _GATEWAY_HEAD = """\

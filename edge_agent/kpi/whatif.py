@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge_agent.config import AgentConfig
+from edge_agent.config import AgentConfig, HeatBalanceConfig
 from edge_agent.config.loader import ConfigError
 from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.kpi.advisor import Advice, AdvisorSettings, advise
@@ -37,35 +37,7 @@ def evaluate(
     if hb is None:
         raise ConfigError(["kpi.heat_balance is not configured: nothing to balance"])
     units = {t: d.unit for t, d in cfg.tags().items()}
-    values: dict[str, float] = dict(hb.operating_point)
-    origin = dict.fromkeys(values, "config")
-    hold: list[str] = []
-    if snapshot is not None:
-        snap = snapshot
-        for tag in heat_balance_tags(hb):
-            sample = snap.get(tag)
-            if sample is None or sample.quality is Quality.BAD or sample.value is None:
-                hold.append(f"{tag}: {sample.reason if sample else 'not read'}")
-                continue
-            values[tag] = float(sample.value)
-            origin[tag] = "live"
-            if sample.quality is not Quality.GOOD:
-                hold.append(f"{tag}: {sample.quality.value}")
-        if cfg.kpi.advisor is not None:
-            running = snap.get(cfg.kpi.advisor.running_tag)
-            if running is None or not running.good or not running.value:
-                hold.append("furnace not running")
-    for tag, value in overrides.items():
-        values[tag] = value
-        origin[tag] = "--tag"
-    missing = [t for t in heat_balance_tags(hb) if t not in values]
-    if missing:
-        raise ConfigError(
-            [
-                f"kpi.heat_balance.operating_point: no value for {t} (add it or give --tag)"
-                for t in missing
-            ]
-        )
+    values, origin, hold = _inputs(cfg, hb, overrides, snapshot)
     model = furnace_model(hb)
     try:
         op, balance = live_balance(model, hb, at_basis(hb, operating_point(hb, values, units)))
@@ -90,6 +62,45 @@ def evaluate(
         advice = advise(model, op, settings, current, hold)
         result["advisor"] = advice_dict(advice, setpoint_tags(cfg))
     return result
+
+
+def _inputs(
+    cfg: AgentConfig,
+    hb: HeatBalanceConfig,
+    overrides: dict[str, float],
+    snapshot: dict[str, Sample] | None,
+) -> tuple[dict[str, float], dict[str, str], list[str]]:
+    """The balance's input values, where each came from ("config", "live", "--tag"), and why the
+    advisor must hold. A tag with no value anywhere is an error naming it."""
+    values: dict[str, float] = dict(hb.operating_point)
+    origin = dict.fromkeys(values, "config")
+    hold: list[str] = []
+    if snapshot is not None:
+        for tag in heat_balance_tags(hb):
+            sample = snapshot.get(tag)
+            if sample is None or sample.quality is Quality.BAD or sample.value is None:
+                hold.append(f"{tag}: {sample.reason if sample else 'not read'}")
+                continue
+            values[tag] = float(sample.value)
+            origin[tag] = "live"
+            if sample.quality is not Quality.GOOD:
+                hold.append(f"{tag}: {sample.quality.value}")
+        if cfg.kpi.advisor is not None:
+            running = snapshot.get(cfg.kpi.advisor.running_tag)
+            if running is None or not running.good or not running.value:
+                hold.append("furnace not running")
+    for tag, value in overrides.items():
+        values[tag] = value
+        origin[tag] = "--tag"
+    missing = [t for t in heat_balance_tags(hb) if t not in values]
+    if missing:
+        raise ConfigError(
+            [
+                f"kpi.heat_balance.operating_point: no value for {t} (add it or give --tag)"
+                for t in missing
+            ]
+        )
+    return values, origin, hold
 
 
 def balance_dict(b: Balance, enrichment: float) -> dict[str, float]:

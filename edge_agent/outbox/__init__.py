@@ -31,7 +31,8 @@ SQLite thread `outbox/worker.py`.
 
 from edge_agent.outbox.cursor import Cursor
 from edge_agent.outbox.format import SCHEMA_VERSION, Batch, OutboxError, decode, encode
-from edge_agent.outbox.store import CURSOR_PERSIST_S, Outbox, OutboxState
+from edge_agent.outbox.state import OutboxState
+from edge_agent.outbox.store import CURSOR_PERSIST_S, Outbox
 
 __all__ = [
     "CURSOR_PERSIST_S",

@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from edge_agent.outbox.format import Batch
+from edge_agent.outbox.state import OutboxState
 
-if TYPE_CHECKING:
-    from edge_agent.outbox.store import Outbox
+
+class OutboxSide(Protocol):
+    """The outbox as one sink's cursor sees it (`store.Outbox` hands each cursor one)."""
+
+    sink: str
+    state: OutboxState
+    news: asyncio.Event  # set when batches were committed
+
+    def read(self, max_samples: int) -> asyncio.Future[list[Batch]]: ...
+    def ack(self, batch_id: int) -> asyncio.Future[None]: ...
 
 
 class Cursor:
     """A sink's view of the outbox: read the batches after its last confirmation, then ack."""
 
-    def __init__(self, outbox: Outbox, sink: str) -> None:
+    def __init__(self, outbox: OutboxSide) -> None:
         self._outbox = outbox
-        self.sink = sink
+        self.sink = outbox.sink
 
     @property
     def acked(self) -> int:
@@ -31,15 +40,13 @@ class Cursor:
 
         Waits for data; after `idle_s` seconds without any, returns an empty list.
         """
-        event = self._outbox._new_data[self.sink]
+        event = self._outbox.news
         loop = asyncio.get_running_loop()
         deadline = None if idle_s is None else loop.time() + idle_s
         while True:
             event.clear()
             if self._outbox.state.head_id > self.acked:
-                batches = await self._outbox._call(
-                    lambda: self._outbox._read(self.sink, max_samples)
-                )
+                batches = await self._outbox.read(max_samples)
                 if batches:
                     return batches
             try:
@@ -50,4 +57,4 @@ class Cursor:
 
     async def ack(self, batch_id: int) -> None:
         """Confirm every batch up to and including `batch_id`; they are replayed no more."""
-        await self._outbox._call(lambda: self._outbox._ack(self.sink, batch_id))
+        await self._outbox.ack(batch_id)

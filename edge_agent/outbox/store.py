@@ -7,7 +7,7 @@ import sqlite3
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -27,6 +27,7 @@ from edge_agent.outbox.format import (
     open_database,
 )
 from edge_agent.outbox.recent import RecentBatches
+from edge_agent.outbox.state import OutboxState
 from edge_agent.outbox.worker import WorkerThread, consume
 
 log = structlog.get_logger("edge_agent.outbox")
@@ -48,27 +49,6 @@ class _Spilled:
     samples: list[Sample]
     payload: bytes
     created_ns: int
-
-
-@dataclass
-class OutboxState:
-    """Live counters for /metrics and /healthz (read on the loop, written by the worker)."""
-
-    batches: int = 0
-    samples: int = 0
-    bytes: int = 0
-    max_bytes: int = 0
-    appended_samples: int = 0
-    dropped_samples_cap: int = 0
-    dropped_samples_memory: int = 0
-    disk_alarm: bool = False
-    disk_alarm_reason: str = ""
-    memory_buffered_samples: int = 0
-    quarantined: int = 0
-    commits: int = 0
-    head_id: int = 0
-    oldest_created_ns: int = 0
-    acked: dict[str, int] = field(default_factory=dict)
 
 
 def is_disk_full(exc: BaseException) -> bool:
@@ -129,7 +109,7 @@ class Outbox:
         for sink in self.sinks:
             self._new_data[sink] = asyncio.Event()
             self._new_data[sink].set()
-            self._cursors[sink] = Cursor(self, sink)
+            self._cursors[sink] = Cursor(_CursorSide(self, sink))
         log.info(
             "outbox_opened",
             path=str(self.path),
@@ -447,3 +427,19 @@ class Outbox:
         self.state.bytes -= deleted[2]
         if self.state.bytes <= self.max_bytes * CAP_CLEARED_BELOW:
             self.cap_reached.cleared(bytes=self.state.bytes, max_bytes=self.max_bytes)
+
+
+class _CursorSide:
+    """What a sink's cursor may do with the outbox: see its counters, read and confirm."""
+
+    def __init__(self, outbox: Outbox, sink: str) -> None:
+        self.outbox = outbox
+        self.sink = sink
+        self.state = outbox.state
+        self.news = outbox._new_data[sink]
+
+    def read(self, max_samples: int) -> asyncio.Future[list[Batch]]:
+        return self.outbox._call(lambda: self.outbox._read(self.sink, max_samples))
+
+    def ack(self, batch_id: int) -> asyncio.Future[None]:
+        return self.outbox._call(lambda: self.outbox._ack(self.sink, batch_id))
