@@ -37,7 +37,6 @@ log = structlog.get_logger(__name__)
 
 MIN_TIMEOUT_S = 0.25
 BUSY = 6
-RETRY_JITTER = 0.05
 
 # What a request came back with: the response, or a reason its tags are Bad ("timeout", ...).
 _Outcome = Any
@@ -179,10 +178,12 @@ class ModbusDriver:
                     retry_every_s=self.source.unreachable_retry_s,
                 )
             health.backed_off = True
-            # From this cycle's start, less a little scheduling jitter, so that a retry every
-            # k poll intervals lands on every k-th cycle and not one later.
+            # From this cycle's start, less half a cycle, so that a retry every k poll intervals
+            # lands on every k-th cycle and not one later: cycles start late by however busy the
+            # machine is, the next one maybe less late than this one.
             retry_s = self.source.unreachable_retry_s
-            health.next_try = self._cycle_start + retry_s - RETRY_JITTER * retry_s
+            slack = min(retry_s, self.source.poll_interval_s) / 2
+            health.next_try = self._cycle_start + retry_s - slack
             return "device_unreachable"
         return outcome
 

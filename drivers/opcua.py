@@ -12,34 +12,31 @@ collectors end up stuck on BadNodeIdUnknown until someone restarts them.
 
 The library's own reconnect is left off: the acquisition layer supervises reconnects and builds
 a new client each time, so a client that ended up in a bad state is simply thrown away.
+
+Values and status codes become samples in `drivers/opcua_values.py`; certificates, trust and
+identity are `drivers/opcua_security.py`'s; nodes and ranges, `opcua_nodes.py`/`opcua_ranges.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import calendar
-import hashlib
 import math
 from collections.abc import Sequence
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import structlog
 from asyncua import ua
 from asyncua.client.client import Client
 from asyncua.client.ua_client import UaClientState
-from asyncua.crypto import security_policies
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.serialization import Encoding
 
-from drivers.base import DriverAccessDenied, DriverConnectionError, WriteRefused
+from drivers.base import DriverConnectionError, WriteRefused
 from drivers.opcua_nodes import node_id, relative_path
 from drivers.opcua_ranges import Range, read_eu_ranges
+from drivers.opcua_security import configure_security, explain
+from drivers.opcua_values import check_writable, coerce, datetime_ns, quality_of, to_sample
 from edge_agent.contracts.opcua import (
     NodeIdRef,
     NodeRefError,
@@ -48,7 +45,10 @@ from edge_agent.contracts.opcua import (
     SubscriptionGroup,
     parse_node_ref,
 )
-from edge_agent.contracts.samples import Quality, Sample, Value, now_ns, shortest_float32
+from edge_agent.contracts.samples import Quality, Sample, Value, now_ns
+
+# Also importable from here, as before the values and security moved to modules of their own.
+__all__ = ["OpcUaDriver", "datetime_ns", "quality_of", "to_sample"]
 
 log = structlog.get_logger(__name__)
 
@@ -69,67 +69,11 @@ _LIMIT_NODES = [
         "MaxNodesPerTranslateBrowsePathsToNodeIds",
     )
 ]
-_USER_REJECTED = {"BadUserAccessDenied", "BadIdentityTokenRejected", "BadIdentityTokenInvalid"}
 # Service results that mean the session or the connection is gone, not that a node is bad.
 _CONNECTION_STATUS = (
     "BadSession", "BadSecureChannel", "BadConnection", "BadServer", "BadShutdown",
     "BadCommunication", "BadTimeout", "BadNotConnected", "BadTcp", "BadRequestTimeout",
 )  # fmt: skip
-
-
-def quality_of(status: ua.StatusCode | None) -> tuple[Quality, str | None]:
-    """OPC UA severity bits (the top two) to our quality; the status name becomes the reason."""
-    code = status.value if status is not None else 0
-    severity = code >> 30
-    if severity == 0:
-        return Quality.GOOD, None
-    assert status is not None
-    return (Quality.UNCERTAIN if severity == 1 else Quality.BAD), status.name
-
-
-def datetime_ns(dt: datetime | None) -> int | None:
-    """An OPC UA DateTime (naive UTC or aware) as integer ns since the epoch; None if absent."""
-    if dt is None or dt.year < 1970:
-        return None
-    return calendar.timegm(dt.utctimetuple()) * 1_000_000_000 + dt.microsecond * 1000
-
-
-def plain_value(value: Any) -> Value:
-    """The Variant's Python value as a Sample value; raises TypeError for what we do not carry."""
-    if isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, ua.LocalizedText):
-        return value.Text or ""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(type(value).__name__)
-
-
-def to_sample(tag_id: str, dv: ua.DataValue, acq: int, server_ts: bool) -> Sample:
-    quality, reason = quality_of(dv.StatusCode)
-    source_ns = datetime_ns(dv.ServerTimestamp if server_ts else dv.SourceTimestamp)
-    if quality is Quality.BAD:
-        return Sample(tag_id, None, quality, acq, source_ns, reason)
-    raw = dv.Value.Value if dv.Value is not None else None
-    if raw is None:
-        return Sample(tag_id, None, Quality.BAD, acq, source_ns, "null_value")
-    try:
-        value = plain_value(raw)
-    except TypeError as exc:
-        return Sample(tag_id, None, Quality.BAD, acq, source_ns, f"unsupported_type_{exc}")
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return Sample(tag_id, None, Quality.BAD, acq, source_ns, "not_finite")
-        if dv.Value.VariantType is ua.VariantType.Float:  # type: ignore[union-attr]
-            value = shortest_float32(value)
-    return Sample(tag_id, value, quality, acq, source_ns, reason)
-
-
-def describe_certificate(cert: x509.Certificate) -> str:
-    thumbprint = hashlib.sha1(
-        cert.public_bytes(Encoding.DER)
-    ).hexdigest()  # OPC UA names certificates by SHA-1
-    return f"{cert.subject.rfc4514_string()} (SHA-1 thumbprint {thumbprint})"
 
 
 def _is_connection_status(exc: UaStatusCodeError) -> bool:
@@ -388,7 +332,7 @@ class OpcUaDriver:
             raise WriteRefused(f"source {self.source.name} has no connected tag {tag_id!r}")
         session, i = located
         tag = session.tags[i]
-        _check_writable(tag, value)
+        check_writable(tag, value)
         node_id = session.node_ids[i]
         if node_id is None:
             raise WriteRefused(
@@ -402,7 +346,7 @@ class OpcUaDriver:
                     raise WriteRefused(f"tag {tag_id}: node has no value to take the type from")
                 vtype = dv.Value.VariantType
                 self._variant_types[tag_id] = vtype
-            dv = ua.DataValue(ua.Variant(_coerce(value, vtype), vtype))
+            dv = ua.DataValue(ua.Variant(coerce(value, vtype), vtype))
             (status,) = await session.client.uaclient.write_attributes(
                 [node_id], [dv], AttributeIds.Value
             )
@@ -431,7 +375,7 @@ class OpcUaDriver:
         client.name = client.description = f"edge-agent {src.name}"
         client.session_timeout = 60_000
         try:
-            await self._configure_security(client)
+            await configure_security(client, src)
             await client.connect()
         except (TimeoutError, OSError) as exc:
             raise DriverConnectionError(
@@ -439,98 +383,10 @@ class OpcUaDriver:
                 "check that it runs and that the endpoint is right"
             ) from exc
         except UaStatusCodeError as exc:
-            raise self._explain(exc) from exc
+            raise explain(src, exc) from exc
         except UaError as exc:
             raise DriverConnectionError(f"OPC UA connect to {src.endpoint} failed: {exc}") from exc
         return client
-
-    async def _configure_security(self, client: Client) -> None:
-        src, sec = self.source, self.source.security
-        if sec.policy != "None":
-            assert sec.certificate is not None
-            assert sec.private_key is not None
-            cert = _load_cert(sec.certificate)
-            client.application_uri = _application_uri(cert) or client.application_uri
-            trusted = [_load_cert(p) for p in sec.trusted_server_certificates]
-            client.certificate_validator = _TrustList(src.endpoint, trusted)
-            await client.set_security(
-                getattr(security_policies, f"SecurityPolicy{sec.policy}"),
-                certificate=str(sec.certificate),
-                private_key=str(sec.private_key),
-                mode=getattr(ua.MessageSecurityMode, sec.mode),
-            )
-        if src.username is not None and src.password is not None:
-            client.set_user(src.username)
-            client.set_password(src.password.resolve())
-        if src.user_certificate is not None and src.user_private_key is not None:
-            await client.load_client_certificate(str(src.user_certificate))
-            await client.load_private_key(src.user_private_key)
-
-    def _explain(self, exc: UaStatusCodeError) -> DriverConnectionError:
-        """Turn the server's refusal into what the operator should do about it."""
-        src = self.source
-        name = ua.StatusCode(exc.code).name
-        if name in _USER_REJECTED:
-            if src.username is not None:
-                return DriverAccessDenied(
-                    f"OPC UA server {src.endpoint} rejected user {src.username!r} ({name}): "
-                    f"check the username and the password in {_describe_ref(src.password)}"
-                )
-            return DriverAccessDenied(
-                f"OPC UA server {src.endpoint} rejected our identity ({name}): configure "
-                "username/password or a user_certificate it accepts"
-            )
-        if name.startswith(("BadCertificate", "BadSecurityChecksFailed")):
-            return DriverAccessDenied(
-                f"OPC UA server {src.endpoint} does not accept our certificate "
-                f"{src.security.certificate} ({name}): add it to the server's trusted certificates "
-                "(for most servers: copy it into pki/trusted/certs) and check it is not expired"
-            )
-        return DriverConnectionError(f"OPC UA connect to {src.endpoint} failed ({name})")
-
-
-class _TrustList:
-    """Our side of the trust: the server's certificate must be one we were told to trust."""
-
-    def __init__(self, endpoint: str, trusted: list[x509.Certificate]) -> None:
-        self.endpoint = endpoint
-        self.fingerprints = {c.fingerprint(hashes.SHA256()) for c in trusted}
-
-    async def __call__(self, cert: x509.Certificate, _app: Any) -> None:
-        if cert.fingerprint(hashes.SHA256()) not in self.fingerprints:
-            raise DriverAccessDenied(
-                f"OPC UA server {self.endpoint} presents certificate {describe_certificate(cert)}, "
-                "which is not in security.trusted_server_certificates: verify it with the server's "
-                "administrator, then add the file to that list"
-            )
-
-
-def _load_cert(path: Path) -> x509.Certificate:
-    data = path.read_bytes()
-    return (
-        x509.load_pem_x509_certificate(data)
-        if b"-----BEGIN" in data
-        else x509.load_der_x509_certificate(data)
-    )
-
-
-def _application_uri(cert: x509.Certificate) -> str | None:
-    """OPC UA servers check the client's ApplicationUri against its certificate's SAN URI."""
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    except x509.ExtensionNotFound:
-        return None
-    uris = san.value.get_values_for_type(x509.UniformResourceIdentifier)
-    return uris[0] if uris else None
-
-
-def _describe_ref(ref: Any) -> str:
-    if ref is None:
-        return "the config"
-    for key in ("file", "env", "credential"):
-        if getattr(ref, key) is not None:
-            return f"{key} {getattr(ref, key)}"
-    return "the config"
 
 
 def _shard(tags: Sequence[OpcUaPoint], sessions: int) -> list[list[OpcUaPoint]]:
@@ -538,25 +394,3 @@ def _shard(tags: Sequence[OpcUaPoint], sessions: int) -> list[list[OpcUaPoint]]:
     sessions = max(1, min(sessions, len(tags)))
     size = math.ceil(len(tags) / sessions) if tags else 0
     return [list(tags[i : i + size]) for i in range(0, len(tags), size)] if tags else [[]]
-
-
-def _check_writable(tag: OpcUaPoint, value: Value) -> None:
-    if not tag.writable:
-        raise WriteRefused(f"tag {tag.id} is not writable (set writable = true with bounds)")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return
-    if (tag.min is not None and value < tag.min) or (tag.max is not None and value > tag.max):
-        raise WriteRefused(f"tag {tag.id}: {value} is outside [{tag.min}, {tag.max}]")
-
-
-def _coerce(value: Value, vtype: ua.VariantType) -> Value:
-    """Python value for the node's own type (the server checks the type strictly)."""
-    if vtype is ua.VariantType.Boolean:
-        return bool(value)
-    if vtype in (ua.VariantType.Float, ua.VariantType.Double):
-        return float(value)
-    if vtype is ua.VariantType.String:
-        return str(value)
-    if isinstance(value, str) or (isinstance(value, float) and not value.is_integer()):
-        raise WriteRefused(f"{value!r} is not an integer, as the node's type {vtype.name} needs")
-    return int(value)

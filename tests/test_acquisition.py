@@ -4,19 +4,18 @@ against the simulators in test_drivers_opcua.py and test_drivers_modbus.py)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import pytest
 
 from drivers.backoff import Backoff
-from drivers.base import DriverConnectionError
 from edge_agent import acquisition
 from edge_agent.acquisition import Acquisition, SourcePoller, build_services
-from edge_agent.config import AgentConfig, ModbusSource, Source
-from edge_agent.contracts.samples import Quality, Sample, Value, now_ns
+from edge_agent.config import AgentConfig, ModbusSource
+from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.pipeline import SampleBus
 from edge_agent.status_board import StatusBoard
 from edge_agent.tagstore import TagStore
+from tests.support.fake_driver import FakeDevice, FakeDriver
 from tests.support.waiting import eventually
 
 
@@ -37,51 +36,15 @@ def modbus_source(**kw: object) -> ModbusSource:
     )  # fmt: skip
 
 
-class FakeDriver:
-    """Serves scripted status values; `fail` makes the next connect or read raise."""
-
-    def __init__(self, plant: FakePlant) -> None:
-        self.plant = plant
-
-    async def connect(self) -> None:
-        self.plant.connects += 1
-        if self.plant.down:
-            raise DriverConnectionError("refused")
-
-    async def read(self) -> list[Sample]:
-        if self.plant.down:
-            raise DriverConnectionError("gone")
-        if self.plant.slow_s:
-            await asyncio.sleep(self.plant.slow_s)
-        acq = now_ns()
-        return [
-            Sample("offgas.so2_pct", 0.5, Quality.GOOD, acq),
-            Sample("offgas.status", self.plant.status, Quality.GOOD, acq),
-        ]
-
-    async def write(self, tag_id: str, value: Value) -> None:
-        self.plant.written[tag_id] = value
-
-    async def close(self) -> None:
-        pass
-
-
-class FakePlant:
-    def __init__(self) -> None:
-        self.down = False
-        self.status = 0
-        self.slow_s = 0.0
-        self.connects = 0
-        self.written: dict[str, Value] = {}
-
-    def factory(self, source: Source) -> FakeDriver:
-        return FakeDriver(self)
+def fake_offgas() -> FakeDevice:
+    """The two tags of `modbus_source()` on a fake device; offgas.status is writable."""
+    return FakeDevice({"offgas.so2_pct": 0.5, "offgas.status": 0}, writable={"offgas.status"})
 
 
 @pytest.fixture
-async def running() -> tuple[FakePlant, TagStore, SourcePoller]:  # type: ignore[misc]
-    plant, store = FakePlant(), TagStore()
-    poller = SourcePoller(modbus_source(), SampleBus(store), plant.factory)
+async def running() -> tuple[FakeDevice, TagStore, SourcePoller]:  # type: ignore[misc]
+    plant, store = fake_offgas(), TagStore()
+    poller = SourcePoller(modbus_source(), SampleBus(store), plant.driver)
     poller.backoff = Backoff(initial_s=0.01, max_s=0.02)
     task = asyncio.create_task(poller.run())
     await eventually(lambda: poller.stats.reads > 0, 5.0, "a first read")
@@ -125,7 +88,7 @@ async def test_lost_connection_turns_every_tag_bad_then_recovers(running: tuple)
 
 async def test_status_tag_vetoes_dependent_quality(running: tuple) -> None:  # type: ignore[type-arg]
     plant, store, _ = running
-    plant.status = 1  # calibrating
+    plant.values["offgas.status"] = 1  # calibrating
     await eventually(
         lambda: quality(store, "offgas.so2_pct") is Quality.BAD,
         5.0,
@@ -135,7 +98,7 @@ async def test_status_tag_vetoes_dependent_quality(running: tuple) -> None:  # t
     assert s is not None
     assert s.reason == "device_status offgas.status=1"
     assert quality(store, "offgas.status") is Quality.GOOD
-    plant.status = 8  # outside the mask
+    plant.values["offgas.status"] = 8  # outside the mask
     await eventually(
         lambda: quality(store, "offgas.so2_pct") is Quality.GOOD,
         5.0,
@@ -151,10 +114,10 @@ async def test_overruns_are_counted(running: tuple) -> None:  # type: ignore[typ
 
 
 async def test_writes_go_through_the_live_driver() -> None:
-    plant, store = FakePlant(), TagStore()
+    plant, store = fake_offgas(), TagStore()
     cfg = AgentConfig.model_validate({"source": [modbus_source().model_dump()]})
     board = StatusBoard(store)
-    acq = Acquisition(cfg, SampleBus(store), plant.factory, board=board)
+    acq = Acquisition(cfg, SampleBus(store), plant.driver, board=board)
     acq.pollers[0].backoff = Backoff(initial_s=0.01, max_s=0.02)
     (service,) = acq.services()
     assert service.name == "source.offgas"
@@ -174,38 +137,41 @@ def test_build_services_skips_disabled_sources() -> None:
     assert build_services(cfg, SampleBus(TagStore())) == []
 
 
-def test_backoff_is_capped_with_jitter() -> None:
-    b = Backoff(initial_s=0.25, max_s=5.0, jitter=0.2)
-    delays = [b.next_delay() for _ in range(10)]
-    assert all(0 < d <= 6.0 for d in delays)
-    assert delays[-1] >= 4.0
-
-
 def test_backoff_cap_fits_the_10_s_recovery_promise() -> None:
     backoff = Backoff(acquisition.RECONNECT_INITIAL_S, acquisition.RECONNECT_CAP_S)
     assert backoff.max_s * (1 + backoff.jitter) <= 6.0
 
 
 async def test_a_cancellation_swallowed_inside_a_read_still_stops_the_poller() -> None:
-    """Python 3.11's wait_for can lose a cancel that races a response; the loop must not."""
-    plant, store = FakePlant(), TagStore()
+    """Python 3.11's wait_for can lose a cancel that races a response; the loop must not.
+
+    The first read waits until it is cancelled and swallows the cancellation, every time, as
+    such a wait_for does; the poller must notice that it was asked to stop and stop anyway.
+    """
+    inside, swallowed = asyncio.Event(), asyncio.Event()
 
     class Swallowing(FakeDriver):
         async def read(self) -> list[Sample]:
-            with contextlib.suppress(asyncio.CancelledError):  # what a racing wait_for does
-                await asyncio.sleep(0.02)
+            if not swallowed.is_set():
+                inside.set()
+                try:
+                    await asyncio.Event().wait()  # a response that never comes
+                except asyncio.CancelledError:
+                    swallowed.set()  # and the cancellation is lost
             return await super().read()
 
-    # Reads (20 ms) overrun the 10 ms floor of the interval: the cancel nearly always lands
-    # inside a read.
-    source = modbus_source(poll_interval_s=0.01)
-    poller = SourcePoller(source, SampleBus(store), lambda s: Swallowing(plant))
+    plant = fake_offgas()
+    poller = SourcePoller(modbus_source(), SampleBus(TagStore()), lambda s: Swallowing(plant))
     task = asyncio.create_task(poller.run())
-    await eventually(lambda: poller.stats.reads > 3, 5.0, "four reads")
-    task.cancel()
     async with asyncio.timeout(5):
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await inside.wait()
+    task.cancel()
+    # Not `await task` under a timeout: the timeout's own cancellation would satisfy a
+    # pytest.raises(CancelledError) and pass a poller that never stops.
+    done, _ = await asyncio.wait({task}, timeout=5)
+    assert swallowed.is_set(), "the cancellation landed inside the read and was swallowed there"
+    assert task in done, "the poller kept running after its cancellation was swallowed"
+    assert task.cancelled()
 
 
 class SlowDisk:
@@ -223,8 +189,8 @@ class SlowDisk:
 
 
 async def test_the_next_read_overlaps_the_commit_but_one_batch_at_most_waits() -> None:
-    plant, disk = FakePlant(), SlowDisk()
-    poller = SourcePoller(modbus_source(), SampleBus(TagStore(), disk), plant.factory)
+    plant, disk = fake_offgas(), SlowDisk()
+    poller = SourcePoller(modbus_source(), SampleBus(TagStore(), disk), plant.driver)
     task = asyncio.create_task(poller.run())
     try:
         # The first commit hangs; the poller reads the next cycle meanwhile, then waits for the

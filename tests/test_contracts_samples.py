@@ -38,3 +38,18 @@ def test_ts_ns_prefers_the_source_time() -> None:
 def test_bad_sample_carries_no_value_and_its_reason() -> None:
     s = Sample.bad("a.b", "connection_lost", acq_ns=5)
     assert (s.value, s.quality, s.reason, s.good) == (None, Quality.BAD, "connection_lost", False)
+
+
+def test_samples_compare_and_hash_by_every_field() -> None:
+    """Sample is a frozen record for the type checker and a plain slots class at run time
+    (edge_agent/contracts/samples.py): equality, hashing and `replace` must not notice."""
+    import dataclasses
+
+    from edge_agent.contracts.samples import Quality, Sample
+
+    a = Sample("fsf.matte_temp", 1231.5, Quality.GOOD, 10, 9)
+    assert a == Sample("fsf.matte_temp", 1231.5, Quality.GOOD, 10, 9)
+    assert hash(a) == hash(Sample("fsf.matte_temp", 1231.5, Quality.GOOD, 10, 9))
+    assert a != dataclasses.replace(a, reason="x")
+    assert len({a, dataclasses.replace(a, raw=1.0), a}) == 2
+    assert not hasattr(a, "__dict__")

@@ -287,6 +287,11 @@ async def test_heartbeat_beats_and_stops_when_acquisition_is_dead(
         # Modbus acquisition dies; the OPC UA connection that carries the heartbeat is still
         # there, so only the health check can stop it.
         await agent.stop_sources("offgas", "kiln")
+        # A write slower than the 0.1 s interval (a busy machine) also stops a beat, for a tick:
+        # wait for the health check itself, then for the beat it stops.
+        await eventually(
+            lambda: agent.control.acquisition_health() is not None, 15.0, "acquisition unhealthy"
+        )
         await eventually(lambda: not heartbeat.beating, 15.0, "the heartbeat to stop")
         problem = agent.control.acquisition_health()
         assert problem is not None

@@ -203,14 +203,3 @@ def _synthetic_id(i: int) -> str:
     from simulators.opcua_server import synthetic_tag_id
 
     return synthetic_tag_id(i)
-
-
-def test_a_float_variant_keeps_float32_precision_a_double_keeps_its_own() -> None:
-    from drivers.opcua import to_sample
-
-    def value(variant: ua.Variant) -> object:
-        return to_sample("fsf.x", ua.DataValue(variant), 1, server_ts=False).value
-
-    wide = 18.404083251953125  # 18.404083 as a float32, widened
-    assert repr(value(ua.Variant(wide, ua.VariantType.Float))) == "18.404083"
-    assert repr(value(ua.Variant(wide, ua.VariantType.Double))) == "18.404083251953125"

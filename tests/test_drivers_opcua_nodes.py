@@ -1,4 +1,5 @@
-"""OPC UA node references: every string form, browse paths, per-session resolution."""
+"""OPC UA node references (every string form, browse paths, per-session resolution) and the
+driver's other conversions that need no server: status codes, timestamps, values."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import uuid
 import pytest
 from asyncua import ua
 
-from drivers.opcua import OpcUaDriver, _Session, datetime_ns, quality_of
+from drivers.opcua import OpcUaDriver, _Session, datetime_ns, quality_of, to_sample
 from drivers.opcua_nodes import node_id, relative_path
 from edge_agent.config import OpcUaSource, SubscriptionGroup
 from edge_agent.contracts.opcua import BrowsePathRef, NodeIdRef, NodeRefError, parse_node_ref
@@ -91,6 +92,15 @@ def test_datetimes_become_epoch_nanoseconds() -> None:
     assert datetime_ns(datetime(1970, 1, 1, 0, 0, 1)) == 1_000_000_000
     assert datetime_ns(None) is None
     assert datetime_ns(datetime(1601, 1, 1)) is None
+
+
+def test_a_float_variant_keeps_float32_precision_a_double_keeps_its_own() -> None:
+    def value(variant: ua.Variant) -> object:
+        return to_sample("fsf.x", ua.DataValue(variant), 1, server_ts=False).value
+
+    wide = 18.404083251953125  # 18.404083 as a float32, widened
+    assert repr(value(ua.Variant(wide, ua.VariantType.Float))) == "18.404083"
+    assert repr(value(ua.Variant(wide, ua.VariantType.Double))) == "18.404083251953125"
 
 
 def test_percent_deadband_is_requested_as_such() -> None:

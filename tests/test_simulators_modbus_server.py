@@ -15,7 +15,6 @@ import pytest_asyncio
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from simulators.faults import FaultError, Faults, parse
 from simulators.tags import ALL_TAGS, REGISTERS, Register
 from tests.support.plant import PlantSim
 from tests.support.waiting import eventually
@@ -127,15 +126,6 @@ async def test_no_value_markers_per_encoding(sim: PlantSim, client: AsyncModbusT
     kiln = (await client.read_holding_registers(4, count=9, device_id=3)).registers
     assert kiln[:2] != [0xFFFF, 0xFFFF]
     assert kiln[8] == 0xFFFF  # the other faults stay
-
-
-def test_no_value_markers_are_for_modbus_integers() -> None:
-    faults = Faults()
-    with pytest.raises(FaultError, match="integers"):
-        faults.no_value_marker("offgas.so2_pct")  # float32
-    with pytest.raises(FaultError, match="not served over Modbus"):
-        faults.no_value_marker("fsf.matte_temp")
-    assert parse("novalue:kiln.temp").kind == "novalue"
 
 
 async def test_analyser_status_bits_and_totaliser_reset(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import lru_cache
+from typing import dataclass_transform
 
 Value = float | int | bool | str
 
@@ -25,7 +26,19 @@ class Quality(StrEnum):
     BAD = "bad"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass_transform(frozen_default=True)
+def _value_record(cls: type) -> type:
+    """A dataclass that the type checker holds frozen, built at run time without the freezing.
+
+    A frozen dataclass's `__init__` sets each field through `object.__setattr__`: 1.2 µs per
+    `Sample` against 0.26 µs for plain slots, paid for every tag of every read. Nothing assigns
+    to a sample (mypy --strict refuses it, as for any frozen dataclass), so the guard at run time
+    buys nothing; equality, hashing (over all fields), `replace` and the slots stay the same.
+    """
+    return dataclass(slots=True, unsafe_hash=True)(cls)
+
+
+@_value_record
 class Sample:
     """One reading of one tag, or one derived value.
 
@@ -69,15 +82,24 @@ def shortest_float32(x: float) -> float:
     A float32 widened to a Python float carries binary noise (the instrument's 18.404083
     becomes 18.404083251953125); published as is, it claims digits the instrument never had.
     Python's repr of the result is what the instrument meant. Nine digits always round-trip.
+
+    Runs for every float32 read, so it is written out: the common case (six or seven digits)
+    costs two formats and two packs; NaN and the infinities are left as they are.
     """
+    pack = _FLOAT32.pack
+    packed = pack(x)
+    candidate = float("%.6g" % x)  # noqa: UP031 (%-formatting is the faster here)
+    if pack(candidate) == packed:
+        return candidate
+    candidate = float("%.7g" % x)  # noqa: UP031
+    if pack(candidate) == packed:
+        return candidate
+    candidate = float("%.8g" % x)  # noqa: UP031
+    if pack(candidate) == packed:
+        return candidate
     if not math.isfinite(x):
         return x
-    packed = _FLOAT32.pack(x)
-    for digits in (6, 7, 8):
-        candidate = float(f"{x:.{digits}g}")
-        if _FLOAT32.pack(candidate) == packed:
-            return candidate
-    return float(f"{x:.9g}")
+    return float("%.9g" % x)  # noqa: UP031
 
 
 def now_ns() -> int:

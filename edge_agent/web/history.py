@@ -47,28 +47,37 @@ class HistoryRing:
         self._series: dict[str, _Series] = {}
 
     def record(self, samples: Iterable[Sample]) -> None:
-        """Add a batch (the bus calls this for every published batch, on the loop)."""
-        step, slots, series = self.step_ns, self.slots, self._series
+        """Add a batch (the bus calls this for every published batch, on the loop).
+
+        Runs for every sample the agent acquires: the samples of one read share their
+        timestamp, so the bucket is computed once per timestamp, not once per sample.
+        """
+        step, slots, series, bad_quality = self.step_ns, self.slots, self._series, Quality.BAD
+        isfinite = math.isfinite
+        last_ts, epoch, i = -1, 0, 0
         for s in samples:
             value = s.value
             if isinstance(value, (str, bool)):
                 continue
             ring = series.get(s.tag)
-            bad = s.quality is Quality.BAD or value is None or not math.isfinite(value)
+            bad = s.quality is bad_quality or value is None or not isfinite(value)
             if ring is None:
                 if bad:
                     continue  # a tag seen only Bad so far: nothing to draw yet
                 ring = series[s.tag] = _Series(slots)
-            epoch = s.ts_ns // step
-            i = epoch % slots
-            if ring.epochs[i] != epoch:
-                if ring.epochs[i] > epoch:  # older than the ring reaches: nothing to show it in
+            ts = s.source_ns if s.source_ns is not None else s.acq_ns
+            if ts != last_ts:
+                last_ts, epoch = ts, ts // step
+                i = epoch % slots
+            epochs = ring.epochs
+            if epochs[i] != epoch:
+                if epochs[i] > epoch:  # older than the ring reaches: nothing to show it in
                     continue
-                ring.epochs[i], ring.sums[i], ring.counts[i], ring.bad[i] = epoch, 0.0, 0, 0
+                epochs[i], ring.sums[i], ring.counts[i], ring.bad[i] = epoch, 0.0, 0, 0
             if bad:
                 ring.bad[i] = 1
                 continue
-            ring.sums[i] += float(value)  # type: ignore[arg-type]
+            ring.sums[i] += value  # type: ignore[operator]
             ring.counts[i] += 1
 
     def tags(self) -> list[str]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import pytest_asyncio
@@ -27,6 +27,7 @@ import pytest_asyncio
 from edge_agent.config import AgentConfig, ModbusSource
 from simulators.agent_config import demo_config, synthetic_config
 from simulators.simulation import Simulation, SimulationOptions
+from tests.support.services import SocatPtyPair
 
 TIME_SCALE = 60.0
 
@@ -37,8 +38,35 @@ MODBUS_TRANSPORTS = ("tcp", "rtu_over_tcp", "rtu", "ascii")
 class PlantSim(Simulation):
     """A running `Simulation` with helpers for tests."""
 
-    # The agent's ends of the pseudo-terminals the simulator serves RTU and ASCII on.
+    # The agent's ends of the pseudo-terminals the simulator serves RTU and ASCII on, and the
+    # socat processes that join them (the cables).
     serial_devices: dict[str, str] = {}  # noqa: RUF012 (replaced per instance)
+    serial_links: dict[str, SocatPtyPair] = {}  # noqa: RUF012 (replaced per instance)
+
+    async def server_down(self, which: Literal["opcua", "modbus"]) -> None:
+        """Stop one server, sessions and all, keeping its port and address space: an outage."""
+        if which == "opcua":
+            assert self.opcua.server is not None
+            await self.opcua.server.stop()
+        else:
+            await self.modbus.stop()
+
+    async def server_up(self, which: Literal["opcua", "modbus"]) -> None:
+        """The end of `server_down`: the same server listens again on the same port."""
+        if which == "opcua":
+            assert self.opcua.server is not None
+            await self.opcua.server.start()
+        else:
+            await self.modbus.start()
+
+    async def unplug(self, transport: str) -> None:
+        """Pull the serial cable: the agent's device node disappears, as a USB adapter's does."""
+        self.serial_links[transport].stop()
+
+    async def plug(self, transport: str) -> None:
+        """Plug it back in; the simulator reopens its end of the line."""
+        self.serial_links[transport].start()
+        await self.modbus.restart()
 
     def modbus_source(self, source: ModbusSource, transport: str) -> ModbusSource:
         """`source` pointed at this simulation over `transport` (serial ones need serial=True)."""

@@ -24,17 +24,19 @@ async def shared_plant(*, serial: bool = False, **options: Any) -> AsyncIterator
     options.setdefault("tick_s", 0.1)
     with ExitStack() as stack:
         devices: dict[str, str] = {}
+        links: dict[str, SocatPtyPair] = {}
         if serial:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="serial-")))
             for transport in ("rtu", "ascii"):
                 pair = stack.enter_context(SocatPtyPair(workdir / transport))
-                devices[transport] = pair.device
+                devices[transport], links[transport] = pair.device, pair
                 options[f"modbus_{'' if transport == 'rtu' else 'ascii_'}serial_port"] = (
                     pair.far_end
                 )
             options.setdefault("modbus_rtu_over_tcp_port", 0)
         sim = PlantSim(SimulationOptions(opcua_port=0, modbus_port=0, **options))
         sim.serial_devices = devices
+        sim.serial_links = links
         await sim.start()
         try:
             yield sim
