@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import random
+
 import pytest
 
 from edge_agent.alarms import (
@@ -345,3 +348,39 @@ def test_only_the_alarms_of_a_tag_are_touched() -> None:
     (ev,) = rig.feed("offgas.so2_pct", 36.0, 1)
     assert ev.alarm_id == "s"
     assert rig.state("m") is State.NORMAL
+
+
+def test_the_inline_limit_check_decides_as_the_full_path_does() -> None:
+    """`on_samples` settles unchanged limit conditions inline: on a random walk through limits,
+    deadbands, delays, NaN, infinities, ints, bools and Bad samples it must give the same events
+    and states as the full path (the same set with the inline check switched off)."""
+    defs = [
+        high(id="h", deadband=5.0, on_delay_s=2.0, off_delay_s=1.0),
+        high(id="hh", kind=Kind.HIGH_HIGH, limit=1350.0),
+        high(id="l", kind=Kind.LOW, limit=1200.0, deadband=3.0, on_delay_s=1.0),
+        high(id="ll", kind=Kind.LOW_LOW, limit=1150.0, off_delay_s=2.0),
+    ]
+    inline, full = Rig(*defs), Rig(*defs)
+    full.alarms._by_tag = {  # the same index, inline check off
+        tag: [(a, role, None) for a, role, _ in entries]
+        for tag, entries in full.alarms._by_tag.items()
+    }
+    rnd = random.Random(16)
+    odd: list[Value] = [math.nan, math.inf, -math.inf, 1300, 1400, True, "x"]
+    value: float = 1250.0
+    seen: set[str] = set()
+    for step in range(2000):
+        t = step * 0.25
+        value = min(1450.0, max(1050.0, value + rnd.uniform(-30.0, 30.0)))
+        sample: Value = rnd.choice(odd) if rnd.random() < 0.05 else value
+        quality = Quality.BAD if rnd.random() < 0.03 else Quality.GOOD
+        got = inline.feed("fsf.matte_temp", sample, t, quality)
+        assert got == full.feed("fsf.matte_temp", sample, t, quality), f"step {step}"
+        seen.update(f"{e.alarm_id}:{e.transition.value}" for e in got)
+        if step % 8 == 0:
+            assert inline.tick(t) == full.tick(t)
+        for d in defs:
+            a, b = inline.alarms.status(d.id), full.alarms.status(d.id)
+            assert a.snapshot() == b.snapshot(), f"step {step}, alarm {d.id}"
+    assert transitions(inline.tick(600.0)) == transitions(full.tick(600.0))
+    assert {f"{a}:{t}" for a in ("h", "hh", "l", "ll") for t in ("activated", "cleared")} <= seen

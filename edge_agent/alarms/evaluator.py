@@ -23,12 +23,19 @@ from edge_agent.alarms.model import (
     AlarmDefinition,
     AlarmEvent,
     Kind,
+    Priority,
     State,
 )
-from edge_agent.contracts.samples import Sample
+from edge_agent.contracts.samples import Quality, Sample
 
 NS = 1_000_000_000
 _OWN, _REFERENCE, _SUPPRESSION = 1, 2, 4
+_GOOD = Quality.GOOD
+_UPWARD = (Kind.HIGH, Kind.HIGH_HIGH)
+_LIMIT_KINDS = (*_UPWARD, Kind.LOW, Kind.LOW_LOW)
+# A limit alarm on its own tag, as (upward, limit, limit while active): what the hot path
+# compares a Good number with, without a call (see `AlarmSet.on_samples`).
+Limit = tuple[bool, float, float]
 
 
 class LatestValues(Protocol):
@@ -53,9 +60,10 @@ class AlarmSet:
     ) -> None:
         self._latest = latest
         self._alarms: dict[str, _Alarm] = {}
-        # tag -> (alarm, role) with the role decided once: the alarm's own tag (the hot path),
-        # its deviation reference, or one of its suppression tags.
-        self._by_tag: dict[str, list[tuple[_Alarm, int]]] = {}
+        # tag -> (alarm, role, limit) with the role decided once: the alarm's own tag (the hot
+        # path), its deviation reference, or one of its suppression tags; `limit` for a limit
+        # alarm on its own tag only.
+        self._by_tag: dict[str, list[tuple[_Alarm, int, Limit | None]]] = {}
         for defn in definitions:
             alarm = _Alarm(AlarmStatus(defn), ConditionMemory(started_ns))
             self._alarms[defn.id] = alarm
@@ -63,7 +71,7 @@ class AlarmSet:
                 role = _OWN if tag == defn.tag else _REFERENCE if tag == defn.reference else 0
                 if any(w.tag == tag for w in defn.suppress_when):
                     role |= _SUPPRESSION
-                self._by_tag.setdefault(tag, []).append((alarm, role))
+                self._by_tag.setdefault(tag, []).append((alarm, role, _limit(defn, role)))
         self._stale = [a for a in self._alarms.values() if a.defn.kind is Kind.STALE]
         self._scheduled: set[str] = set()  # ids with a pending delay or a shelf
 
@@ -81,6 +89,13 @@ class AlarmSet:
     def status(self, alarm_id: str) -> AlarmStatus:
         return self._alarms[alarm_id].status
 
+    def add_external(self, defn: AlarmDefinition) -> AlarmStatus:
+        """An alarm a server raises (Kind.EXTERNAL): known once it reports it, fed no samples."""
+        alarm = self._alarms.get(defn.id)
+        if alarm is None:
+            alarm = self._alarms[defn.id] = _Alarm(AlarmStatus(defn), ConditionMemory(0))
+        return alarm.status
+
     def statuses(self) -> Iterable[AlarmStatus]:
         return (a.status for a in self._alarms.values())
 
@@ -93,15 +108,31 @@ class AlarmSet:
     # ---------------------------------------------------------------------------- process
 
     def on_samples(self, samples: Iterable[Sample]) -> list[AlarmEvent]:
+        """The events these samples cause. The common case, a limit alarm whose Good sample
+        leaves its condition as it was with no delay running, is settled inline (no call:
+        what the alarm benchmark measures); everything else goes through `_on_sample`."""
         events: list[AlarmEvent] = []
         by_tag = self._by_tag
         for sample in samples:
             alarms = by_tag.get(sample.tag)
-            if alarms is not None:
-                for alarm, role in alarms:
-                    found = self._on_sample(alarm, role, sample)
-                    if found:
-                        events += found
+            if alarms is None:
+                continue
+            for alarm, role, limit in alarms:
+                if limit is not None and sample.quality is _GOOD:
+                    value: Any = sample.value  # typed by the checks below
+                    status = alarm.status
+                    kind = value.__class__  # exactly int or float: bool takes the full path
+                    if status.pending_since_ns is None and (
+                        kind is int or (kind is float and value - value == 0.0)  # finite
+                    ):
+                        active = status.active
+                        edge = limit[2] if active else limit[1]
+                        if (value > edge if limit[0] else value < edge) is active:
+                            status.value = value if kind is float else float(value)
+                            continue
+                found = self._on_sample(alarm, role, sample)
+                if found:
+                    events += found
         return events
 
     def _on_sample(self, alarm: _Alarm, role: int, sample: Sample) -> list[AlarmEvent]:
@@ -209,9 +240,33 @@ class AlarmSet:
         skipped: list[str] = []
         for alarm_id, saved in data.items():
             alarm = self._alarms.get(alarm_id)
+            if alarm is None and isinstance(saved, dict) and saved.get("kind") == Kind.EXTERNAL:
+                defn = _external(alarm_id, saved)
+                alarm = self._alarms[alarm_id] = _Alarm(AlarmStatus(defn), ConditionMemory(0))
             if alarm is None:
                 continue
             if not isinstance(saved, dict) or not alarm.status.restore(saved):
                 skipped.append(alarm_id)
             self._schedule(alarm.status)
         return skipped
+
+
+def _limit(defn: AlarmDefinition, role: int) -> Limit | None:
+    if role != _OWN or defn.kind not in _LIMIT_KINDS or defn.limit is None:
+        return None
+    upward = defn.kind in _UPWARD
+    return upward, defn.limit, defn.limit - defn.deadband if upward else defn.limit + defn.deadband
+
+
+def _external(alarm_id: str, saved: dict[str, Any]) -> AlarmDefinition:
+    """A server's condition as it was saved (its state follows from the snapshot)."""
+    level = saved.get("priority")
+    source = saved.get("source")
+    return AlarmDefinition(
+        id=alarm_id,
+        tag=str(saved.get("tag")),
+        kind=Kind.EXTERNAL,
+        priority=Priority(level) if level in set(Priority) else Priority.MEDIUM,
+        message=str(saved.get("message") or alarm_id),
+        source=source if isinstance(source, str) else None,
+    )
