@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.mqtt_client import MqttClient, PublishRefused, Received, Will, host_port
+from drivers.mqtt_client import MqttClient, MqttError, PublishRefused, Received, Will, host_port
 from edge_agent.config import MqttSection
 from tests.support.mqtt_subscriber import Subscriber
 from tests.support.services import Mosquitto
@@ -79,6 +79,38 @@ async def test_publishes_made_during_an_outage_are_delivered_after_reconnect(
         finally:
             await conn.close()
             sub.close()
+
+
+async def test_more_messages_than_the_window_wait_their_turn_in_order(tmp_path: Path) -> None:
+    """At most `max_inflight` unconfirmed messages are on the wire (the rest wait in the client,
+    not in paho, whose own window costs a rescan per PUBACK); through an outage every one is
+    delivered, in the order published, and close() fails what was never confirmed."""
+    with Mosquitto(tmp_path / "broker", extra_config=PERSISTENT) as broker:
+        sub = await asyncio.to_thread(Subscriber, broker.host, broker.port, "win/#")
+        conn = MqttClient(section(broker, max_inflight=5), client_id="c-window")
+        await conn.start()
+        seen: list[int] = []
+        try:
+            await asyncio.wait_for(conn.connected.wait(), 10)
+            await asyncio.to_thread(broker.stop)
+            pending = [conn.publish(f"win/{i}", str(i).encode()) for i in range(60)]
+            for fut in pending:
+                fut.add_done_callback(lambda _: seen.append(conn.in_flight))
+            assert conn.in_flight == 5
+            await asyncio.to_thread(broker.start)
+            await asyncio.wait_for(asyncio.gather(*pending), 30)
+            got = await asyncio.to_thread(sub.wait_for, 60)
+            assert [m.payload for m in got] == [str(i).encode() for i in range(60)]
+            assert max(seen) <= 5
+            assert conn.in_flight == 0
+            await asyncio.to_thread(broker.stop)
+            stranded = [conn.publish(f"win/x{i}", b"x") for i in range(8)]
+        finally:
+            await conn.close()
+            sub.close()
+        for fut in stranded:
+            with pytest.raises(MqttError, match="connection closed before"):
+                fut.result()
 
 
 KILLED = textwrap.dedent(
