@@ -26,8 +26,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_headless_demo_publishes_on_the_embedded_broker_within_30_s(tmp_path: Path) -> None:
-    started = time.monotonic()
-    deadline = started + 30.0
+    """Data within 30 s of the agent starting; starting (Python, two simulators, a broker, a
+    database) gets its own bound, which on a loaded machine is far longer than on a quiet one."""
+    startup = time.monotonic() + 120.0
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge_agent.cli", "demo", "--state-dir", str(tmp_path / "demo")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
@@ -37,7 +38,9 @@ def test_headless_demo_publishes_on_the_embedded_broker_within_30_s(tmp_path: Pa
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-demo-subscriber")
     try:
         lines = output_lines(proc)
-        banner = wait_line(lines, r"MQTT broker: mqtt://", deadline, seen)
+        banner = wait_line(lines, r"^MQTT broker: mqtt://", startup, seen)
+        wait_line(lines, r'"event": "agent_started"', startup, seen)
+        deadline = time.monotonic() + 30.0
         match = re.search(r"mqtt://([\d.]+):(\d+)\s+\(subscribe to (\S+)/#\)", banner)
         assert match, banner
         host, port, root = match.group(1), int(match.group(2)), match.group(3)
@@ -81,7 +84,16 @@ def test_headless_demo_publishes_on_the_embedded_broker_within_30_s(tmp_path: Pa
 # Warnings the demo shows on purpose: none. Its InfluxDB sink writes to a private database, or
 # is off (docs/operations.md, "The demo"): no sink the user never asked for fails.
 EXPECTED_WARNINGS: set[str] = set()
-WARNING = re.compile(r"\[(warning|error|critical) *\] (\S+)")
+LOUD = {"warning", "error", "critical"}
+
+
+def log_entry(line: str) -> dict[str, object]:
+    """One structlog JSON line as a dict (the demo logs JSON to a pipe); {} for other lines."""
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return {}  # a summary or banner line
+    return entry if isinstance(entry, dict) else {}
 
 
 def _run_until_kpis(state_dir: Path) -> list[str]:
@@ -96,7 +108,7 @@ def _run_until_kpis(state_dir: Path) -> list[str]:
         lines = output_lines(proc)
         # Starting (two simulators, a broker, a database) takes 20 s and more on a loaded
         # machine: the KPIs get their 45 s from the agent's start, not from the demo's.
-        wait_line(lines, r"agent_started", time.monotonic() + 120, seen)
+        wait_line(lines, r'"event": "agent_started"', time.monotonic() + 120, seen)
         wait_line(lines, r"^demo: .* recycled=\d", time.monotonic() + 45, seen)
         proc.send_signal(signal.SIGINT)
         wait_line(lines, r"^demo stopped$", time.monotonic() + 20, seen)
@@ -118,11 +130,9 @@ def test_demo_start_stop_and_restart_warn_of_nothing_to_act_on(tmp_path: Path) -
     first = _run_until_kpis(state)
     second = _run_until_kpis(state)  # restores the KPI state the first run saved
     assert any("kpi_state_restored" in line for line in second)
-    noise = [
-        line
-        for line in first + second
-        if (m := WARNING.search(line)) and m.group(2) not in EXPECTED_WARNINGS
-    ]
+    entries = [log_entry(line) for line in first + second]
+    assert any(e.get("event") == "agent_started" for e in entries)  # the log is read, not skipped
+    noise = [e for e in entries if e.get("level") in LOUD and e["event"] not in EXPECTED_WARNINGS]
     assert noise == []
 
 

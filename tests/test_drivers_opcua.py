@@ -144,7 +144,11 @@ async def test_two_thousand_monitored_items_created_in_batches(plant_sim: PlantS
     await set_monitored_items_limit(sim, 500)
     src = sim.synthetic_agent_config().source[0]
     assert isinstance(src, OpcUaSource)
-    src = src.model_copy(update={"mode": "subscribe"})
+    # The simulator answers from this event loop, which the 2 000 items' notifications keep
+    # busy: at the default 2 s, asyncua's watchdog (its probe times out after timeout_s) or a
+    # CreateMonitoredItems call timed out under load and the session was dropped (BadShutdown).
+    # Losing a session is not what this test is about: a timeout long enough for a loaded machine.
+    src = src.model_copy(update={"mode": "subscribe", "timeout_s": 20.0})
     driver = OpcUaDriver(src)
     await driver.connect()
     try:
