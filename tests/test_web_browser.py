@@ -6,37 +6,20 @@ shows (docs/operations.md, "Web view"); they are committed once, not on every ru
 
 from __future__ import annotations
 
-import asyncio
-import os
 from pathlib import Path
 
 import pytest
 
-from tests.support.browser import Browser
+from tests.support.browser import Browser, shot
 from tests.support.plant import PlantSim
 from tests.support.services import VictoriaMetrics
 from tests.support.web_agent import WebAgent, new_port, web_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 
-SHOTS = os.environ.get("WEBVIEW_SCREENSHOTS")
-
 
 def row(tag: str, cell: str) -> str:
     return f'tr[data-tag="{tag}"] td.{cell}'
-
-
-async def shot(browser: Browser, name: str, settle_s: float = 1.0, max_h: int = 2400) -> None:
-    """With WEBVIEW_SCREENSHOTS set: a full-height picture of the page for the docs, after
-    `settle_s` (charts fill their trends meanwhile)."""
-    if not SHOTS:
-        return
-    await asyncio.sleep(settle_s)
-    height = await browser.script("return document.documentElement.scrollHeight")
-    await browser.call(browser.driver.set_window_size, 1440, min(max(int(height), 900), max_h))
-    await asyncio.sleep(0.5)
-    await browser.screenshot(Path(SHOTS) / f"web-{name}.png")
-    await browser.call(browser.driver.set_window_size, 1440, 900)
 
 
 async def test_pages_follow_the_plant_live(
