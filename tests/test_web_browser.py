@@ -173,8 +173,15 @@ async def test_page_reconnects_after_agent_restart(
             lambda: _equals(browser.text(row("fsf.escrap_feed_sp", "value")), "31.25"),
             timeout_s=5,
         )
-        errors = [e for e in await browser.console_errors() if "/api/events" not in e["message"]]
-        assert errors == []  # the stream's own failures while the agent was away are expected
+        # Requests refused while the agent was away (the stream's, and a history fetch that
+        # raced the stop) are expected; anything else (a script error, a 500) is not.
+        errors = [
+            e
+            for e in await browser.console_errors()
+            if "/api/events" not in e["message"]
+            and not (e.get("source") == "network" and "ERR_CONNECTION_REFUSED" in e["message"])
+        ]
+        assert errors == []
     finally:
         await web.stop()
 
