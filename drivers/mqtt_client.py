@@ -221,16 +221,27 @@ class MqttClient:
         self._client.disconnect(*disconnect_args(with_will and self.v5))
 
     async def close(self, *, with_will: bool = False) -> None:
-        """Disconnect cleanly; `with_will=True` asks an MQTT 5 broker to publish the will anyway."""
+        """Disconnect cleanly; `with_will=True` asks an MQTT 5 broker to publish the will anyway.
+
+        A caller cancelled meanwhile (a source stopping while it reconnects) still gets the
+        network thread stopped, and its cancellation goes on afterwards, never swallowed.
+        """
         client, self._client = self._client, None
-        keeper, self._keeper = self._keeper, None
         if client is None:
             return
+        ending = asyncio.ensure_future(self._end(client, with_will))
+        try:
+            await asyncio.shield(ending)
+        except asyncio.CancelledError:
+            await asyncio.wait([ending])
+            raise
+
+    async def _end(self, client: mqtt.Client, with_will: bool) -> None:
+        keeper, self._keeper = self._keeper, None
         attempt = self._attempt  # a connect() in its thread cannot be cancelled: let it end
         if keeper is not None:
             keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
+            await asyncio.wait([keeper])  # its cancellation is its own: nothing to re-raise
         if attempt is not None and not attempt.done():
             await asyncio.wait([attempt], timeout=_CLOSE_WAITS_FOR_CONNECT_S)
         client.disconnect(*disconnect_args(with_will and self.v5))
@@ -248,7 +259,7 @@ class MqttClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await asyncio.shield(self.close())
+        await self.close()
 
     # --------------------------------------------------------------------- the reconnect loop
 

@@ -7,6 +7,7 @@ import logging
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -180,6 +181,24 @@ async def test_close_with_will_makes_an_mqtt5_broker_publish_it(mosquitto: Mosqu
     got = await asyncio.to_thread(sub.wait_for, 1)
     assert got[0].payload == b"offline"
     sub.close()
+
+
+async def test_a_caller_cancelled_during_close_stays_cancelled_and_the_thread_stops(
+    mosquitto: Mosquitto,
+) -> None:
+    """A source stopped while it closes its client: the cancellation is not swallowed (else the
+    source reconnects forever), and the network thread is stopped all the same."""
+    conn = MqttClient(section(mosquitto), client_id="c-cancel")
+    await conn.start()
+    await asyncio.wait_for(conn.connected.wait(), 10)
+    closing = asyncio.create_task(conn.close())
+    await asyncio.sleep(0)  # close() has begun and waits for its network thread to end
+    closing.cancel()
+    await asyncio.wait([closing])
+    assert closing.cancelled()
+    threads = [t.name for t in threading.enumerate() if t.is_alive()]
+    assert not [n for n in threads if n.endswith("c-cancel")], threads
+    assert not conn.connected.is_set()
 
 
 async def test_backup_server_is_tried_when_the_primary_is_down(mosquitto: Mosquitto) -> None:

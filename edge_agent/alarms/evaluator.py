@@ -31,11 +31,12 @@ from edge_agent.contracts.samples import Quality, Sample
 NS = 1_000_000_000
 _OWN, _REFERENCE, _SUPPRESSION = 1, 2, 4
 _GOOD = Quality.GOOD
-_UPWARD = (Kind.HIGH, Kind.HIGH_HIGH)
-_LIMIT_KINDS = (*_UPWARD, Kind.LOW, Kind.LOW_LOW)
-# A limit alarm on its own tag, as (upward, limit, limit while active): what the hot path
-# compares a Good number with, without a call (see `AlarmSet.on_samples`).
-Limit = tuple[bool, float, float]
+_UP, _DOWN, _RATE = 1, 2, 3
+_CHECKS = {Kind.HIGH: _UP, Kind.HIGH_HIGH: _UP, Kind.LOW: _DOWN, Kind.LOW_LOW: _DOWN,
+           Kind.RATE_OF_CHANGE: _RATE}  # fmt: skip
+# A tag watched by one limit or rate-of-change alarm only, on its own tag (the common case):
+# (status, memory, check, limit, limit while active, alarm), what `on_samples` settles inline.
+Inline = tuple[AlarmStatus, ConditionMemory, int, float, float, "_Alarm"]
 
 
 class LatestValues(Protocol):
@@ -56,14 +57,18 @@ class _Alarm:
 
 class AlarmSet:
     def __init__(
-        self, definitions: Sequence[AlarmDefinition], latest: LatestValues, started_ns: int
+        self,
+        definitions: Sequence[AlarmDefinition],
+        latest: LatestValues,
+        started_ns: int,
+        inline: bool = True,  # False: every sample through `_on_sample` (the tests' reference)
     ) -> None:
         self._latest = latest
         self._alarms: dict[str, _Alarm] = {}
-        # tag -> (alarm, role, limit) with the role decided once: the alarm's own tag (the hot
-        # path), its deviation reference, or one of its suppression tags; `limit` for a limit
-        # alarm on its own tag only.
-        self._by_tag: dict[str, list[tuple[_Alarm, int, Limit | None]]] = {}
+        # tag -> (alarm, role) with the role decided once: the alarm's own tag (the hot path),
+        # its deviation reference, or one of its suppression tags; or, for a tag only one limit
+        # or rate-of-change alarm watches, its `Inline` entry.
+        by_tag: dict[str, list[tuple[_Alarm, int]]] = {}
         for defn in definitions:
             alarm = _Alarm(AlarmStatus(defn), ConditionMemory(started_ns))
             self._alarms[defn.id] = alarm
@@ -71,7 +76,11 @@ class AlarmSet:
                 role = _OWN if tag == defn.tag else _REFERENCE if tag == defn.reference else 0
                 if any(w.tag == tag for w in defn.suppress_when):
                     role |= _SUPPRESSION
-                self._by_tag.setdefault(tag, []).append((alarm, role, _limit(defn, role)))
+                by_tag.setdefault(tag, []).append((alarm, role))
+        self._by_tag: dict[str, list[tuple[_Alarm, int]] | Inline] = {
+            tag: (_inline(entries) if inline else None) or entries
+            for tag, entries in by_tag.items()
+        }
         self._stale = [a for a in self._alarms.values() if a.defn.kind is Kind.STALE]
         self._scheduled: set[str] = set()  # ids with a pending delay or a shelf
 
@@ -108,31 +117,56 @@ class AlarmSet:
     # ---------------------------------------------------------------------------- process
 
     def on_samples(self, samples: Iterable[Sample]) -> list[AlarmEvent]:
-        """The events these samples cause. The common case, a limit alarm whose Good sample
-        leaves its condition as it was with no delay running, is settled inline (no call:
-        what the alarm benchmark measures); everything else goes through `_on_sample`."""
+        """The events these samples cause.
+
+        The common case is settled inline, without a call (what the alarm benchmark measures):
+        a tag watched by one limit or rate-of-change alarm, a Good finite number, no delay
+        running, and the condition stays as it was. It does what `_on_sample` would (the value
+        kept, the rate's previous point moved on); anything else goes through `_on_sample`.
+        """
         events: list[AlarmEvent] = []
-        by_tag = self._by_tag
+        by_tag, good = self._by_tag, _GOOD
         for sample in samples:
-            alarms = by_tag.get(sample.tag)
-            if alarms is None:
+            entry = by_tag.get(sample.tag)
+            if entry is None:
                 continue
-            for alarm, role, limit in alarms:
-                if limit is not None and sample.quality is _GOOD:
-                    value: Any = sample.value  # typed by the checks below
-                    status = alarm.status
-                    kind = value.__class__  # exactly int or float: bool takes the full path
-                    if status.pending_since_ns is None and (
-                        kind is int or (kind is float and value - value == 0.0)  # finite
-                    ):
+            if entry.__class__ is tuple:
+                status, memory, check, limit, held, alarm = entry  # type: ignore[misc]
+                if status.pending_since_ns is None and sample.quality is good:
+                    value: Any = sample.value  # typed by the class checks
+                    cls = value.__class__  # exactly float or int: bool takes the full path
+                    if (cls is float and value - value == 0.0) or cls is int:  # finite
+                        number = value if cls is float else float(value)
                         active = status.active
-                        edge = limit[2] if active else limit[1]
-                        if (value > edge if limit[0] else value < edge) is active:
-                            status.value = value if kind is float else float(value)
-                            continue
-                found = self._on_sample(alarm, role, sample)
-                if found:
-                    events += found
+                        edge = held if active else limit
+                        if check == _UP:
+                            if (number > edge) is active:
+                                status.value = number
+                                continue
+                        elif check == _DOWN:
+                            if (number < edge) is active:
+                                status.value = number
+                                continue
+                        else:  # rate of change, as conditions._rate computes it
+                            ts = sample.source_ns
+                            if ts is None:
+                                ts = sample.acq_ns
+                            prev = memory.prev
+                            if prev is None or ts <= prev[0]:
+                                memory.prev = (ts, number)
+                                continue
+                            per_min = abs(number - prev[1]) / ((ts - prev[0]) / NS) * 60.0
+                            if (per_min > edge) is active:
+                                memory.prev = (ts, number)
+                                status.value = number
+                                continue
+                found = self._on_sample(alarm, _OWN, sample)
+            else:
+                found = []
+                for alarm, role in entry:  # type: ignore[misc,union-attr]
+                    found += self._on_sample(alarm, role, sample)
+            if found:
+                events += found
         return events
 
     def _on_sample(self, alarm: _Alarm, role: int, sample: Sample) -> list[AlarmEvent]:
@@ -251,11 +285,17 @@ class AlarmSet:
         return skipped
 
 
-def _limit(defn: AlarmDefinition, role: int) -> Limit | None:
-    if role != _OWN or defn.kind not in _LIMIT_KINDS or defn.limit is None:
+def _inline(entries: list[tuple[_Alarm, int]]) -> Inline | None:
+    """The inline entry of a tag only one limit or rate-of-change alarm watches, as its own."""
+    if len(entries) != 1 or entries[0][1] != _OWN:
         return None
-    upward = defn.kind in _UPWARD
-    return upward, defn.limit, defn.limit - defn.deadband if upward else defn.limit + defn.deadband
+    alarm = entries[0][0]
+    d = alarm.defn
+    check = _CHECKS.get(d.kind)
+    if check is None or d.limit is None:
+        return None
+    held = d.limit + d.deadband if check == _DOWN else d.limit - d.deadband
+    return alarm.status, alarm.memory, check, d.limit, held, alarm
 
 
 def _external(alarm_id: str, saved: dict[str, Any]) -> AlarmDefinition:
