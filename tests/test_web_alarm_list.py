@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.alarms import State
-from tests.support.browser import Browser
+from tests.support.browser import Browser, shot
 from tests.support.plant import PlantSim
 from tests.support.web_agent import WebAgent, get_json, new_port, web_config
 
@@ -66,6 +66,15 @@ async def test_alarm_page_lists_active_shelved_and_history(
             ),
         )
         assert await browser.text(cell("alarms-active", LOW)) is None
+
+        await plant_sim.apply("spike:fsf.matte_temp=1100")  # and the low-low condition: urgent
+        low_low = "fsf.matte_temp.matte_temp_low_low"
+        await browser.until(
+            "the low-low condition listed as urgent",
+            lambda: _equals(browser.text(cell("alarms-active", low_low, ".prio")), "urgent"),
+            timeout_s=20,
+        )
+        await shot(browser, "alarms")
         assert engine.alarms.status(LOW).state is State.SHELVED
 
         transitions = await browser.script(
@@ -82,7 +91,7 @@ async def test_alarm_page_lists_active_shelved_and_history(
 
 
 async def _equals(text: object, want: str) -> bool:
-    return await text == want  # type: ignore[misc]
+    return bool(await text == want)  # type: ignore[misc]
 
 
 async def _contains(text: object, part: str) -> bool:

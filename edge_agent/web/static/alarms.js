@@ -14,8 +14,8 @@ const STATES = {
   active_ack: ["●", "Active, acknowledged"],
   returned_unack: ["↩", "Returned, unacknowledged"],
   normal: ["✓", "Normal"],
-  shelved: ["⏸", "Shelved"],
-  suppressed: ["⊘", "Suppressed by design"],
+  shelved: ["◇", "Shelved"],
+  suppressed: ["○", "Suppressed by design"],
   out_of_service: ["✕", "Out of service"],
 };
 
@@ -56,7 +56,7 @@ function table(id, head, rows, empty) {
 
 function activeRows(list) {
   return list.map((a) =>
-    el("tr", { "data-alarm": a.id, class: "prio-" + a.priority + (a.acknowledged ? "" : " unack") },
+    el("tr", { "data-alarm": a.id, class: a.acknowledged ? "" : "unack" },
       el("td", {}, el("span", { class: "prio prio-" + a.priority, text: a.priority })),
       el("td", { class: "state" }, stateBadge(a.state)),
       el("td", {}, el("strong", { text: a.id }), a.source ? el("span", { class: "kind", text: " opc ua " + a.source }) : ""),
