@@ -39,6 +39,10 @@ Semantics:
   durability is the outbox's job.
 - `will` is a factory called before every connection attempt, so a Sparkplug bdSeq can advance
   with each session. Hooks run after subscriptions have been renewed, in registration order.
+
+Around this module, along its seams: `mqtt_settings.py` (settings, will, errors, the paho client
+built from them), `mqtt_publishing.py` (the in-flight window and confirmations crossing from
+paho's thread), `mqtt_inbox.py` (subscriptions and the messages they bring to the loop).
 """
 
 from __future__ import annotations
@@ -46,16 +50,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
-import threading
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -63,6 +62,20 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from drivers.backoff import Backoff, tcp_probe
 from drivers.conditions import Condition
+from drivers.mqtt_inbox import Inbox, MessageHandler, Subscription
+from drivers.mqtt_publishing import Publications
+from drivers.mqtt_settings import (
+    ClientSettings,
+    MqttError,
+    MqttSettings,
+    PublishRefused,
+    Received,
+    TlsSettings,
+    Will,
+    disconnect_args,
+    host_port,
+    paho_client,
+)
 
 log = logging.getLogger("drivers.mqtt")
 
@@ -78,113 +91,7 @@ __all__ = [
     "host_port",
 ]
 
-
-class TlsSettings(Protocol):
-    @property
-    def ca_file(self) -> Path | None: ...
-    @property
-    def certificate(self) -> Path | None: ...
-    @property
-    def private_key(self) -> Path | None: ...
-    @property
-    def insecure_skip_verify(self) -> bool: ...
-
-
-class MqttSettings(Protocol):
-    """What a connection needs; the agent's `[mqtt]` section has these attributes."""
-
-    @property
-    def host(self) -> str: ...
-    @property
-    def port(self) -> int: ...
-    @property
-    def backup_servers(self) -> Sequence[str]: ...
-    @property
-    def protocol(self) -> str: ...  # "3.1.1" | "5"
-    @property
-    def tls(self) -> TlsSettings | None: ...
-    @property
-    def username(self) -> str | None: ...
-    @property
-    def keepalive_s(self) -> int: ...
-    @property
-    def max_inflight(self) -> int: ...
-    @property
-    def reconnect_min_s(self) -> float: ...
-    @property
-    def reconnect_max_s(self) -> float: ...
-
-
-@dataclass(frozen=True)
-class ClientSettings:
-    """A plain `MqttSettings` for callers without a configuration section (tests, tools)."""
-
-    host: str = "127.0.0.1"
-    port: int = 1883
-    backup_servers: Sequence[str] = ()
-    protocol: str = "5"
-    tls: TlsSettings | None = None
-    username: str | None = None
-    keepalive_s: int = 30
-    max_inflight: int = 1000
-    reconnect_min_s: float = 1.0
-    reconnect_max_s: float = 30.0
-
-
-@dataclass(frozen=True)
-class Will:
-    """The last will the broker publishes if the session ends without a clean DISCONNECT."""
-
-    topic: str
-    payload: bytes
-    qos: int = 1
-    retain: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class Received:
-    """One message from a subscription."""
-
-    topic: str
-    payload: bytes
-    retain: bool = False
-    qos: int = 0
-
-
-class MqttError(Exception):
-    """Base of the errors this module raises."""
-
-
-class PublishRefused(MqttError):
-    """The broker answered a publish with a failure reason code (MQTT 5)."""
-
-    def __init__(self, topic: str, reason: str, code: int) -> None:
-        super().__init__(f"broker refused publish to {topic!r}: {reason} (0x{code:02x})")
-        self.topic = topic
-        self.reason = reason
-        self.code = code
-
-
-MessageHandler = Callable[[Received], None]
 ConnectHook = Callable[[], Awaitable[None] | None]
-
-
-@dataclass
-class _Subscription:
-    qos: int
-    handler: MessageHandler
-    retain_as_published: bool = False
-
-
-@dataclass
-class _Pending:
-    """Publish confirmations crossing from paho's thread to the loop (guarded by `lock`)."""
-
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    waiting: dict[int, tuple[asyncio.Future[None], str]] = field(default_factory=dict)
-    early: dict[int, ReasonCode | None] = field(default_factory=dict)
-    settled: list[tuple[asyncio.Future[None], str, ReasonCode | None]] = field(default_factory=list)
-    drain_scheduled: bool = False
 
 
 class MqttClient:
@@ -231,17 +138,19 @@ class MqttClient:
         self._refused = False
         self._moving = False
         self._suback_due: set[int] = set()  # paho's thread only
-        self._pending = _Pending()
-        self._subscriptions: dict[str, _Subscription] = {}
-        self._wildcards: tuple[str, ...] = ()
-        self._inbox_lock = threading.Lock()
-        self._inbox: list[tuple[MessageHandler, Received]] = []
-        self._inbox_scheduled = False
+        self._publications = Publications(settings.max_inflight, lambda: self._client,
+                                          self._call_soon)  # fmt: skip
+        self._inbox = Inbox(self._call_soon)
         self._hooks: list[ConnectHook] = []
 
     @property
     def v5(self) -> bool:
         return self.protocol == "5"
+
+    @property
+    def in_flight(self) -> int:
+        """QoS 1 messages handed to paho and not yet confirmed: at most `max_inflight`."""
+        return self._publications.in_flight
 
     @property
     def server(self) -> str:
@@ -267,11 +176,10 @@ class MqttClient:
         `retain_as_published` (MQTT 5) keeps the retain flag of a message forwarded live, so that
         a receiver can refuse what a sender published with retain.
         """
-        self._subscriptions[topic] = _Subscription(qos, handler, retain_as_published)
-        if ("+" in topic or "#" in topic) and topic not in self._wildcards:
-            self._wildcards = (*self._wildcards, topic)  # replaced whole: paho's thread reads it
+        subscription = Subscription(qos, handler, retain_as_published)
+        self._inbox.add(topic, subscription)
         if self._client is not None and self._client.is_connected():
-            self._send_subscribe(self._client, topic, self._subscriptions[topic])
+            self._send_subscribe(self._client, topic, subscription)
 
     async def start(self) -> None:
         """Begin connecting in the background; never raises for an unreachable broker."""
@@ -290,23 +198,15 @@ class MqttClient:
         retain: bool = False,
         properties: Properties | None = None,
     ) -> asyncio.Future[None]:
-        """Hand a message to paho; the future resolves on confirmation (see module docstring)."""
+        """Hand a message to paho; the future resolves on confirmation (see module docstring).
+
+        QoS 1 messages beyond `max_inflight` unconfirmed ones wait in the client, in order,
+        not in paho (`drivers/mqtt_publishing.py` says why).
+        """
         if self._client is None or self._loop is None:
             raise MqttError("MqttClient is not started (or already closed)")
         fut: asyncio.Future[None] = self._loop.create_future()
-        info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
-        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-            fut.set_exception(
-                MqttError(f"publish to {topic!r} failed: {mqtt.error_string(info.rc)}")
-            )
-            return fut
-        p = self._pending
-        with p.lock:
-            if info.mid in p.early:  # paho confirmed before publish() returned to us
-                p.settled.append((fut, topic, p.early.pop(info.mid)))
-                self._schedule_drain()
-            else:
-                p.waiting[info.mid] = (fut, topic)
+        self._publications.publish(fut, topic, payload, qos, retain, properties)
         return fut
 
     def next_server(self, *, with_will: bool = False) -> None:
@@ -318,29 +218,36 @@ class MqttClient:
             return
         self._index = (self._index + 1) % len(self._servers)
         self._moving = True
-        self._client.disconnect(*_disconnect_args(with_will and self.v5))
+        self._client.disconnect(*disconnect_args(with_will and self.v5))
 
     async def close(self, *, with_will: bool = False) -> None:
-        """Disconnect cleanly; `with_will=True` asks an MQTT 5 broker to publish the will anyway."""
+        """Disconnect cleanly; `with_will=True` asks an MQTT 5 broker to publish the will anyway.
+
+        A caller cancelled meanwhile (a source stopping while it reconnects) still gets the
+        network thread stopped, and its cancellation goes on afterwards, never swallowed.
+        """
         client, self._client = self._client, None
-        keeper, self._keeper = self._keeper, None
         if client is None:
             return
+        ending = asyncio.ensure_future(self._end(client, with_will))
+        try:
+            await asyncio.shield(ending)
+        except asyncio.CancelledError:
+            await asyncio.wait([ending])
+            raise
+
+    async def _end(self, client: mqtt.Client, with_will: bool) -> None:
+        keeper, self._keeper = self._keeper, None
         attempt = self._attempt  # a connect() in its thread cannot be cancelled: let it end
         if keeper is not None:
             keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
+            await asyncio.wait([keeper])  # its cancellation is its own: nothing to re-raise
         if attempt is not None and not attempt.done():
             await asyncio.wait([attempt], timeout=_CLOSE_WAITS_FOR_CONNECT_S)
-        client.disconnect(*_disconnect_args(with_will and self.v5))
+        client.disconnect(*disconnect_args(with_will and self.v5))
         await asyncio.to_thread(client.loop_stop)
         self.connected.clear()
-        with self._pending.lock:
-            waiting, self._pending.waiting = self._pending.waiting, {}
-        for fut, topic in waiting.values():
-            if not fut.done():
-                fut.set_exception(MqttError(f"connection closed before {topic!r} was confirmed"))
+        self._publications.fail_all()
 
     async def __aenter__(self) -> MqttClient:
         await self.start()
@@ -352,7 +259,7 @@ class MqttClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await asyncio.shield(self.close())
+        await self.close()
 
     # --------------------------------------------------------------------- the reconnect loop
 
@@ -412,37 +319,19 @@ class MqttClient:
     # ---------------------------------------------------------------------------- paho plumbing
 
     def _make_client(self) -> mqtt.Client:
-        s = self.settings
-        client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            protocol=MQTTProtocolVersion.MQTTv5 if self.v5 else MQTTProtocolVersion.MQTTv311,
-            clean_session=None if self.v5 else self.session_expiry_s == 0,
-            reconnect_on_failure=False,  # ours: see _keep_connected
-        )
-        client.suppress_exceptions = True  # a bug in a callback must not kill the network thread
-        client.max_inflight_messages_set(s.max_inflight)
-        client.max_queued_messages_set(0)
-        if s.tls is not None:
-            client.tls_set(
-                ca_certs=str(s.tls.ca_file) if s.tls.ca_file else None,
-                certfile=str(s.tls.certificate) if s.tls.certificate else None,
-                keyfile=str(s.tls.private_key) if s.tls.private_key else None,
-                cert_reqs=ssl.CERT_NONE if s.tls.insecure_skip_verify else ssl.CERT_REQUIRED,
-            )
-            if s.tls.insecure_skip_verify:
-                client.tls_insecure_set(True)
-        if s.username is not None:
-            client.username_pw_set(s.username, self._password)
+        client = paho_client(
+            self.settings, self.client_id, v5=self.v5,
+            session_expiry_s=self.session_expiry_s, password=self._password,
+        )  # fmt: skip
         client.on_pre_connect = self._on_pre_connect
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
+        client.on_message = lambda _client, _userdata, message: self._inbox.received(message)
         return client
 
-    def _send_subscribe(self, client: mqtt.Client, topic: str, sub: _Subscription) -> None:
+    def _send_subscribe(self, client: mqtt.Client, topic: str, sub: Subscription) -> None:
         if self.v5:
             options = SubscribeOptions(qos=sub.qos, retainAsPublished=sub.retain_as_published)
             _, mid = client.subscribe(topic, options=options)
@@ -474,10 +363,10 @@ class MqttClient:
             self._call_soon(lambda: self.refused.occurred(server=self.server, reason=str(reason)))
             return
         self._suback_due.clear()
-        for topic, sub in self._subscriptions.items():
+        for topic, sub in self._inbox.subscriptions.items():
             self._send_subscribe(client, topic, sub)
         self._call_soon(self._connected)
-        if not self._subscriptions:
+        if not self._inbox.subscriptions:
             self._call_soon(self.subscribed.set)
 
     def _on_subscribe(
@@ -513,53 +402,7 @@ class MqttClient:
         reason: ReasonCode | None,
         properties: Properties | None,
     ) -> None:
-        p = self._pending
-        with p.lock:
-            entry = p.waiting.pop(mid, None)
-            if entry is None:
-                p.early[mid] = reason
-                return
-            p.settled.append((entry[0], entry[1], reason))
-            self._schedule_drain()
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        received = Received(
-            message.topic, bytes(message.payload), bool(message.retain), message.qos
-        )
-        # A topic without wildcards matches only itself: one look-up, not a scan of every
-        # subscription (a JSON source may subscribe to thousands of topics).
-        handlers = [self._subscriptions[p].handler for p in self._wildcards
-                    if mqtt.topic_matches_sub(p, message.topic)]  # fmt: skip
-        exact = self._subscriptions.get(message.topic)
-        if exact is not None:
-            handlers.insert(0, exact.handler)
-        if not handlers:
-            return
-        # Messages cross to the loop in batches: one wake-up for all that arrived meanwhile,
-        # not one per message (at 10 000 messages/s the wake-ups would cost more than the work).
-        with self._inbox_lock:
-            self._inbox.extend((h, received) for h in handlers)
-            if self._inbox_scheduled:
-                return
-            self._inbox_scheduled = True
-        self._call_soon(self._deliver)
-
-    def _deliver(self) -> None:
-        """On the loop: hand every message received since the last call to its handler."""
-        with self._inbox_lock:
-            inbox, self._inbox = self._inbox, []
-            self._inbox_scheduled = False
-        for handler, received in inbox:
-            try:
-                handler(received)
-            except Exception:  # one handler's bug must not lose the others' messages
-                log.exception("mqtt_message_handler_failed", extra={"topic": received.topic})
-
-    def _schedule_drain(self) -> None:
-        """Called with the lock held: wake the loop once for all confirmations since last time."""
-        if not self._pending.drain_scheduled:
-            self._pending.drain_scheduled = True
-            self._call_soon(self._drain)
+        self._publications.confirmed(mid, reason)
 
     def _call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         if self._loop is not None:
@@ -567,19 +410,6 @@ class MqttClient:
                 self._loop.call_soon_threadsafe(fn, *args)
 
     # The methods below run on the event loop.
-
-    def _drain(self) -> None:
-        p = self._pending
-        with p.lock:
-            settled, p.settled = p.settled, []
-            p.drain_scheduled = False
-        for fut, topic, reason in settled:
-            if fut.done():
-                continue
-            if reason is not None and reason.is_failure:
-                fut.set_exception(PublishRefused(topic, str(reason), reason.value))
-            else:
-                fut.set_result(None)
 
     def _connected(self) -> None:
         self.connects += 1
@@ -622,19 +452,3 @@ class MqttClient:
 # A connect() blocked on an unanswering address holds close() this long at most (paho's own
 # connect timeout is 5 s): shutdown has a bound, and the process is ending anyway.
 _CLOSE_WAITS_FOR_CONNECT_S = 1.0
-
-
-def _disconnect_args(with_will: bool) -> tuple[ReasonCode | None, Properties | None]:
-    """MQTT 5 reason 0x04, "disconnect with will message"; otherwise a normal DISCONNECT."""
-    if not with_will:
-        return None, None
-    props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
-    return ReasonCode(PacketTypes.DISCONNECT, identifier=0x04), props
-
-
-def host_port(server: str, default_port: int) -> tuple[str, int]:
-    """`host:port` or `host` as (host, port): the one parser for server lists."""
-    host, sep, port = server.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        return server, default_port
-    return host, int(port)

@@ -366,6 +366,10 @@ class OpcUaDriver:
 
     # ---------------------------------------------------------------------------- connection
 
+    async def open_client(self) -> Client:
+        """A client connected with this source's security and identity (drivers/opcua_events)."""
+        return await self._open_client()
+
     async def _open_client(self) -> Client:
         src = self.source
         # The library's watchdog reads the server state every interval with that as timeout:

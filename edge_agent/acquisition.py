@@ -137,7 +137,10 @@ class SourcePoller:
     async def run(self) -> None:
         backoff = self.backoff
         failures = 0
+        me = asyncio.current_task()
         while True:
+            if me is not None and me.cancelling():  # swallowed on the way (see _poll): honour it
+                raise asyncio.CancelledError
             driver = self.factory(self.source)
             try:
                 await driver.connect()

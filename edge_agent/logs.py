@@ -113,17 +113,7 @@ def configure_logging(
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    renderer: Any
-    if use_json:
-        no_locals = ExceptionDictTransformer(show_locals=False)
-        shared.append(structlog.processors.ExceptionRenderer(no_locals))
-        renderer = structlog.processors.JSONRenderer()
-    else:
-        # Plain tracebacks: rich's show locals and wrap long lines (a wrapped secret is no
-        # longer one string the mask can find).
-        renderer = structlog.dev.ConsoleRenderer(
-            colors=out.isatty(), exception_formatter=structlog.dev.plain_traceback
-        )
+    renderer = _renderer(use_json, out, shared)
     # The mask sees the values before rendering (where a renderer would escape them again) and
     # the rendered line after (where a traceback's text is).
     shared.append(mask)
@@ -133,7 +123,24 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
+    _route_stdlib(out, levelno, [*shared], [renderer, mask])
 
+
+def _renderer(use_json: bool, out: TextIO, shared: list[Any]) -> Any:
+    """JSON lines (exceptions as dicts, no locals), or console lines with plain tracebacks."""
+    if use_json:
+        no_locals = ExceptionDictTransformer(show_locals=False)
+        shared.append(structlog.processors.ExceptionRenderer(no_locals))
+        return structlog.processors.JSONRenderer()
+    # Plain tracebacks: rich's show locals and wrap long lines (a wrapped secret is no longer one
+    # string the mask can find).
+    return structlog.dev.ConsoleRenderer(
+        colors=out.isatty(), exception_formatter=structlog.dev.plain_traceback
+    )
+
+
+def _route_stdlib(out: TextIO, levelno: int, shared: list[Any], last: list[Any]) -> None:
+    """Libraries' stdlib logging through the same processors, renderer and mask."""
     handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
@@ -142,11 +149,7 @@ def configure_logging(
                 structlog.stdlib.ExtraAdder(),
                 *shared,
             ],
-            processors=[
-                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                renderer,
-                mask,
-            ],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *last],
         )
     )
     root = logging.getLogger()

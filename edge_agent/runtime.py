@@ -20,6 +20,7 @@ from edge_agent import acquisition, control, health, kpi, sinks, sparkplug, web
 from edge_agent.alarms import commands as alarm_commands
 from edge_agent.alarms import engine as alarms
 from edge_agent.config import AgentConfig
+from edge_agent.config.loader import ConfigError
 from edge_agent.contracts.catalogue import TagCatalogue
 from edge_agent.kpi.catalogue import kpi_tags
 from edge_agent.outbox import Outbox
@@ -67,14 +68,22 @@ def build_services(agent: Agent) -> list[Service]:
     if agent.outbox is not None:
         services += sinks.build_services(agent.cfg, agent.outbox, catalogue, agent.board)
     services += sparkplug.build_services(
-        agent.cfg, agent.outbox, agent.store, catalogue, agent.control, agent.board
+        agent.cfg, agent.outbox, agent.store, catalogue, agent.control, agent.board, agent.alarms
     )
     services += agent.control.services()
-    view = web.attach(agent.cfg, agent.board, agent.bus)  # the browser view, on the bus
+    view = web.attach(agent.cfg, agent.board, agent.bus, agent.alarms)  # the browser view
     services += health.build_services(
         agent.cfg, agent.board, view.install if view else None, web.tls_context(agent.cfg.web)
     )
     return services
+
+
+def check_wiring(cfg: AgentConfig, origin: str) -> None:
+    """What the config layer cannot judge alone (it imports no component), before anything
+    starts: alarms on `kpi.*` tags must name KPIs the engine computes for this file."""
+    problems = alarms.unknown_kpi_tags(cfg, {t.tag for t in kpi_tags(cfg)})
+    if problems:
+        raise ConfigError([f"{origin}: {p}" for p in problems])
 
 
 def build_catalogue(cfg: AgentConfig) -> TagCatalogue:

@@ -132,8 +132,21 @@ def _gas_h(species: str, t: float) -> float:
     return h + slope * (t - 1300.0)
 
 
-def evaluate(x: Inputs, p: TrueParameters) -> Balance:
-    """Heat and mass balance of the furnace for one set of feeds, in MW and t/h."""
+@dataclass(frozen=True)
+class _Pool:
+    """Where the feeds' elements go, kmol/h (t/h where named): the oxygen decides the iron."""
+
+    minerals: tuple[float, float, float]  # CuFeS2, Cu2S, FeS2 fed
+    cu: float
+    al: float
+    organics_kg: float  # per hour
+    fe_ox: float  # oxidised to slag
+    fe_matte: float  # left as FeS
+    s_ox: float  # leaves as SO2
+    o2_slip: float  # unreacted
+
+
+def _pool(x: Inputs, p: TrueParameters) -> _Pool:
     conc_t = x.conc_tph
     cpy, cc, py = (k * conc_t for k in p.conc.minerals_kmol_per_t())
     sc = p.escrap
@@ -155,9 +168,38 @@ def evaluate(x: Inputs, p: TrueParameters) -> Balance:
     s_ox = max(s - cu / 2 - fe_matte, 0.0)
     o2_used = s_ox + o2_per_fe * fe_ox + 0.75 * al + o2_org
     o2_slip = max(o2_supplied - o2_used, 0.0)
+    return _Pool((cpy, cc, py), cu, al, organics_kg, fe_ox, fe_matte, s_ox, o2_slip)
 
+
+def _reaction_mj(p: TrueParameters, e: _Pool, feo: float, fe3o4: float, fay: float) -> float:
+    """Heat of reaction per hour (Hess), the organics' combustion included."""
+    cpy, cc, py = e.minerals
+    reactants = cpy * HF["CuFeS2"] + cc * HF["Cu2S"] + py * HF["FeS2"]
+    products = (
+        e.cu / 2 * HF["Cu2S"] + e.fe_matte * HF["FeS"] + feo * HF["FeO"] + fe3o4 * HF["Fe3O4"]
+        + e.s_ox * HF["SO2"] + e.al / 2 * HF["Al2O3"] + fay * FAYALITE_HEAT
+    )  # fmt: skip
+    return reactants - products + e.organics_kg * p.organics_lhv_mj_per_kg
+
+
+def _gas(x: Inputs, p: TrueParameters, e: _Pool) -> dict[str, float]:
+    """The off-gas, kmol/h."""
+    return {
+        "SO2": e.s_ox,
+        "N2": (x.o2_nm3h * (1 - x.o2_purity_pct / 100) + x.air_nm3h * 0.79) / NM3_PER_KMOL,
+        "O2": e.o2_slip,
+        "CO2": x.fuel_kgh * p.oil_c / 12.011 + e.organics_kg * p.organics_c / 12.011,
+        "H2O": x.fuel_kgh * p.oil_h / 2.016 + e.organics_kg * p.organics_h / 2.016,
+    }
+
+
+def evaluate(x: Inputs, p: TrueParameters) -> Balance:
+    """Heat and mass balance of the furnace for one set of feeds, in MW and t/h."""
+    e = _pool(x, p)
+    conc_t, sc = x.conc_tph, p.escrap
+    cu, al, fe_ox = e.cu, e.al, e.fe_ox
     feo, fe3o4 = fe_ox * (1 - p.fe3o4_share), fe_ox * p.fe3o4_share / 3
-    matte_t = (cu / 2 * M_CU2S + fe_matte * M_FES) / 1000
+    matte_t = (cu / 2 * M_CU2S + e.fe_matte * M_FES) / 1000
     sio2_t_nonflux = conc_t * p.conc.sio2 + x.escrap_tph * sc.sio2
     sio2_t = sio2_t_nonflux + x.flux_tph * p.flux_sio2
     fe_ox_t = fe_ox * M_FE / 1000
@@ -172,22 +214,9 @@ def evaluate(x: Inputs, p: TrueParameters) -> Balance:
         + escrap_other
     )
     fayalite = min(feo / 2, sio2_t * 1000 / M_SIO2)
-
-    reactants = cpy * HF["CuFeS2"] + cc * HF["Cu2S"] + py * HF["FeS2"]
-    products = (
-        cu / 2 * HF["Cu2S"] + fe_matte * HF["FeS"] + feo * HF["FeO"] + fe3o4 * HF["Fe3O4"]
-        + s_ox * HF["SO2"] + al / 2 * HF["Al2O3"] + fayalite * FAYALITE_HEAT
-    )  # fmt: skip
-    reaction_mj = reactants - products + organics_kg * p.organics_lhv_mj_per_kg
+    reaction_mj = _reaction_mj(p, e, feo, fe3o4, fayalite)
     fuel_mj = x.fuel_kgh * p.oil_lhv_mj_per_kg
-
-    gas = {
-        "SO2": s_ox,
-        "N2": (x.o2_nm3h * (1 - x.o2_purity_pct / 100) + x.air_nm3h * 0.79) / NM3_PER_KMOL,
-        "O2": o2_slip,
-        "CO2": x.fuel_kgh * p.oil_c / 12.011 + organics_kg * p.organics_c / 12.011,
-        "H2O": x.fuel_kgh * p.oil_h / 2.016 + organics_kg * p.organics_h / 2.016,
-    }
+    gas = _gas(x, p, e)
     matte_mj = matte_t * 1000 * (0.82 + p.cp_matte * (p.t_matte - 1250))
     slag_mj = slag_t * 1000 * (1.45 + p.cp_slag * (p.t_slag - 1280))
     gas_mj = sum(n * _gas_h(k, p.t_gas) for k, n in gas.items())

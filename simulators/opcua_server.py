@@ -25,6 +25,7 @@ from asyncua.server.user_managers import UserManager
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from simulators.faults import Faults
+from simulators.opcua_conditions import PlantConditions
 from simulators.plant import Plant, SetpointError, Value
 from simulators.tags import FSF_TAGS, NAMESPACE_URI, OPCUA_PATH, TagSpec
 
@@ -104,6 +105,7 @@ class OpcUaPlantServer:
         self._kinds: dict[str, TagSpec] = {t.id: t for t in FSF_TAGS}
         self._synthetic_nodes: list[Any] = []
         self._synthetic_slots: list[tuple[Any, Any]] = []  # (node id, its Value attribute)
+        self.conditions: PlantConditions | None = None  # Alarms & Conditions (opcua_conditions)
 
     @property
     def endpoint(self) -> str:
@@ -116,6 +118,7 @@ class OpcUaPlantServer:
 
     async def start(self) -> None:
         server = Server(user_manager=_Users(self.options.users) if self.options.users else None)
+        server.iserver.bind_condition_methods = True  # ConditionRefresh, Refresh events
         await server.init()
         server.set_endpoint(self.endpoint)
         server.set_server_name("Smelter plant simulator")
@@ -235,6 +238,7 @@ class OpcUaPlantServer:
                 ua.Range(Low=spec.eu_range[0], High=spec.eu_range[1]), datatype=ua.ObjectIds.Range,
             )  # fmt: skip
             self._nodes[spec.id] = var.nodeid
+        self.conditions = await PlantConditions.install(server, ns, fsf, self._nodes)
         if self.options.synthetic_tags:
             root = await server.nodes.objects.add_folder(
                 ua.NodeId("Synthetic", ns), ua.QualifiedName("Synthetic", ns)
@@ -283,15 +287,19 @@ class OpcUaPlantServer:
             return
         now = datetime.now(UTC)
         values = self.plant.values
+        published: dict[str, Value] = {}
         for spec in FSF_TAGS:
             status = self.faults.status.get(spec.id)
             value = _coerce(spec, self.faults.published(spec.id, values[spec.id]))
+            published[spec.id] = value if not status else math.nan
             variant = ua.Variant(value, _VARIANT[spec.kind])
             if status == "bad":  # Part 4 7.7.1: a Bad value is null
                 variant = ua.Variant(None, ua.VariantType.Null)
             code = ua.StatusCode(_STATUS[status]) if status else ua.StatusCode()
             dv = ua.DataValue(variant, StatusCode=code, SourceTimestamp=now, ServerTimestamp=now)
             await self._store(server, self._nodes[spec.id], dv)
+        if self.conditions is not None:
+            await self.conditions.update(published)
         if synthetic and not self._synthetic_slots:
             nodes: Any = server.iserver.aspace  # every synthetic node exists: we created it
             self._synthetic_slots = [

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import random
+
 import pytest
 
 from edge_agent.alarms import (
@@ -345,3 +348,41 @@ def test_only_the_alarms_of_a_tag_are_touched() -> None:
     (ev,) = rig.feed("offgas.so2_pct", 36.0, 1)
     assert ev.alarm_id == "s"
     assert rig.state("m") is State.NORMAL
+
+
+def test_the_inline_checks_decide_as_the_full_path_does() -> None:
+    """`on_samples` settles unchanged limit and rate conditions inline: on random walks through
+    limits, deadbands, delays, NaN, infinities, ints, bools, repeated timestamps and Bad samples
+    it must give the same events and states as the full path (`inline=False`)."""
+    defs = [
+        high(id="h", tag="t.h", deadband=5.0, on_delay_s=2.0, off_delay_s=1.0),
+        high(id="l", tag="t.l", kind=Kind.LOW, limit=1200.0, deadband=3.0, on_delay_s=1.0),
+        high(id="r", tag="t.r", kind=Kind.RATE_OF_CHANGE, limit=300.0, deadband=50.0),
+        high(id="hh", tag="t.m", kind=Kind.HIGH_HIGH, limit=1350.0),  # two on one tag:
+        high(id="ll", tag="t.m", kind=Kind.LOW_LOW, limit=1150.0, off_delay_s=2.0),  # full path
+    ]
+    inline, full = Rig(*defs), Rig(*defs)
+    full.alarms = AlarmSet(defs, full.store, started_ns=T0, inline=False)
+    assert inline.alarms._by_tag["t.h"].__class__ is tuple  # the inline entries are in use
+    rnd = random.Random(16)
+    odd: list[Value] = [math.nan, math.inf, -math.inf, 1300, 1400, True, "x"]
+    walk = dict.fromkeys(("t.h", "t.l", "t.r", "t.m"), 1250.0)
+    seen: set[str] = set()
+    for step in range(3000):
+        t = step * 0.25 if rnd.random() > 0.02 else max(0.0, (step - 1) * 0.25)  # repeats
+        tag = rnd.choice(list(walk))
+        walk[tag] = min(1450.0, max(1050.0, walk[tag] + rnd.uniform(-30.0, 30.0)))
+        sample: Value = rnd.choice(odd) if rnd.random() < 0.05 else walk[tag]
+        quality = Quality.BAD if rnd.random() < 0.03 else Quality.GOOD
+        got = inline.feed(tag, sample, t, quality)
+        assert got == full.feed(tag, sample, t, quality), f"step {step}"
+        seen.update(f"{e.alarm_id}:{e.transition.value}" for e in got)
+        if step % 8 == 0:
+            assert inline.tick(t) == full.tick(t)
+        for d in defs:
+            a, b = inline.alarms.status(d.id), full.alarms.status(d.id)
+            assert a.snapshot() == b.snapshot(), f"step {step}, alarm {d.id}"
+            assert a.pending_since_ns == b.pending_since_ns
+    assert inline.tick(1000.0) == full.tick(1000.0)
+    wanted = {f"{a}:{t}" for a in ("h", "l", "r", "hh", "ll") for t in ("activated", "cleared")}
+    assert wanted <= seen

@@ -8,19 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_agent import runtime
 from edge_agent.alarms import State
 from edge_agent.config import AgentConfig
 from edge_agent.contracts.samples import iso_utc, now_ns
+from tests.support.alarm_broker import ROOT, bodies, broker, publish, running, transitions
 from tests.support.mqtt_subscriber import Subscriber
 from tests.support.plant import PlantSim
 from tests.support.services import Mosquitto
@@ -28,17 +24,10 @@ from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
+__all__ = ["broker"]  # the fixture
+
 HIGH = "fsf.matte_temp.high"
-ROOT = "plant/demo/_alarms"
 S = 1_000_000_000
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    # Persistence: the test subscriber's session (and what is queued for it) survives a restart.
-    with Mosquitto(tmp_path / "broker", extra_config=["user root", "persistence true"]) as server:
-        assert isinstance(server, Mosquitto)
-        yield server
 
 
 def agent_config(sim: PlantSim, broker: Mosquitto, state_dir: Path) -> AgentConfig:
@@ -50,45 +39,12 @@ def agent_config(sim: PlantSim, broker: Mosquitto, state_dir: Path) -> AgentConf
     return AgentConfig.model_validate(doc)
 
 
-@asynccontextmanager
-async def running(cfg: AgentConfig) -> AsyncIterator[runtime.Agent]:
-    agent = runtime.Agent(cfg, await runtime.open_writer(cfg))
-    tasks = [asyncio.create_task(s.run()) for s in runtime.build_services(agent)]
-    try:
-        yield agent
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if agent.outbox is not None:
-            await agent.outbox.close()
-
-
-def bodies(sub: Subscriber, topic: str) -> list[dict[str, Any]]:
-    return [json.loads(m.payload) for m in sub.snapshot() if m.topic == topic]
-
-
-def transitions(sub: Subscriber, alarm_id: str) -> list[str]:
-    return [b["transition"] for b in bodies(sub, f"{ROOT}/{alarm_id}/event")]
-
-
 def unique(sub: Subscriber) -> list[dict[str, Any]]:
     """The high alarm's events in order of first arrival, repeats of (transition, ts) dropped."""
     seen: dict[tuple[str, int], dict[str, Any]] = {}
     for body in bodies(sub, f"{ROOT}/{HIGH}/event"):
         seen.setdefault((body["transition"], body["ts_ns"]), body)
     return list(seen.values())
-
-
-def publish(broker: Mosquitto, topic: str, body: dict[str, Any]) -> None:
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="test-hmi")
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    try:
-        client.publish(topic, json.dumps(body), qos=1).wait_for_publish(10)
-    finally:
-        client.disconnect()
-        client.loop_stop()
 
 
 @pytest.mark.timeout(150)

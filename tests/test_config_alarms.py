@@ -9,8 +9,11 @@ from typing import get_args
 import pytest
 
 from edge_agent.alarms import Kind
+from edge_agent.cli import main
 from edge_agent.config.alarms import AlarmKind
 from edge_agent.config.loader import ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parent.parent
 
 PLANT = """
 [agent]
@@ -176,3 +179,22 @@ def test_kpi_tags_need_their_kpi_section(tmp_path: Path) -> None:
         '[[alarm]]\nid = "m"\ntag = "kpi.heat_margin_mw"\nkind = "low"\nlimit = 1\nmessage = "m"\n',
     )
     assert 'alarm.m.tag: unknown tag (got: "kpi.heat_margin_mw")' in text
+
+
+def test_kpi_tags_are_checked_against_the_exact_kpis_before_anything_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The family (`kpi.heat`) exists in the demo, the name does not: the config layer cannot
+    tell, the runtime's check (run and check-config) refuses it with the key and a suggestion."""
+    demo = (ROOT / "config" / "demo.toml").read_text(encoding="utf-8")
+    typo = demo.replace('tag = "kpi.heat_margin_mw"', 'tag = "kpi.heat_margn_mw"', 1)
+    assert typo != demo
+    path = tmp_path / "plant.toml"
+    path.write_text(typo.replace('state_dir = "state"', f'state_dir = "{tmp_path}"'), "utf-8")
+    load_config(path)  # valid as far as the config layer can judge
+    assert main(["check-config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "(kpi.heat_margin.low).tag: 'kpi.heat_margn_mw' is not a KPI this configuration" in err
+    assert "did you mean kpi.heat_margin_mw" in err
+    assert main(["run", str(path)]) == 2
+    assert "'kpi.heat_margn_mw' is not a KPI" in capsys.readouterr().err

@@ -7,11 +7,12 @@ import logging
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
 
-from drivers.mqtt_client import MqttClient, PublishRefused, Received, Will, host_port
+from drivers.mqtt_client import MqttClient, MqttError, PublishRefused, Received, Will, host_port
 from edge_agent.config import MqttSection
 from tests.support.mqtt_subscriber import Subscriber
 from tests.support.services import Mosquitto
@@ -81,6 +82,53 @@ async def test_publishes_made_during_an_outage_are_delivered_after_reconnect(
             sub.close()
 
 
+async def test_more_messages_than_the_window_wait_their_turn_in_order(tmp_path: Path) -> None:
+    """At most `max_inflight` unconfirmed messages are on the wire (the rest wait in the client,
+    not in paho, whose own window costs a rescan per PUBACK); through an outage every one is
+    delivered, in the order published, and close() fails what was never confirmed."""
+    with Mosquitto(tmp_path / "broker", extra_config=PERSISTENT) as broker:
+        sub = await asyncio.to_thread(Subscriber, broker.host, broker.port, "win/#")
+        conn = MqttClient(section(broker, max_inflight=5), client_id="c-window")
+        await conn.start()
+        seen: list[int] = []
+        try:
+            await asyncio.wait_for(conn.connected.wait(), 10)
+            await asyncio.to_thread(broker.stop)
+            pending = [conn.publish(f"win/{i}", str(i).encode()) for i in range(60)]
+            for fut in pending:
+                fut.add_done_callback(lambda _: seen.append(conn.in_flight))
+            assert conn.in_flight == 5
+            await asyncio.to_thread(broker.start)
+            await asyncio.wait_for(asyncio.gather(*pending), 30)
+            got = await asyncio.to_thread(sub.wait_for, 60)
+            assert [m.payload for m in got] == [str(i).encode() for i in range(60)]
+            assert max(seen) <= 5
+            assert conn.in_flight == 0
+            await asyncio.to_thread(broker.stop)
+            stranded = [conn.publish(f"win/x{i}", b"x") for i in range(8)]
+        finally:
+            await conn.close()
+            sub.close()
+        for fut in stranded:
+            with pytest.raises(MqttError, match="connection closed before"):
+                fut.result()
+
+
+async def test_a_held_message_paho_refuses_fails_alone(mosquitto: Mosquitto) -> None:
+    """A message that waited for room and that paho then refuses (a wildcard topic) fails its
+    own future; the messages behind it still go out."""
+    conn = MqttClient(section(mosquitto, max_inflight=1), client_id="c-held")
+    await conn.start()
+    try:
+        await asyncio.wait_for(conn.connected.wait(), 10)
+        first, bad, last = (conn.publish(t, b"x") for t in ("h/1", "h/#", "h/2"))
+        await asyncio.wait_for(asyncio.gather(first, last), 10)
+        with pytest.raises(MqttError, match="refused by paho"):
+            bad.result()
+    finally:
+        await conn.close()
+
+
 KILLED = textwrap.dedent(
     """
     import asyncio, sys
@@ -133,6 +181,24 @@ async def test_close_with_will_makes_an_mqtt5_broker_publish_it(mosquitto: Mosqu
     got = await asyncio.to_thread(sub.wait_for, 1)
     assert got[0].payload == b"offline"
     sub.close()
+
+
+async def test_a_caller_cancelled_during_close_stays_cancelled_and_the_thread_stops(
+    mosquitto: Mosquitto,
+) -> None:
+    """A source stopped while it closes its client: the cancellation is not swallowed (else the
+    source reconnects forever), and the network thread is stopped all the same."""
+    conn = MqttClient(section(mosquitto), client_id="c-cancel")
+    await conn.start()
+    await asyncio.wait_for(conn.connected.wait(), 10)
+    closing = asyncio.create_task(conn.close())
+    await asyncio.sleep(0)  # close() has begun and waits for its network thread to end
+    closing.cancel()
+    await asyncio.wait([closing])
+    assert closing.cancelled()
+    threads = [t.name for t in threading.enumerate() if t.is_alive()]
+    assert not [n for n in threads if n.endswith("c-cancel")], threads
+    assert not conn.connected.is_set()
 
 
 async def test_backup_server_is_tried_when_the_primary_is_down(mosquitto: Mosquitto) -> None:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from asyncua import Client, Node, ua
 
+from simulators.opcua_conditions import CONDITIONS
 from simulators.tags import FSF_TAGS, NAMESPACE_URI
 from tests.support.opcua_reads import node, read
 from tests.support.plant import PlantSim
@@ -39,13 +40,20 @@ async def test_browse_the_tree_and_read_every_node_with_its_type_unit_and_range(
         ns = await client.get_namespace_index(NAMESPACE_URI)
         fsf = await client.nodes.objects.get_child(f"{ns}:FSF")
         found: dict[str, Node] = {}
+        conditions: list[str] = []
         for folder in await fsf.get_children():
             folder_name = (await folder.read_browse_name()).Name
+            if folder_name == "Alarms":  # the condition objects (simulators/opcua_conditions.py)
+                conditions = [
+                    (await c.read_browse_name()).Name for c in await folder.get_children()
+                ]
+                continue
             for var in await folder.get_children():
                 tag = var.nodeid.Identifier
                 found[tag] = var
                 assert next(t for t in FSF_TAGS if t.id == tag).folder == folder_name
         assert sorted(found) == sorted(t.id for t in FSF_TAGS)
+        assert sorted(conditions) == sorted(c.name for c in CONDITIONS)
         now = datetime.now(UTC)
         for spec in FSF_TAGS:
             var = found[spec.id]

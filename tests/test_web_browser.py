@@ -6,37 +6,20 @@ shows (docs/operations.md, "Web view"); they are committed once, not on every ru
 
 from __future__ import annotations
 
-import asyncio
-import os
 from pathlib import Path
 
 import pytest
 
-from tests.support.browser import Browser
+from tests.support.browser import Browser, shot
 from tests.support.plant import PlantSim
 from tests.support.services import VictoriaMetrics
 from tests.support.web_agent import WebAgent, new_port, web_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 
-SHOTS = os.environ.get("WEBVIEW_SCREENSHOTS")
-
 
 def row(tag: str, cell: str) -> str:
     return f'tr[data-tag="{tag}"] td.{cell}'
-
-
-async def shot(browser: Browser, name: str, settle_s: float = 1.0, max_h: int = 2400) -> None:
-    """With WEBVIEW_SCREENSHOTS set: a full-height picture of the page for the docs, after
-    `settle_s` (charts fill their trends meanwhile)."""
-    if not SHOTS:
-        return
-    await asyncio.sleep(settle_s)
-    height = await browser.script("return document.documentElement.scrollHeight")
-    await browser.call(browser.driver.set_window_size, 1440, min(max(int(height), 900), max_h))
-    await asyncio.sleep(0.5)
-    await browser.screenshot(Path(SHOTS) / f"web-{name}.png")
-    await browser.call(browser.driver.set_window_size, 1440, 900)
 
 
 async def test_pages_follow_the_plant_live(
@@ -190,8 +173,15 @@ async def test_page_reconnects_after_agent_restart(
             lambda: _equals(browser.text(row("fsf.escrap_feed_sp", "value")), "31.25"),
             timeout_s=5,
         )
-        errors = [e for e in await browser.console_errors() if "/api/events" not in e["message"]]
-        assert errors == []  # the stream's own failures while the agent was away are expected
+        # Requests refused while the agent was away (the stream's, and a history fetch that
+        # raced the stop) are expected; anything else (a script error, a 500) is not.
+        errors = [
+            e
+            for e in await browser.console_errors()
+            if "/api/events" not in e["message"]
+            and not (e.get("source") == "network" and "ERR_CONNECTION_REFUSED" in e["message"])
+        ]
+        assert errors == []
     finally:
         await web.stop()
 

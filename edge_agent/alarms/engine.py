@@ -16,13 +16,16 @@ samples are written regardless, because acquisition must not depend on the alarm
 from __future__ import annotations
 
 import asyncio
+import difflib
 import json
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import structlog
 
+from edge_agent.alarms import external
 from edge_agent.alarms.evaluator import AlarmSet, LatestValues
 from edge_agent.alarms.model import (
     AlarmDefinition,
@@ -47,6 +50,7 @@ from edge_agent.supervisor import STOP_KPI, Service
 log = structlog.get_logger("edge_agent.alarms")
 
 STATE_VERSION = 1
+HISTORY = 500  # the latest events, for the web view's list (InfluxDB keeps them all)
 Action = Literal["ack", "shelve", "unshelve", "out_of_service", "in_service"]
 
 
@@ -68,6 +72,26 @@ def definition(a: AlarmConfig, unit: str | None = None) -> AlarmDefinition:
         ),
         unit=unit or None,
     )
+
+
+def unknown_kpi_tags(cfg: AgentConfig, kpis: set[str]) -> list[str]:
+    """Alarm keys naming a `kpi.*` tag that the KPI engine does not compute for this file.
+
+    The config layer checks only the KPI family (it cannot import the engine's catalogue);
+    the runtime passes the exact list (`kpi_tags(cfg)`) before anything starts."""
+    problems: list[str] = []
+    for i, a in enumerate(cfg.alarm):
+        keys = [("tag", a.tag), ("reference", a.reference)]
+        keys += [(f"suppress_when[{j}].tag", s.tag) for j, s in enumerate(a.suppress_when)]
+        for key, tag in keys:
+            if tag is None or not tag.startswith("kpi.") or tag in kpis:
+                continue
+            near = difflib.get_close_matches(tag, sorted(kpis), n=3)
+            hint = f"; did you mean {', '.join(near)}?" if near else ""
+            problems.append(
+                f"alarm[{i}] ({a.id}).{key}: {tag!r} is not a KPI this configuration computes{hint}"
+            )
+    return problems
 
 
 def definitions(cfg: AgentConfig) -> list[AlarmDefinition]:
@@ -95,9 +119,11 @@ class AlarmEngine:
         self.events_total = 0
         self.tap_failures = 0
         self.progress = 0
+        self.history: deque[AlarmEvent] = deque(maxlen=HISTORY)
         self.commands: Any = None  # the MQTT command service, when one runs (commands.py)
         self._dirty = False
         self._restore()
+        self.external = external.build(cfg, self.alarms, self.publish)  # OPC UA conditions
         bus.add_tap(self.tap)
 
     # --------------------------------------------------------------------------- inputs
@@ -128,6 +154,9 @@ class AlarmEngine:
         """An operator action; raises `ActionRefused` (with why) when it does not apply."""
         ts = ts_ns if ts_ns is not None else self.clock()
         a = self.alarms
+        server = self.external.owner(alarm_id)
+        if action == "ack" and server is not None:  # the server's condition: its method first
+            await server.acknowledge(a.status(alarm_id), operator, reason)
         if action == "ack":
             events = a.acknowledge(alarm_id, ts, operator, reason)
         elif action == "shelve":
@@ -141,8 +170,12 @@ class AlarmEngine:
             events = a.remove_from_service(alarm_id, ts, operator, reason)
         else:
             events = a.return_to_service(alarm_id, ts, operator, reason)
-        await self.bus.record(self._records(events))
+        await self.publish(events)
         return events
+
+    async def publish(self, events: list[AlarmEvent]) -> None:
+        """Events not caused by a sample (operator actions, servers' conditions) to the outbox."""
+        await self.bus.record(self._records(events))
 
     def _records(self, events: list[AlarmEvent]) -> list[Sample]:
         if not events:
@@ -150,6 +183,7 @@ class AlarmEngine:
         self._dirty = True
         self.events_total += len(events)
         acq = self.clock()
+        self.history.extend(events)
         for event in events:
             if event.transition is Transition.ACTIVATED:
                 self.performance.activated(event.alarm_id, event.ts_ns)
@@ -177,7 +211,10 @@ class AlarmEngine:
                 self._save(self.alarms.snapshot())
 
     def services(self) -> list[Service]:
-        return [Service("alarms", self.run, STOP_KPI)] if len(self.alarms) else []
+        own = [Service("alarms", self.run, STOP_KPI)]
+        return (
+            [*own, *self.external.services()] if len(self.alarms) or self.external.sources else []
+        )
 
     def _save(self, snapshot: dict[str, Any]) -> None:
         self._dirty = False
@@ -238,7 +275,7 @@ def build(
     cfg: AgentConfig, latest: LatestValues, bus: SampleBus, board: StatusBoard | None = None
 ) -> AlarmEngine | None:
     """The engine when any alarm is configured (None: nothing to do, no tap on the bus)."""
-    if not any(a.enabled for a in cfg.alarm):
+    if not any(a.enabled for a in cfg.alarm) and not external.condition_sources(cfg):
         return None
     engine = AlarmEngine(cfg, latest, bus)
     if board is not None:

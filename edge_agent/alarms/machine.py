@@ -24,6 +24,7 @@ from edge_agent.alarms.model import (
     ActionRefused,
     AlarmDefinition,
     AlarmEvent,
+    Kind,
     State,
     Transition,
 )
@@ -119,6 +120,23 @@ class AlarmStatus:
 
         return self._restore(Transition.UNSUPPRESSED, ts_ns, lift)
 
+    def follow(
+        self,
+        active: bool,
+        acknowledged: bool,
+        ts_ns: int,
+        operator: str | None = None,
+        reason: str | None = None,
+    ) -> list[AlarmEvent]:
+        """Take a state the OPC UA server decides (Kind.EXTERNAL): no delays of ours, and its
+        acknowledgement (by `operator`, from the server's ClientUserId) becomes ours."""
+        events = self._flip(active, ts_ns) if active != self.active else []
+        if acknowledged and not self.acknowledged and not self.removed:
+            previous = self.state
+            self.acknowledged = True
+            events.append(self._event(Transition.ACKNOWLEDGED, previous, ts_ns, operator, reason))
+        return events
+
     def _delay_ns(self, to_active: bool) -> int:
         delay_s = self.defn.on_delay_s if to_active else self.defn.off_delay_s
         return int(delay_s * NS)
@@ -196,7 +214,14 @@ class AlarmStatus:
     # -------------------------------------------------------------------------- persistence
 
     def snapshot(self) -> dict[str, Any]:
+        external = (
+            {"priority": int(self.defn.priority), "message": self.defn.message,
+             "source": self.defn.source}
+            if self.defn.kind is Kind.EXTERNAL
+            else {}
+        )  # fmt: skip
         return {
+            **external,
             "tag": self.defn.tag,
             "kind": self.defn.kind.value,
             "active": self.active,

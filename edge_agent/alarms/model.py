@@ -137,6 +137,7 @@ class AlarmDefinition:
     state: Value | None = None  # discrete: the value that is the alarm
     suppress_when: tuple[Suppression, ...] = ()
     unit: str | None = None
+    source: str | None = None  # external: the OPC UA source whose server raises it
 
     def watched_tags(self) -> set[str]:
         """Every tag whose samples can change this alarm (what the index is built from)."""

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from edge_agent import runtime
 from edge_agent.commands.arguments import add_config_argument, command_parser
 from edge_agent.config import AgentConfig
 from edge_agent.config.loader import add_set_argument, load_config, summary
@@ -44,6 +45,7 @@ def add_parser(subparsers: Subparsers) -> None:
 
 def _check_config(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides, resolve=not args.content_only)
+    runtime.check_wiring(cfg, str(args.config))
     print("\n".join(summary(cfg, args.config)))
     for warning in idle_warnings(cfg):
         print(f"{args.config}: warning: {warning}", file=sys.stderr)

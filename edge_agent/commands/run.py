@@ -9,6 +9,7 @@ import argparse
 import faulthandler
 from typing import TYPE_CHECKING
 
+from edge_agent import runtime
 from edge_agent.commands.arguments import add_config_argument, command_parser
 from edge_agent.commands.check_config import idle_warnings
 from edge_agent.config import AgentConfig
@@ -52,6 +53,7 @@ def add_parser(subparsers: Subparsers) -> None:
 def _run_command(args: argparse.Namespace) -> int:
     # Secrets are resolved here, before anything starts: ConfigError (cli prints it, exits 2).
     cfg = load_config(args.config, args.overrides)
+    runtime.check_wiring(cfg, str(args.config))
     idle = idle_warnings(cfg)
     if idle and not args.force:
         raise ConfigError(
@@ -65,6 +67,7 @@ def _run_command(args: argparse.Namespace) -> int:
 
     def reload() -> AgentConfig:
         new = load_config(args.config, args.overrides)
+        runtime.check_wiring(new, str(args.config))
         mask.learn(secret_values(new))  # before any component holds the new values
         return new
 

@@ -165,6 +165,28 @@ class SubscriptionGroup(Section):
     deadband_value: float = Field(0.0, ge=0)
 
 
+class ConditionSettings(Section):
+    """`[source.conditions]`: the server's own Alarms & Conditions (docs/alarms.md, "OPC UA").
+
+    Off by default: a server's conditions become alarms of this agent only where the source
+    opts in. `acknowledge` lets an operator's acknowledge command call the condition's
+    Acknowledge method on the server; without it the server's conditions are shown but must be
+    acknowledged on the server's own HMI (the command is refused and says so).
+    """
+
+    enabled: bool = False
+    acknowledge: bool = False
+    notifier: str = Field("i=2253", min_length=1, description="node whose events are subscribed")
+    publishing_interval_ms: float = Field(500, gt=0)
+
+    @field_validator("notifier")
+    @classmethod
+    def _parsable_notifier(cls, value: str) -> str:
+        if not isinstance(parse_node_ref(value), NodeIdRef):
+            raise ValueError(f"notifier {value!r} must be a node id (i=2253 is the Server)")
+        return value
+
+
 class OpcUaSettings(SourceSettings):
     """One OPC UA server: how to read it (poll or subscribe), how to log in, and its tags."""
 
@@ -180,6 +202,7 @@ class OpcUaSettings(SourceSettings):
     max_nodes_per_read: int = Field(0, ge=0, description="0: use the server's limit")
     sessions: int = Field(1, ge=1, le=16)
     groups: list[SubscriptionGroup] = []
+    conditions: ConditionSettings = ConditionSettings()
     tag: Sequence[OpcUaPoint] = []
 
     @model_validator(mode="after")

@@ -148,66 +148,80 @@ class Guard:
     # ----------------------------------------------------------------------------- the checks
 
     def _decide(self, req: WriteRequest, now_ns: int) -> Decision:
-        def refuse(reason: Refusal, detail: str, previous: Value | None = None) -> Decision:
-            return Decision(req, reason, detail, None, previous)
-
+        """The checks in their order: the request itself (allowlist, origin, a valid
+        recommendation, a finite number within bounds), its age, then the plant's state."""
         entry = self._allow.get(req.tag)
         if entry is None:
-            return refuse(Refusal.NOT_ALLOWLISTED, f"tag {req.tag!r} is not allowlisted")
+            why = f"tag {req.tag!r} is not allowlisted"
+            return Decision(req, Refusal.NOT_ALLOWLISTED, why)
+        checked = self._requested(req, entry)
+        if not isinstance(checked, float):
+            return Decision(req, *checked)
+        too_old = self._age_problem(req, now_ns)
+        if too_old is not None:
+            return Decision(req, Refusal.COMMAND_TOO_OLD, too_old)
+        previous = self._current(req.tag, now_ns)
+        problem = self._plant_problem(req, entry, now_ns)
+        if problem is not None:
+            return Decision(req, *problem, None, previous)
+        return self._ramp(req, entry, checked, previous, now_ns)
+
+    def _requested(self, req: WriteRequest, entry: ControlAllow) -> float | tuple[Refusal, str]:
+        """The value the request asks for, or why the request may not be written at all."""
         if req.origin.value not in entry.origins:
-            return refuse(
+            return (
                 Refusal.ORIGIN_NOT_ALLOWED,
                 f"origin {req.origin.value!r} may not write {req.tag} (allowed: "
                 f"{', '.join(entry.origins)})",
             )
         if req.origin is Origin.ADVISOR and not req.recommendation_valid:
             # First for the advisor: a recommendation on hold may carry no value at all.
-            return refuse(
+            return (
                 Refusal.RECOMMENDATION_NOT_VALID,
                 f"the advisor's recommendation for {req.tag} is on hold or stale",
             )
         value = req.value
         if isinstance(value, bool) or not isinstance(value, int | float):
-            return refuse(
-                Refusal.WRONG_TYPE, f"value {value!r} ({type(value).__name__}) is not a number"
-            )
+            return Refusal.WRONG_TYPE, f"value {value!r} ({type(value).__name__}) is not a number"
         try:
             requested = float(value)
         except OverflowError:  # an int beyond any float: finite, and out of every bound
-            return refuse(
+            return (
                 Refusal.OUT_OF_BOUNDS,
                 f"value of {len(str(value))} digits for {req.tag}"
                 f" is outside [{entry.min:g}, {entry.max:g}]",
             )
         if not math.isfinite(requested):
-            return refuse(Refusal.NON_FINITE, f"value {value!r} is not finite")
+            return Refusal.NON_FINITE, f"value {value!r} is not finite"
         if not entry.min <= requested <= entry.max:
-            return refuse(
+            return (
                 Refusal.OUT_OF_BOUNDS,
                 f"value {requested:g} is outside [{entry.min:g}, {entry.max:g}] for {req.tag}",
             )
-        too_old = self._age_problem(req, now_ns)
-        if too_old is not None:
-            return refuse(Refusal.COMMAND_TOO_OLD, too_old)
-        previous = self._current(req.tag, now_ns)
+        return requested
+
+    def _plant_problem(
+        self, req: WriteRequest, entry: ControlAllow, now_ns: int
+    ) -> tuple[Refusal, str] | None:
+        """Why the plant may not be written now: advisory mode, an unhealthy agent, the
+        permissive, or the tag's minimum interval between writes."""
         if self._section.mode != "closed_loop":
-            return refuse(Refusal.ADVISORY_MODE, "control.mode = 'advisory'", previous)
+            return Refusal.ADVISORY_MODE, "control.mode = 'advisory'"
         unhealthy = self._health()
         if unhealthy is not None:
-            return refuse(Refusal.AGENT_UNHEALTHY, unhealthy, previous)
+            return Refusal.AGENT_UNHEALTHY, unhealthy
         permissive = self._permissive_problem(now_ns)
         if permissive is not None:
-            return refuse(*permissive, previous)
+            return permissive
         last = self._last_write_ns.get(req.tag)
         if last is not None and now_ns - last < entry.min_interval_s * _NS:
             wait_s = (last + entry.min_interval_s * _NS - now_ns) / _NS
-            return refuse(
+            return (
                 Refusal.RATE_LIMITED,
                 f"{req.tag} was written {(now_ns - last) / _NS:.1f} s ago; next write allowed "
                 f"in {wait_s:.1f} s",
-                previous,
             )
-        return self._ramp(req, entry, requested, previous, now_ns)
+        return None
 
     def _age_problem(self, req: WriteRequest, now_ns: int) -> str | None:
         if req.issued_ns is None:

@@ -196,8 +196,8 @@ class InfluxSink:
                 if not batches:
                     continue
                 await self.deliver(writer, self.encoder.lines(batches))
-                await self.cursor.ack(batches[-1].id)
                 self.state.confirmed(len(batches), sum(len(b.samples) for b in batches))
+                await self.cursor.ack(batches[-1].id)  # after counting: see MqttJsonSink._confirm
         finally:
             if self._writer is None:
                 await writer.close()

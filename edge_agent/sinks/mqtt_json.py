@@ -312,9 +312,9 @@ class MqttJsonSink:
                         fut.exception()
 
     async def _confirm(self, batches: Sequence[Batch]) -> None:
-        if batches:
-            await self.cursor.ack(batches[-1].id)
+        if batches:  # counted first: whoever sees the cursor move sees them counted too
             self.state.confirmed(len(batches), sum(len(b.samples) for b in batches))
+            await self.cursor.ack(batches[-1].id)
 
     async def _online(self, conn: MqttClient) -> None:
         self.state.up()

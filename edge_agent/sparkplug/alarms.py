@@ -4,8 +4,9 @@ Alarm `fsf.matte_temp.high` on tag `fsf.matte_temp` becomes four metrics of devi
 `_alarms/fsf/matte_temp/high/state` (String; the id's dots become folder levels like a tag's),
 `…/active` and `…/acknowledged` (Boolean),
 `…/priority` (Int64, 1 urgent … 4 low), each event's time as the metric timestamp. They are
-declared in the device's birth from the configuration, so a host knows every alarm before its
-first event.
+declared in the device's birth from the configuration (and, for an OPC UA server's conditions,
+from the saved state), so a host knows every alarm before its first event; the birth carries
+each alarm's current state (`status_samples`), restored state included, never null.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from edge_agent.alarms import records
-from edge_agent.config.alarms import AlarmConfig
+from edge_agent.alarms.machine import AlarmStatus
 from edge_agent.contracts.catalogue import TagInfo, ValueType
 from edge_agent.contracts.samples import Quality, Sample, Value
 
@@ -29,14 +30,31 @@ def metric_tag(unit: str, alarm_id: str, field: str) -> str:
     return f"{unit}._alarms.{alarm_id}.{field}"
 
 
-def metric_tags(alarms: Iterable[AlarmConfig]) -> list[TagInfo]:
-    """The four metrics of every enabled alarm, for the node's catalogue."""
+def metric_tags(alarms: Iterable[tuple[str, str]]) -> list[TagInfo]:
+    """The four metrics of every (alarm id, tag), for the node's catalogue."""
     return [
-        TagInfo(metric_tag(a.tag.partition(".")[0], a.id, field), "", value_type)
-        for a in alarms
-        if a.enabled
+        TagInfo(metric_tag(tag.partition(".")[0], alarm_id, field), "", value_type)
+        for alarm_id, tag in alarms
         for field, value_type in FIELDS.items()
     ]
+
+
+def status_samples(statuses: Iterable[AlarmStatus], acq_ns: int) -> dict[str, Sample]:
+    """Each alarm's current state as its four metrics (what a birth carries before the first
+    event after a restart: the engine restored the state, so no alarm metric is born null)."""
+    out: dict[str, Sample] = {}
+    for st in statuses:
+        d = st.defn
+        values: dict[str, Value] = {
+            "state": st.state.value,
+            "active": st.active,
+            "acknowledged": st.acknowledged,
+            "priority": int(d.priority),
+        }
+        for field, value in values.items():
+            tag = metric_tag(d.tag.partition(".")[0], d.id, field)
+            out[tag] = Sample(tag, value, Quality.GOOD, acq_ns, acq_ns)
+    return out
 
 
 def metric_samples(alarm_records: Sequence[Sample]) -> list[Sample]:

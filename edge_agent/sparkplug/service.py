@@ -234,8 +234,8 @@ class SparkplugEdgeNode:
             self._alarm_latest.update((m.tag, m) for m in metrics)
             plain = [*plain, *metrics]
         await self._publish(conn, self.node.data(plain))
+        self.state.confirmed(len(batches), len(samples))  # counted before the cursor moves
         await self._cursor.ack(batches[-1].id)  # written to an open connection: delivered
-        self.state.confirmed(len(batches), len(samples))
         self.state.samples_suppressed_total = self.node.suppressed
         return True
 

@@ -3,8 +3,11 @@ its one supervised service."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from edge_agent.config import AgentConfig
 from edge_agent.contracts.catalogue import TagCatalogue
+from edge_agent.contracts.samples import Sample, now_ns
 from edge_agent.contracts.status import StatusRegistry
 from edge_agent.outbox import Outbox
 from edge_agent.sinks.state import SinkState
@@ -16,11 +19,19 @@ from edge_agent.sparkplug.service import SINK_NAME, SparkplugEdgeNode
 from edge_agent.supervisor import STOP_SINKS, Service
 from edge_agent.tagstore import TagStore
 
+if TYPE_CHECKING:
+    from edge_agent.alarms.engine import AlarmEngine
 
-def node_catalogue(cfg: AgentConfig, tags: TagCatalogue) -> Catalogue:
-    """The node's metrics: every tag of the runtime's catalogue, and the configured alarms'
-    state metrics (declared in the births, so a host knows every alarm before its first event)."""
-    return Catalogue([*tags, *alarm_metrics.metric_tags(cfg.alarm)])
+
+def node_catalogue(
+    cfg: AgentConfig, tags: TagCatalogue, alarms: AlarmEngine | None = None
+) -> Catalogue:
+    """The node's metrics: every tag of the runtime's catalogue, and the alarms' state metrics,
+    configured and restored (declared in the births: a host knows them before any event)."""
+    known = [(a.id, a.tag) for a in cfg.alarm if a.enabled]
+    if alarms is not None:
+        known += [(st.defn.id, st.defn.tag) for st in alarms.alarms.statuses()]
+    return Catalogue([*tags, *alarm_metrics.metric_tags(dict(known).items())])
 
 
 def build_services(
@@ -30,6 +41,7 @@ def build_services(
     catalogue: TagCatalogue,
     control: ControlEntry | None = None,
     board: StatusRegistry | None = None,
+    alarms: AlarmEngine | None = None,
 ) -> list[Service]:
     """The `mqtt.format = "sparkplug_b"` sink: the edge node reading the outbox's `mqtt` cursor
     (the JSON sink's, which it replaces), its DCMDs going to the control path."""
@@ -45,11 +57,15 @@ def build_services(
     bdseq = BdSeqStore(cfg.agent.state_dir / "sparkplug" / bdseq_file)
     dcmd = control.command if control is not None else None
 
+    def current() -> dict[str, Sample]:  # the alarms' restored state too: a birth without nulls
+        statuses = alarms.alarms.statuses() if alarms is not None else ()
+        return {**store.snapshot(), **alarm_metrics.status_samples(statuses, now_ns())}
+
     async def run() -> None:
         password = mqtt.password.resolve() if mqtt.password is not None else None
         edge = SparkplugEdgeNode(
-            mqtt, edge_node_id=node_id, bdseq=bdseq, catalogue=node_catalogue(cfg, catalogue),
-            cursor=cursor, current=store.snapshot, dcmd=dcmd, password=password, state=state,
+            mqtt, edge_node_id=node_id, bdseq=bdseq, catalogue=node_catalogue(cfg, catalogue,
+            alarms), cursor=cursor, current=current, dcmd=dcmd, password=password, state=state,
         )  # fmt: skip
         await edge.run()
 

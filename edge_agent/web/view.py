@@ -12,6 +12,7 @@ Routes (all GET, all read-only, all behind `access.Access`):
     /api/kpis             every kpi.* tag and the target trajectory
     /api/advisor          recommendations, their reasons, inputs, recent changes
     /api/audit            the newest control audit records (closed loop)
+    /api/alarms           the alarm list: active, shelved / suppressed / out of service, history
     /api/delivery         /healthz's verdict and every component's status
     /api/config           the running configuration, secrets masked
     /api/history          ?tag=a&tag=b&seconds=3600: bucket means from the ring, or from the
@@ -25,7 +26,7 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
@@ -36,9 +37,13 @@ from edge_agent.status_board import StatusBoard
 from edge_agent.tagstore import TagStore
 from edge_agent.web import documents
 from edge_agent.web.access import Access, Credentials
+from edge_agent.web.alarm_list import alarms_document
 from edge_agent.web.history import ChangeLog, HistoryRing
 from edge_agent.web.push import LiveFeed
 from edge_agent.web.trends import TrendError, TrendSource
+
+if TYPE_CHECKING:
+    from edge_agent.alarms.engine import AlarmEngine
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_PAGE = 10_000
@@ -52,8 +57,15 @@ log = structlog.get_logger(__name__)
 class WebView:
     """Built once per agent (per reload): subscribe `record` to the bus, `install` the routes."""
 
-    def __init__(self, cfg: AgentConfig, store: TagStore, board: StatusBoard) -> None:
+    def __init__(
+        self,
+        cfg: AgentConfig,
+        store: TagStore,
+        board: StatusBoard,
+        alarms: AlarmEngine | None = None,
+    ) -> None:
         self.cfg = cfg
+        self.alarms = alarms
         self.store = store
         self.board = board
         self.started_ms = now_ns() // 1_000_000
@@ -88,6 +100,7 @@ class WebView:
         get("/api/kpis", self._kpis)
         get("/api/advisor", self._advisor)
         get("/api/audit", self._audit)
+        get("/api/alarms", self._alarms)
         get("/api/delivery", self._delivery)
         get("/api/config", self._config)
         get("/api/history", self._history)
@@ -127,6 +140,9 @@ class WebView:
     async def _audit(self, _: web.Request) -> web.Response:
         records = await asyncio.to_thread(documents.audit_tail, self.cfg)
         return _json({"control_mode": self.cfg.control.mode, "records": records})
+
+    async def _alarms(self, _: web.Request) -> web.Response:
+        return _json(alarms_document(self.alarms))
 
     async def _delivery(self, _: web.Request) -> web.Response:
         return _json(documents.delivery_document(self.board, self.cfg, self.feed.clients))

@@ -13,6 +13,7 @@ loopback addresses it is sent to (no background networking, no component updates
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -95,3 +96,19 @@ async def browser(tmp_path: Path) -> AsyncIterator[Browser]:
         yield Browser(driver)
     finally:
         await asyncio.to_thread(driver.quit)
+
+
+SHOTS = os.environ.get("WEBVIEW_SCREENSHOTS")
+
+
+async def shot(browser: Browser, name: str, settle_s: float = 1.0, max_h: int = 2400) -> None:
+    """With WEBVIEW_SCREENSHOTS set: a full-height picture of the page for the docs, after
+    `settle_s` (charts fill their trends meanwhile)."""
+    if not SHOTS:
+        return
+    await asyncio.sleep(settle_s)
+    height = await browser.script("return document.documentElement.scrollHeight")
+    await browser.call(browser.driver.set_window_size, 1440, min(max(int(height), 900), max_h))
+    await asyncio.sleep(0.5)
+    await browser.screenshot(Path(SHOTS) / f"web-{name}.png")
+    await browser.call(browser.driver.set_window_size, 1440, 900)

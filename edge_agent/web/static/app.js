@@ -6,9 +6,12 @@ import { applyTags, getJSON, state } from "./state.js";
 import { initPlant, renderPlant } from "./plant.js";
 import { renderKpis } from "./kpis.js";
 import { renderAdvisor } from "./advisor.js";
+import { renderAlarms } from "./alarms.js";
 import { renderDelivery } from "./delivery.js";
 
-const PAGES = { plant: renderPlant, kpis: renderKpis, advisor: renderAdvisor, delivery: renderDelivery };
+const PAGES = {
+  plant: renderPlant, kpis: renderKpis, advisor: renderAdvisor, alarms: renderAlarms, delivery: renderDelivery,
+};
 let page = "plant";
 let startedMs = null;
 let lastSecond = 0;
