@@ -292,9 +292,7 @@ async def main_async(args: argparse.Namespace) -> list[Result]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument(
-        "--rates", type=lambda s: [int(x) for x in s.split(",")], default=[10000]
-    )
+    parser.add_argument("--rates", type=lambda s: [int(x) for x in s.split(",")], default=[10000])
     # `make bench` runs the batch cases only (the per-tag layout has bench/mqtt_per_tag.py, the
     # end-to-end path bench/end_to_end.py): all of them took three of its ten minutes.
     parser.add_argument("--layouts", type=lambda s: s.split(","), default=["batch"])
