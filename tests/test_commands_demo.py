@@ -25,6 +25,11 @@ from tests.support.processes import output_lines, wait_line
 pytestmark = pytest.mark.slow
 
 
+# The agent's start in its log: JSON lines to a pipe, console lines with --headless.
+STARTED = r'(\] |"event": ")agent_started\b'
+
+
+@pytest.mark.timeout(300)  # a hang guard: starting takes its time on a loaded machine
 def test_headless_demo_publishes_on_the_embedded_broker_within_30_s(tmp_path: Path) -> None:
     """Data within 30 s of the agent starting; starting (Python, two simulators, a broker, a
     database) gets its own bound, which on a loaded machine is far longer than on a quiet one."""
@@ -39,7 +44,7 @@ def test_headless_demo_publishes_on_the_embedded_broker_within_30_s(tmp_path: Pa
     try:
         lines = output_lines(proc)
         banner = wait_line(lines, r"^MQTT broker: mqtt://", startup, seen)
-        wait_line(lines, r'"event": "agent_started"', startup, seen)
+        wait_line(lines, STARTED, startup, seen)
         deadline = time.monotonic() + 30.0
         match = re.search(r"mqtt://([\d.]+):(\d+)\s+\(subscribe to (\S+)/#\)", banner)
         assert match, banner
@@ -84,16 +89,7 @@ def test_headless_demo_publishes_on_the_embedded_broker_within_30_s(tmp_path: Pa
 # Warnings the demo shows on purpose: none. Its InfluxDB sink writes to a private database, or
 # is off (docs/operations.md, "The demo"): no sink the user never asked for fails.
 EXPECTED_WARNINGS: set[str] = set()
-LOUD = {"warning", "error", "critical"}
-
-
-def log_entry(line: str) -> dict[str, object]:
-    """One structlog JSON line as a dict (the demo logs JSON to a pipe); {} for other lines."""
-    try:
-        entry = json.loads(line)
-    except ValueError:
-        return {}  # a summary or banner line
-    return entry if isinstance(entry, dict) else {}
+WARNING = re.compile(r"\[(warning|error|critical) *\] (\S+)")
 
 
 def _run_until_kpis(state_dir: Path) -> list[str]:
@@ -108,7 +104,7 @@ def _run_until_kpis(state_dir: Path) -> list[str]:
         lines = output_lines(proc)
         # Starting (two simulators, a broker, a database) takes 20 s and more on a loaded
         # machine: the KPIs get their 45 s from the agent's start, not from the demo's.
-        wait_line(lines, r'"event": "agent_started"', time.monotonic() + 120, seen)
+        wait_line(lines, STARTED, time.monotonic() + 120, seen)
         wait_line(lines, r"^demo: .* recycled=\d", time.monotonic() + 45, seen)
         proc.send_signal(signal.SIGINT)
         wait_line(lines, r"^demo stopped$", time.monotonic() + 20, seen)
@@ -124,15 +120,18 @@ def _run_until_kpis(state_dir: Path) -> list[str]:
     return seen
 
 
+@pytest.mark.timeout(400)  # two demo runs back to back, each starting as slowly as load makes it
 def test_demo_start_stop_and_restart_warn_of_nothing_to_act_on(tmp_path: Path) -> None:
     """asyncua's security notes, totaliser resets after a restart, a clean MQTT stop: noise."""
     state = tmp_path / "demo"
     first = _run_until_kpis(state)
     second = _run_until_kpis(state)  # restores the KPI state the first run saved
     assert any("kpi_state_restored" in line for line in second)
-    entries = [log_entry(line) for line in first + second]
-    assert any(e.get("event") == "agent_started" for e in entries)  # the log is read, not skipped
-    noise = [e for e in entries if e.get("level") in LOUD and e["event"] not in EXPECTED_WARNINGS]
+    noise = [
+        line
+        for line in first + second
+        if (m := WARNING.search(line)) and m.group(2) not in EXPECTED_WARNINGS
+    ]
     assert noise == []
 
 
