@@ -63,7 +63,11 @@ class Publications:
         if client is None:
             fut.set_exception(MqttError(f"connection closed before {topic!r} was sent"))
             return
-        info = client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        try:
+            info = client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        except (ValueError, TypeError) as exc:  # a wildcard or oversized topic, a bad payload
+            fut.set_exception(MqttError(f"publish to {topic!r} refused by paho: {exc}"))
+            return  # here, not raised: a held message is handed on from the drain callback
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             fut.set_exception(
                 MqttError(f"publish to {topic!r} failed: {mqtt.error_string(info.rc)}")

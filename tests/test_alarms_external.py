@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 
-from edge_agent.alarms import Kind, Priority, State
-from edge_agent.config import AgentConfig
+from drivers.base import DriverConnectionError
+from edge_agent.alarms import AlarmSet, Kind, Priority, State
+from edge_agent.alarms.external import ConditionSource
+from edge_agent.config import AgentConfig, OpcUaSource
 from edge_agent.contracts.samples import iso_utc, now_ns
 from tests.support.alarm_broker import ROOT, bodies, broker, publish, running, transitions
 from tests.support.mqtt_subscriber import Subscriber
@@ -118,3 +120,45 @@ async def test_server_conditions_appear_with_their_priority_and_are_acknowledged
         assert engine.alarms.status(LOW).state is State.NORMAL
         assert engine.alarms.status(LOW_LOW).state is State.RETURNED_UNACK
     sub.close()
+
+
+class SwallowingDriver:
+    """A condition driver whose connect turns the caller's cancellation into a connection
+    error, as asyncua's wait_for can when a cancel races a response."""
+
+    def __init__(self) -> None:
+        self.connects = 0
+        self.connecting = asyncio.Event()
+
+    async def connect(self) -> None:
+        self.connects += 1
+        self.connecting.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            raise DriverConnectionError("cancelled mid-connect") from None
+
+    async def read(self, timeout_s: float = 1.0) -> list[Any]:
+        raise AssertionError("never connected")
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_cancel_swallowed_by_the_protocol_library_still_stops_the_service() -> None:
+    source = OpcUaSource.model_validate(
+        {"name": "fsf", "protocol": "opcua", "endpoint": "opc.tcp://127.0.0.1:1/",
+         "conditions": {"enabled": True}}
+    )  # fmt: skip
+    driver = SwallowingDriver()
+
+    async def publish(events: list[Any]) -> None:
+        return None
+
+    service = ConditionSource(source, AlarmSet([], {}, 0), publish, driver=driver)  # type: ignore[arg-type]
+    task = asyncio.create_task(service.run())
+    await asyncio.wait_for(driver.connecting.wait(), 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 10)  # without the guard it backs off and connects again
+    assert driver.connects == 1

@@ -114,6 +114,21 @@ async def test_more_messages_than_the_window_wait_their_turn_in_order(tmp_path: 
                 fut.result()
 
 
+async def test_a_held_message_paho_refuses_fails_alone(mosquitto: Mosquitto) -> None:
+    """A message that waited for room and that paho then refuses (a wildcard topic) fails its
+    own future; the messages behind it still go out."""
+    conn = MqttClient(section(mosquitto, max_inflight=1), client_id="c-held")
+    await conn.start()
+    try:
+        await asyncio.wait_for(conn.connected.wait(), 10)
+        first, bad, last = (conn.publish(t, b"x") for t in ("h/1", "h/#", "h/2"))
+        await asyncio.wait_for(asyncio.gather(first, last), 10)
+        with pytest.raises(MqttError, match="refused by paho"):
+            bad.result()
+    finally:
+        await conn.close()
+
+
 KILLED = textwrap.dedent(
     """
     import asyncio, sys

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from asyncua import ua
 
-from drivers.base import WriteRefused
+from drivers.base import DriverConnectionError, WriteRefused
 from drivers.opcua import OpcUaDriver
 from edge_agent.config import OpcUaSource
 from edge_agent.contracts.samples import Quality, Sample
@@ -35,10 +35,13 @@ def opcua_source(endpoint: str, tags: list[dict[str, Any]], **kw: Any) -> OpcUaS
 
 
 async def collect(
-    driver: OpcUaDriver, done: Callable[[dict[str, list[Sample]]], bool], timeout_s: float
+    driver: OpcUaDriver,
+    done: Callable[[dict[str, list[Sample]]], bool],
+    timeout_s: float,
+    seen: dict[str, list[Sample]] | None = None,
 ) -> dict[str, list[Sample]]:
-    """Drain a subscribing driver until `done` says enough arrived."""
-    seen: dict[str, list[Sample]] = {}
+    """Drain a subscribing driver until `done` says enough arrived (into `seen`, when given)."""
+    seen = {} if seen is None else seen
     async with asyncio.timeout(timeout_s):
         while not done(seen):
             for s in await driver.read():
@@ -146,16 +149,26 @@ async def test_two_thousand_monitored_items_created_in_batches(plant_sim: PlantS
     assert isinstance(src, OpcUaSource)
     src = src.model_copy(update={"mode": "subscribe"})
     driver = OpcUaDriver(src)
-    await driver.connect()
+    seen: dict[str, list[Sample]] = {}
     try:
-        (session,) = driver._sessions
-        assert session.max_monitored == 500
-        assert session.monitored_calls == 4
-        assert not session.failed
-        seen = await collect(driver, lambda seen: len(seen) == 2000, 20)
+        # A server publishing 2000 items on a machine at load 10 can miss the client watchdog's
+        # 2 s and lose the session; the agent reconnects then, and so does this test: every
+        # session must create its items in the same four batches, and all 2000 must arrive.
+        for _ in range(3):
+            await driver.connect()
+            (session,) = driver._sessions
+            assert session.max_monitored == 500
+            assert session.monitored_calls == 4
+            assert not session.failed
+            try:
+                await collect(driver, lambda got: len(got) == 2000, 20, seen)
+                break
+            except DriverConnectionError:
+                continue
     finally:
         await driver.close()
         await set_monitored_items_limit(sim, 10000)
+    assert len(seen) == 2000
     assert all(samples[0].good for samples in seen.values())
 
 

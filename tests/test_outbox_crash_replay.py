@@ -76,6 +76,18 @@ def influx_count(influx: InfluxDB1) -> int:
     return int(rows[0]["count"]) if rows else 0
 
 
+def start_drain(cfg: dict[str, Any], log: Path) -> subprocess.Popen[bytes]:
+    """The sinks in a process of their own, which the test kills; its output goes to `log`."""
+    with log.open("wb") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-c", DRAIN, json.dumps(cfg)], stdout=out, stderr=out
+        )
+
+
+def tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-3000:]
+
+
 class Arrivals:
     """When the subscriber's n-th distinct sample arrived (polled every 5 ms)."""
 
@@ -96,10 +108,12 @@ class Arrivals:
         self._done = len(got)
         return len(self._seen)
 
-    async def until(self, count: int, timeout_s: float) -> None:
+    async def until(self, count: int, timeout_s: float, log: Path) -> None:
         deadline = time.monotonic() + timeout_s
         while self.poll() < count:
-            assert time.monotonic() < deadline, f"{len(self._seen)} of {count} samples arrived"
+            assert time.monotonic() < deadline, (
+                f"{len(self._seen)} of {count} samples arrived; the drain's log ends:\n" + tail(log)
+            )
             await asyncio.sleep(0.005)
 
 
@@ -143,15 +157,12 @@ async def test_sigkill_during_the_drain_replays_about_a_second_per_sink_and_lose
         for kill_after_s in (0.3, 2.5, None):
             before = arrivals.poll()
             killed_at = time.monotonic()
-            proc = subprocess.Popen(  # noqa: ASYNC220 (started and killed at once, not awaited)
-                [sys.executable, "-c", DRAIN, json.dumps(cfg)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            log = tmp_path / f"drain-{kill_after_s}.log"
+            proc = start_drain(cfg, log)
             try:
-                await arrivals.until(before + 1, 30)  # the drain has begun
+                await arrivals.until(before + 1, 30, log)  # the drain has begun
                 if kill_after_s is None:
-                    await arrivals.until(total, 120)
+                    await arrivals.until(total, 120, log)
                     while influx_arrivals.timeline[-1][1] < total:
                         assert time.monotonic() - killed_at < 120, "InfluxDB did not get it all"
                         await asyncio.sleep(0.1)

@@ -88,8 +88,13 @@ class ConditionSource:
     async def run(self) -> None:
         backoff = Backoff()
         failures = 0
+        me = asyncio.current_task()
         try:
             while True:
+                # asyncua's wait_for (Python 3.11) can swallow a cancellation that races a
+                # response; the task stays cancelling, so honour it (as SourcePoller does).
+                if me is not None and me.cancelling():
+                    raise asyncio.CancelledError
                 try:
                     await self.driver.connect()
                     self.connected.set()
@@ -98,6 +103,8 @@ class ConditionSource:
                     failures = 0
                     backoff.reset()
                     while True:
+                        if me is not None and me.cancelling():
+                            raise asyncio.CancelledError
                         for update in await self.driver.read():
                             await self.publish(self.apply(update))
                 except DriverConnectionError as exc:
