@@ -210,6 +210,8 @@ async def measure(n: int, seconds: float, sharded: int) -> list[Row]:
     async with SimProcess(n) as sim:
         cfg = _synthetic(sim, n)
         opcua = next(s for s in cfg.source if isinstance(s, OpcUaSource))
+        # Setting up a session on 10 000 nodes takes more than the default 2 s on a busy machine.
+        opcua = opcua.model_copy(update={"timeout_s": 20.0})
         modbus = next(s for s in cfg.source if isinstance(s, ModbusSource))
         for sessions in sorted({1, sharded if n >= 10000 else 1}):
             src = opcua.model_copy(update={"sessions": sessions})

@@ -1,7 +1,7 @@
 """End-to-end benchmark: Modbus TCP → agent (acquisition, outbox, MQTT batch sink) → subscriber,
 side by side with the true floor, at 5 000 and 20 000 tags/s and up to the maximum.
 
-    python -m bench.end_to_end [--rates 5000,20000] [--ladder 70000,150000,250000] [--seconds 8]
+    python -m bench.end_to_end [--rates 5000,20000] [--ladder 70000,150000,250000] [--seconds 6]
                                [--profile RATE] [--no-write]
 
 Every case runs in this one run, floor and agent back to back at each load, against the same
@@ -317,7 +317,7 @@ def main() -> None:
     ints = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731
     parser.add_argument("--rates", type=ints, default=[5000, 20000])
     parser.add_argument("--ladder", type=ints, default=[70000, 150000, 250000])
-    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--profile", type=int, default=20000, help="0: no profile run")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
