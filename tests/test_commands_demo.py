@@ -89,6 +89,9 @@ def test_headless_demo_publishes_on_the_embedded_broker_within_30_s(tmp_path: Pa
 # Warnings the demo shows on purpose: none. Its InfluxDB sink writes to a private database, or
 # is off (docs/operations.md, "The demo"): no sink the user never asked for fails.
 EXPECTED_WARNINGS: set[str] = set()
+# A read slower than its poll interval is the machine's load, not the demo's making: on a shared
+# CI machine the agent rightly warns of it (tests/test_acquisition*.py test that warning).
+LOAD_WARNINGS = {"source_overrun"}
 WARNING = re.compile(r"\[(warning|error|critical) *\] (\S+)")
 
 
@@ -130,7 +133,7 @@ def test_demo_start_stop_and_restart_warn_of_nothing_to_act_on(tmp_path: Path) -
     noise = [
         line
         for line in first + second
-        if (m := WARNING.search(line)) and m.group(2) not in EXPECTED_WARNINGS
+        if (m := WARNING.search(line)) and m.group(2) not in EXPECTED_WARNINGS | LOAD_WARNINGS
     ]
     assert noise == []
 
