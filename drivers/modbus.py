@@ -97,6 +97,7 @@ class ModbusDriver:
         self._tags = {t.id: t for t in wire_tags(source)}
         self._attached = False
         self._cycle_start = 0.0
+        self._skipped: dict[int, int] = {}  # unit id -> cycles skipped since its last try
         self._decoders: dict[ReadRequest, list[modbus_codec.Segment]] = {}
         self._log = log.bind(source=source.name)
 
@@ -134,7 +135,7 @@ class ModbusDriver:
                 if request.unit_id in skip:
                     samples.extend(_bad(request, skip[request.unit_id]))
                     continue
-                if self.bus.device(request.unit_id).waiting(time.monotonic()):
+                if self._waiting(request.unit_id):
                     skip[request.unit_id] = "device_unreachable"
                     samples.extend(_bad(request, "device_unreachable"))
                     continue
@@ -160,8 +161,23 @@ class ModbusDriver:
             return False
         return not self.bus.device(requests[i].unit_id).backed_off
 
+    def _waiting(self, unit_id: int) -> bool:
+        """Skip this backed-off unit in this cycle? Until its retry is due, in time or in cycles.
+
+        Counting cycles as well keeps a retry every k poll intervals on every k-th cycle on a
+        busy machine, where a cycle may start less late than the one that backed off.
+        """
+        if not self.bus.device(unit_id).waiting(time.monotonic()):
+            return False
+        skipped = self._skipped.get(unit_id, 0)
+        if skipped + 1 >= round(self.source.unreachable_retry_s / self.source.poll_interval_s, 6):
+            return False
+        self._skipped[unit_id] = skipped + 1
+        return True
+
     def _health(self, unit_id: int, outcome: _Outcome) -> _Outcome:
         """Count timeouts towards the unit's back-off; any answer (even corrupt) clears it."""
+        self._skipped.pop(unit_id, None)
         health = self.bus.device(unit_id)
         if outcome != "timeout":
             if health.backed_off:

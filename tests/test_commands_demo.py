@@ -25,9 +25,15 @@ from tests.support.processes import output_lines, wait_line
 pytestmark = pytest.mark.slow
 
 
+# The agent's start in its log: JSON lines to a pipe, console lines with --headless.
+STARTED = r'(\] |"event": ")agent_started\b'
+
+
+@pytest.mark.timeout(300)  # a hang guard: starting takes its time on a loaded machine
 def test_headless_demo_publishes_on_the_embedded_broker_within_30_s(tmp_path: Path) -> None:
-    started = time.monotonic()
-    deadline = started + 30.0
+    """Data within 30 s of the agent starting; starting (Python, two simulators, a broker, a
+    database) gets its own bound, which on a loaded machine is far longer than on a quiet one."""
+    startup = time.monotonic() + 120.0
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge_agent.cli", "demo", "--state-dir", str(tmp_path / "demo")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
@@ -37,7 +43,9 @@ def test_headless_demo_publishes_on_the_embedded_broker_within_30_s(tmp_path: Pa
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-demo-subscriber")
     try:
         lines = output_lines(proc)
-        banner = wait_line(lines, r"MQTT broker: mqtt://", deadline, seen)
+        banner = wait_line(lines, r"^MQTT broker: mqtt://", startup, seen)
+        wait_line(lines, STARTED, startup, seen)
+        deadline = time.monotonic() + 30.0
         match = re.search(r"mqtt://([\d.]+):(\d+)\s+\(subscribe to (\S+)/#\)", banner)
         assert match, banner
         host, port, root = match.group(1), int(match.group(2)), match.group(3)
@@ -96,7 +104,7 @@ def _run_until_kpis(state_dir: Path) -> list[str]:
         lines = output_lines(proc)
         # Starting (two simulators, a broker, a database) takes 20 s and more on a loaded
         # machine: the KPIs get their 45 s from the agent's start, not from the demo's.
-        wait_line(lines, r"agent_started", time.monotonic() + 120, seen)
+        wait_line(lines, STARTED, time.monotonic() + 120, seen)
         wait_line(lines, r"^demo: .* recycled=\d", time.monotonic() + 45, seen)
         proc.send_signal(signal.SIGINT)
         wait_line(lines, r"^demo stopped$", time.monotonic() + 20, seen)
@@ -112,6 +120,7 @@ def _run_until_kpis(state_dir: Path) -> list[str]:
     return seen
 
 
+@pytest.mark.timeout(400)  # two demo runs back to back, each starting as slowly as load makes it
 def test_demo_start_stop_and_restart_warn_of_nothing_to_act_on(tmp_path: Path) -> None:
     """asyncua's security notes, totaliser resets after a restart, a clean MQTT stop: noise."""
     state = tmp_path / "demo"

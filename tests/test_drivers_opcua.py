@@ -147,12 +147,16 @@ async def test_two_thousand_monitored_items_created_in_batches(plant_sim: PlantS
     await set_monitored_items_limit(sim, 500)
     src = sim.synthetic_agent_config().source[0]
     assert isinstance(src, OpcUaSource)
-    src = src.model_copy(update={"mode": "subscribe"})
+    # The simulator answers from this event loop, which the 2 000 items' notifications keep
+    # busy: at the default 2 s, a CreateMonitoredItems call (in connect) or asyncua's watchdog
+    # probe (it times out after timeout_s) timed out under load. A loaded machine's timeout; a
+    # session lost even so is reconnected below.
+    src = src.model_copy(update={"mode": "subscribe", "timeout_s": 20.0})
     driver = OpcUaDriver(src)
     seen: dict[str, list[Sample]] = {}
     try:
-        # A server publishing 2000 items on a machine at load 10 can miss the client watchdog's
-        # 2 s and lose the session; the agent reconnects then, and so does this test: every
+        # A server publishing 2000 items on a machine at load 10 can miss the client watchdog
+        # and lose the session; the agent reconnects then, and so does this test: every
         # session must create its items in the same four batches, and all 2000 must arrive.
         for _ in range(3):
             await driver.connect()
