@@ -145,7 +145,8 @@ async def raw_opcua(src: OpcUaSource, seconds: float) -> tuple[float, int]:
     batch = session.max_read
     node_ids = list(session.node_ids)
     await probe.close()
-    client = Client(src.endpoint, timeout=src.timeout_s)
+    # The client's watchdog as the driver sets it: with asyncua's 1 s it drops a busy session.
+    client = Client(src.endpoint, timeout=src.timeout_s, watchdog_intervall=src.timeout_s)
     await client.connect()
     try:
         nodes = [client.get_node(n) for n in node_ids]
