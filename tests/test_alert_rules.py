@@ -18,7 +18,8 @@ import yaml
 
 from edge_agent.config.loader import load_config
 from edge_agent.runtime import run_agent
-from tests.support.services import VictoriaMetrics, _http
+from tests.support.server_process import _http
+from tests.support.services import VictoriaMetrics
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.services

@@ -18,7 +18,8 @@ import pytest
 from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.outbox import Batch
 from edge_agent.sinks.line_protocol import LineEncoder
-from tests.support.services import InfluxDB1, VictoriaMetrics, _http
+from tests.support.server_process import _http
+from tests.support.services import InfluxDB1, VictoriaMetrics
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = sorted((ROOT / "deploy" / "grafana").glob("*.json"))

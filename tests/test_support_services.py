@@ -11,7 +11,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from tests.support.services import InfluxDB1, Mosquitto, VictoriaMetrics, _http
+from tests.support.server_process import _http
+from tests.support.services import InfluxDB1, Mosquitto, VictoriaMetrics
 
 pytestmark = pytest.mark.services
 
