@@ -259,7 +259,7 @@ def machine() -> str:
 
 def render(rows: list[Row], seconds: float) -> str:
     lines = [
-        "## Acquisition (issue 4)",
+        "## Acquisition",
         "",
         "`python -m bench.acquisition`: tags per second through the acquisition layer (driver,",
         "Samples, quality rules, SampleBus, TagStore) against the raw library rate (asyncua",

@@ -180,7 +180,7 @@ def line_model(tags: int) -> list[str]:
 def render(rows: list[Row], tags: int, seconds: float) -> str:
     tcp = {r.plan: r for r in rows if r.transport == "tcp"}
     lines = [
-        "## Modbus transports (issue 15)",
+        "## Modbus transports",
         "",
         "`python -m bench.modbus_transports`: `ModbusDriver.read()` back to back over Modbus",
         "TCP, RTU over TCP and RTU over a socat pseudo-terminal, same simulator (own process),",
