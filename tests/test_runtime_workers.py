@@ -49,7 +49,7 @@ def agent_doc(sim: PlantSim, broker: Mosquitto, state: Path, workers: int) -> di
             "instance_id": "w1",
             "state_dir": str(state),
             "acquisition_workers": workers,
-        },  # fmt: skip
+        },
         "source": sources,
         "outbox": {"synchronous": "normal"},
         "mqtt": {"host": broker.host, "port": broker.port, "topic_root": "wk"},
@@ -97,7 +97,7 @@ async def test_every_sample_read_arrives_once_with_or_without_workers(
             lambda: all(
                 s.counters["reads_total"] >= CYCLES and s.healthy
                 for s in source_statuses(agent).values()
-            ),  # fmt: skip
+            ),
             60,
             "both sources read and connected",
         )

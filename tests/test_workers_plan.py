@@ -38,7 +38,8 @@ def test_sources_are_dealt_largest_first_to_the_least_loaded_worker() -> None:
         (("a", "d", "e"), 190),
         (("b", "c", "f"), 155),
     ]
-    assert plan.local == () and plan.unused == 0
+    assert plan.local == ()
+    assert plan.unused == 0
     assert plan_shards(cfg) == plan  # deterministic
 
 
