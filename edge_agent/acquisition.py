@@ -88,9 +88,11 @@ class QualityGate:
         self.rules = rules
         self.bus = bus
 
-    def apply(self, samples: Sequence[Sample]) -> list[Sample]:
+    def apply(self, samples: Sequence[Sample]) -> Sequence[Sample]:
+        """The batch with the vetoed samples downgraded; the batch itself for a source without
+        `quality_from` (most of them: nothing to do per sample then)."""
         if not self.rules:
-            return list(samples)
+            return samples
         latest = {s.tag: s for s in samples}
         return [self._gate(s, latest) if s.tag in self.rules else s for s in samples]
 
@@ -238,7 +240,7 @@ class SourcePoller:
             if committing is not None:
                 await asyncio.shield(committing)
 
-    async def _hand_on(self, driver: Driver, samples: list[Sample]) -> None:
+    async def _hand_on(self, driver: Driver, samples: Sequence[Sample]) -> None:
         """Quality rules, then the bus (TagStore, taps, outbox commit); history to the outbox."""
         await self.bus.publish(self.gate.apply(self.plausibility.apply(samples)))
         if isinstance(driver, HistoryDriver):
