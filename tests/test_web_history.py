@@ -7,6 +7,7 @@ import random
 
 from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.web.history import ChangeLog, HistoryRing
+from tests.support.random_samples import random_batch
 
 S = 1_000_000_000
 T0 = 1_800_000_000 * S  # a multiple of every step used here
@@ -157,24 +158,13 @@ def reference_series(
 
 
 def random_batches(rng: random.Random, n: int) -> list[list[Sample]]:
-    tags = ["a.x", "a.y", "ü.temp°C", "b.flow", "b.state", "kpi.é"]
-    values: list[object] = [math.nan, math.inf, -math.inf, None, "on", True, False, 0, 7, -3]
+    """Batches of random samples, some within a second of the last, some seconds later, some
+    back in time, some beyond the ring's reach."""
     t = T0
     batches: list[list[Sample]] = []
     for _ in range(n):
         t += rng.choice([0, 1, 10**7, 10**8, 3 * 10**8, S, 7 * S, 40 * S, -S])
-        size = rng.randint(1, 12)
-        acq = t
-        batch = []
-        for _ in range(size):
-            value = rng.choice(values) if rng.random() < 0.3 else rng.uniform(-1e3, 1e3)
-            quality = rng.choice([Quality.GOOD] * 6 + [Quality.UNCERTAIN, Quality.BAD])
-            source = None if rng.random() < 0.6 else acq - rng.randint(0, 2 * S)
-            raw = rng.choice([None, 32768, 1.5])
-            batch.append(Sample(rng.choice(tags), value, quality, acq, source, None, raw))  # type: ignore[arg-type]
-            if rng.random() < 0.2:
-                acq += rng.randint(1, 2 * 10**8)
-        batches.append(batch)
+        batches.append(random_batch(rng, t))
     return batches
 
 

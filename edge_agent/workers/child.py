@@ -11,7 +11,8 @@ becomes one frame, and the poller's publish awaits the pipe's `drain()`, so a ma
 is slow to commit slows the pollers here (bounded memory) and nothing is dropped.
 
 It stops, flushing what its pollers read, when its stdin ends (the main process closed it, or
-died: no orphan survives a SIGKILL of the main process) or on SIGTERM; SIGINT (Ctrl-C in a
+died: no orphan survives a SIGKILL of the main process; PR_SET_PDEATHSIG backs this up for a
+worker whose loop is stuck) or on SIGTERM; SIGINT (Ctrl-C in a
 terminal reaches the whole process group) is the main process's to act on. Logs go to stderr,
 as the main process's, with `worker=N` bound; stdout carries frames only, so the link's file
 descriptor is taken over at once and fd 1 is pointed at stderr, where a stray print is harmless.
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 import sys
@@ -53,6 +55,7 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 STATS_EVERY_S = 1.0
+PR_SET_PDEATHSIG = 1
 
 log = structlog.get_logger(__name__)
 
@@ -100,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     link_fd = os.dup(1)  # the link; fd 1 now points at stderr
     os.dup2(2, 1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_agent()
     loop = asyncio.new_event_loop()
     try:
         code = loop.run_until_complete(_serve(args.config, args.worker, link_fd))
@@ -108,6 +112,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = EXIT_FAILURE
     sys.stderr.flush()
     os._exit(code)  # like the main process: an unclean stop must not wait for stuck tasks
+
+
+def _die_with_agent() -> None:
+    """A backstop for a worker whose loop is stuck: the kernel kills it when the agent dies.
+    The end of stdin is the normal way out (and covers an agent gone before this call)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 async def _serve(path: str, index: int, link_fd: int) -> int:
