@@ -235,26 +235,47 @@ class MqttJsonSink:
             await self._offline(conn)
 
     async def _deliver_forever(self, conn: MqttClient) -> None:
+        """Publish each read, confirm it in order; meanwhile the next read is fetched and encoded.
+
+        One read ahead, no more: the outbox is read after the last batch read (not after the
+        last confirmed), so the loop's own CPU (decoding, encoding) overlaps the wait for the
+        broker's PUBACKs. A refusal or an outage retries only what `todo` still holds; the read
+        ahead is published after it, so nothing is confirmed out of order or skipped.
+        """
         backoff = Backoff(self.settings.reconnect_min_s, self.settings.reconnect_max_s)
-        while True:
-            self.state.progress += 1
-            batches = await self.cursor.read(self.settings.max_samples_per_read, IDLE_WAKEUP_S)
-            # Encoded once: report by exception must not judge a retried batch a second time.
-            todo = [(b, self.encoder.encode([b])) for b in batches]
-            self.state.samples_suppressed_total = self.encoder.suppressed
-            while todo:
-                if not conn.connected.is_set():
-                    await self._while_connected(conn, conn.connected.wait())
-                try:
-                    await self._while_connected(conn, self._publish(conn, todo))
-                except MqttError as exc:
-                    self.state.fail("refused", str(exc))
-                    self.state.retries_total += 1
-                    self.refused.occurred(error=str(exc))
-                    await backoff.wait()
-                    continue
-                backoff.reset()
-                self.refused.cleared()
+        ahead = asyncio.ensure_future(self._read_encoded(self.cursor.acked))
+        try:
+            while True:
+                self.state.progress += 1
+                todo = await ahead
+                last_read = todo[-1][0].id if todo else self.cursor.acked
+                ahead = asyncio.ensure_future(self._read_encoded(last_read))
+                while todo:
+                    if not conn.connected.is_set():
+                        await self._while_connected(conn, conn.connected.wait())
+                    try:
+                        await self._while_connected(conn, self._publish(conn, todo))
+                    except MqttError as exc:
+                        self.state.fail("refused", str(exc))
+                        self.state.retries_total += 1
+                        self.refused.occurred(error=str(exc))
+                        await backoff.wait()
+                        continue
+                    backoff.reset()
+                    self.refused.cleared()
+        finally:
+            ahead.cancel()
+            if ahead.done() and not ahead.cancelled():
+                ahead.exception()  # retrieved: the error that ended the loop is the one raised
+
+    async def _read_encoded(self, after: int) -> list[tuple[Batch, list[Message]]]:
+        """The next batches after id `after`, each with its messages (empty when idle).
+
+        Encoded once: report by exception must not judge a retried batch a second time."""
+        batches = await self.cursor.read(self.settings.max_samples_per_read, IDLE_WAKEUP_S, after)
+        todo = [(b, self.encoder.encode([b])) for b in batches]
+        self.state.samples_suppressed_total = self.encoder.suppressed
+        return todo
 
     async def _while_connected(self, conn: MqttClient, work: Awaitable[Any]) -> None:
         """Await `work`; while the broker is unreachable, report it and count the wait as progress.
