@@ -104,6 +104,8 @@ c.on_message = on_message
 c.connect(host, port)
 try:
     c.loop_forever()
+except KeyboardInterrupt:  # how Recorder.stop ends it: not an error worth a traceback
+    pass
 finally:
     out.close()
 """

@@ -21,7 +21,7 @@ from typing import Any
 
 from drivers.base import WriteRefused
 from edge_agent.contracts.modbus import ModbusPoint
-from edge_agent.contracts.samples import Value, shortest_float32
+from edge_agent.contracts.samples import Value, shortest_float32, shortest_float32s
 
 _STRUCT = {
     "int16": "h", "uint16": "H", "int32": "i", "uint32": "I",
@@ -148,7 +148,7 @@ def _segment(run: list[ModbusPoint], start: int) -> Segment:
 def _shortest_float32s(
     unpack: Callable[[bytes, int], Sequence[Any]],
 ) -> Callable[[bytes, int], list[float]]:
-    return lambda block, at: [shortest_float32(v) for v in unpack(block, at)]
+    return lambda block, at: shortest_float32s(unpack(block, at))
 
 
 def _direct_struct(tag: ModbusPoint) -> struct.Struct | None:

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import socket
 import sys
 import tomllib
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 import structlog
 
@@ -45,6 +46,9 @@ from edge_agent.kpi.engine import STATE_FILE as KPI_STATE_FILE
 from edge_agent.kpi.state import forget_totaliser_readings
 from edge_agent.logs import configure_logging
 from edge_agent.runtime import EXIT_FAILURE, Agent, run_agent
+
+if TYPE_CHECKING:
+    from simulators.simulation import Simulation
 
 log = structlog.get_logger(__name__)
 
@@ -128,78 +132,105 @@ def demo_document(
 
 async def run_demo(args: argparse.Namespace, state_dir: Path, tap: WarningTap | None) -> int:
     """`state_dir` exists and is absolute (the caller made it, off the event loop); with a
-    `tap` on the agent's log the live view runs, without one the headless summary lines."""
+    `tap` on the agent's log the live view runs, without one the headless summary lines.
+
+    Each part registers its stop on `parts` as soon as it runs, so whatever fails (a part's
+    start, the agent's config, the agent, Ctrl-C) stops exactly the parts that were started,
+    newest first."""
     from simulators.simulation import Simulation, SimulationOptions
 
-    sim = Simulation(SimulationOptions(opcua_port=0, modbus_port=0, time_scale=args.time_scale,
-                                       modbus_rtu_over_tcp_port=0))  # fmt: skip
-    broker: EmbeddedBroker | None = None
-    unit: UnitAgentProcess | None = None
-    view: asyncio.Task[None] | None = None
     health_port = free_port()
     # The first line: where to look. The listener answers once the agent runs, seconds later.
     print(f"web view: http://127.0.0.1:{health_port}/", flush=True)
-    # The database starts beside the simulators: it settles before the agent connects.
-    database = asyncio.create_task(_influx(args.influx, state_dir))
-    try:
+    async with contextlib.AsyncExitStack() as parts:
+        # The database starts beside the simulators: it settles before the agent connects.
+        database = asyncio.create_task(_influx(args.influx, state_dir))
+        parts.push_async_callback(_stop_database, database)
+        sim = Simulation(SimulationOptions(opcua_port=0, modbus_port=0, time_scale=args.time_scale,
+                                           modbus_rtu_over_tcp_port=0))  # fmt: skip
         await sim.start()
-    except BaseException:
-        _, _, tsdb = await database
-        if tsdb is not None:
-            await tsdb.stop()
-        raise
-    influx, trends, tsdb = await database
-    try:
-        if args.broker:
-            host, _, port = args.broker.rpartition(":")
-            mqtt = (host or "127.0.0.1", int(port))
-        else:
-            broker = EmbeddedBroker(free_port())
-            await broker.start()
-            mqtt = ("127.0.0.1", broker.port)
+        parts.push_async_callback(_stop_within, sim.stop, "simulators")
+        influx, trends, _ = await database
+        mqtt, embedded = await _broker(args.broker, parts)
         doc = demo_document(
             Path(args.config), sim.opcua_endpoint, sim.modbus_endpoint, mqtt, influx,
-            state_dir, health_port, embedded_broker=broker is not None, trends=trends,
+            state_dir, health_port, embedded_broker=embedded, trends=trends,
             rtu_over_tcp_endpoint=sim.modbus_rtu_over_tcp_endpoint,
         )  # fmt: skip
         if args.fleet:  # docs/fleet.md: the kiln's unit agent in its own process
-            version = "3.1.1" if broker is not None else "5"  # amqtt speaks 3.1.1 only
+            version = "3.1.1" if embedded else "5"  # amqtt speaks 3.1.1 only
             point_sources_at_broker(doc, *mqtt, version)
             unit = UnitAgentProcess(sim.modbus_endpoint, mqtt, version, state_dir)
             unit.start()
+            parts.push_async_callback(asyncio.to_thread, unit.stop)
         cfg = AgentConfig.model_validate(doc)
-        root = f"{cfg.mqtt.topic_root}/{cfg.agent.site}" if cfg.mqtt else "?"
-        header = (
-            f"MQTT broker: mqtt://{mqtt[0]}:{mqtt[1]}  (subscribe to {root}/#)   "
-            f"health: http://127.0.0.1:{health_port}/healthz   Ctrl-C stops"
-        )
-        print(header, flush=True)
-        print(
-            f"simulators: {sim.opcua_endpoint}  {sim.modbus_endpoint} (RTU over TCP: "
-            f"{sim.modbus_rtu_over_tcp_endpoint})   state: {state_dir}",
-            flush=True,
-        )
-
-        def started(agent: Agent) -> None:
-            nonlocal view
-            if view is not None:
-                view.cancel()
-            shown = live(agent, header, tap) if tap is not None else headless(agent)
-            view = asyncio.create_task(shown)
-
-        code = await run_agent(cfg, on_started=started)
-    finally:
-        if view is not None:
-            view.cancel()
-        if unit is not None:
-            await asyncio.to_thread(unit.stop)
-        if broker is not None:
-            await _stop_within(broker.stop(), "broker", STOP_PART_TIMEOUT_S)
-        if tsdb is not None:
-            await _stop_within(tsdb.stop(), "database", STOP_PART_TIMEOUT_S)
-        await _stop_within(sim.stop(), "simulators", STOP_PART_TIMEOUT_S)
+        view = _View(_print_header(cfg, sim, mqtt, health_port, state_dir), tap)
+        parts.callback(view.cancel)
+        code = await run_agent(cfg, on_started=view.show)
     print("demo stopped", flush=True)
     return code
+
+
+async def _broker(
+    address: str | None, parts: contextlib.AsyncExitStack
+) -> tuple[tuple[str, int], bool]:
+    """(host, port) of the broker and whether it is our embedded one: `--broker` as given."""
+    if address:
+        host, _, port = address.rpartition(":")
+        return (host or "127.0.0.1", int(port)), False
+    broker = EmbeddedBroker(free_port())
+    await broker.start()
+    parts.push_async_callback(_stop_within, broker.stop, "broker")
+    return ("127.0.0.1", broker.port), True
+
+
+def _print_header(
+    cfg: AgentConfig, sim: Simulation, mqtt: tuple[str, int], health_port: int, state_dir: Path
+) -> str:
+    """Print where everything is; returns the header line the live view keeps on screen."""
+    root = f"{cfg.mqtt.topic_root}/{cfg.agent.site}" if cfg.mqtt else "?"
+    header = (
+        f"MQTT broker: mqtt://{mqtt[0]}:{mqtt[1]}  (subscribe to {root}/#)   "
+        f"health: http://127.0.0.1:{health_port}/healthz   Ctrl-C stops"
+    )
+    print(header, flush=True)
+    print(
+        f"simulators: {sim.opcua_endpoint}  {sim.modbus_endpoint} (RTU over TCP: "
+        f"{sim.modbus_rtu_over_tcp_endpoint})   state: {state_dir}",
+        flush=True,
+    )
+    return header
+
+
+class _View:
+    """The live view (with a tap on the log) or the headless summary, restarted with the agent
+    after a reload."""
+
+    def __init__(self, header: str, tap: WarningTap | None) -> None:
+        self.header = header
+        self.tap = tap
+        self.task: asyncio.Task[None] | None = None
+
+    def show(self, agent: Agent) -> None:
+        self.cancel()
+        shown = live(agent, self.header, self.tap) if self.tap is not None else headless(agent)
+        self.task = asyncio.create_task(shown)
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+
+async def _stop_database(
+    database: asyncio.Task[tuple[dict[str, Any] | None, str | None, PrivateTsdb | None]],
+) -> None:
+    """Stop the private database, once it has started (it may still be starting)."""
+    try:
+        _, _, tsdb = await database
+    except Exception:  # raised where the demo awaited it, or superseded by what unwound it
+        return
+    if tsdb is not None:
+        await _stop_within(tsdb.stop, "database")
 
 
 async def _influx(
@@ -224,14 +255,16 @@ async def _influx(
     return tsdb.influx_section(), tsdb.trends(), tsdb
 
 
-async def _stop_within(stopping: Coroutine[Any, Any, None], part: str, timeout_s: float) -> None:
+async def _stop_within(
+    stop: Callable[[], Coroutine[Any, Any, None]], part: str, timeout_s: float = STOP_PART_TIMEOUT_S
+) -> None:
     """Stop one demo part, but never let it hold Ctrl-C up.
 
     amqtt's shutdown can wait indefinitely for a subscriber that stays connected; the demo is
     leaving anyway, so after `timeout_s` the part is abandoned (its task is cancelled, not awaited,
     since a swallowed cancellation must not hang the exit either).
     """
-    task = asyncio.ensure_future(stopping)
+    task = asyncio.ensure_future(stop())
     done, _ = await asyncio.wait({task}, timeout=timeout_s)
     if not done:
         task.cancel()
