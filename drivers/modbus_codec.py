@@ -135,20 +135,48 @@ def _segment(run: list[ModbusPoint], start: int) -> Segment:
     if direct is None:
         decode = block_decoder(first)
         return ids, at, lambda block, at: (decode(block, at),), floats
-    unpack: Callable[[bytes, int], Sequence[Any]]
-    unpack = struct.Struct(direct.format[0] + direct.format[1:] * len(run)).unpack_from
+    layout = struct.Struct(direct.format[0] + direct.format[1:] * len(run))
+    unpack: Callable[[bytes, int], Sequence[Any]] = layout.unpack_from
     if first.type == "float32":
         unpack = _shortest_float32s(unpack)
-    if first.scale == 1.0 and first.offset == 0.0:
-        return ids, at, unpack, floats
-    scale, offset = first.scale, first.offset
-    return ids, at, lambda block, at: [float(v) * scale + offset for v in unpack(block, at)], floats
+    if first.scale != 1.0 or first.offset != 0.0:
+        unpack = _scaled(unpack, first.scale, first.offset)
+    elif first.type != "float32":
+        return ids, at, unpack, floats  # integers: one struct call, nothing to save
+    return ids, at, _unless_unchanged(unpack, layout.size), floats
 
 
 def _shortest_float32s(
     unpack: Callable[[bytes, int], Sequence[Any]],
 ) -> Callable[[bytes, int], list[float]]:
     return lambda block, at: shortest_float32s(unpack(block, at))
+
+
+def _scaled(
+    unpack: Callable[[bytes, int], Sequence[Any]], scale: float, offset: float
+) -> Callable[[bytes, int], list[float]]:
+    return lambda block, at: [float(v) * scale + offset for v in unpack(block, at)]
+
+
+def _unless_unchanged(
+    decode: Callable[[bytes, int], Sequence[Value]], size: int
+) -> Callable[[bytes, int], Sequence[Value]]:
+    """`decode`, skipped when the run's bytes are those of the previous read.
+
+    Registers often hold still between polls (setpoints, status, values a PLC updates slower
+    than it is polled): then the values are the previous read's, without formatting each float
+    again. Comparing the bytes costs a slice per run; the values are a function of the bytes
+    alone, so the result is the same either way.
+    """
+    last: list[Any] = [None, ()]
+
+    def decode_run(block: bytes, at: int) -> Sequence[Value]:
+        raw = block[at : at + size]
+        if raw != last[0]:
+            last[0], last[1] = raw, tuple(decode(block, at))
+        return last[1]  # type: ignore[no-any-return]
+
+    return decode_run
 
 
 def _direct_struct(tag: ModbusPoint) -> struct.Struct | None:

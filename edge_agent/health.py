@@ -119,7 +119,7 @@ def health_document(board: StatusBoard) -> tuple[int, dict[str, object]]:
     statuses = board.statuses()
     healthy = all(s.healthy for s in statuses)
     body: dict[str, object] = {"status": "ok" if healthy else "degraded"}
-    for kind in ("source", "sink", "outbox", "kpi", "control", "service"):
+    for kind in ("source", "worker", "sink", "outbox", "kpi", "control", "service"):
         members = {s.name: s.as_json() for s in statuses if s.kind == kind}
         if members:
             body[kind if kind in ("outbox", "kpi", "control") else kind + "s"] = members

@@ -16,11 +16,12 @@ from typing import Any
 
 import structlog
 
-from edge_agent import acquisition, control, health, kpi, sinks, sparkplug, web
+from edge_agent import acquisition, control, health, kpi, sinks, sparkplug, web, workers
 from edge_agent.alarms import commands as alarm_commands
 from edge_agent.alarms import engine as alarms
 from edge_agent.config import AgentConfig
 from edge_agent.config.loader import ConfigError
+from edge_agent.config.origin import ConfigOrigin
 from edge_agent.contracts.catalogue import TagCatalogue
 from edge_agent.kpi.catalogue import kpi_tags
 from edge_agent.outbox import Outbox
@@ -41,8 +42,14 @@ log = structlog.get_logger(__name__)
 class Agent:
     """Everything one running agent shares: its config, latest values, and the sample bus."""
 
-    def __init__(self, cfg: AgentConfig, writer: SampleWriter | None = None) -> None:
+    def __init__(
+        self,
+        cfg: AgentConfig,
+        writer: SampleWriter | None = None,
+        origin: ConfigOrigin | None = None,
+    ) -> None:
         self.cfg = cfg
+        self.origin = origin  # the file and --set overrides: acquisition workers load it too
         self.store = TagStore()
         self.bus = SampleBus(self.store, writer)
         self.outbox = writer if isinstance(writer, Outbox) else None
@@ -56,8 +63,9 @@ def build_services(agent: Agent) -> list[Service]:
     services: list[Service] = []
     # -- hooks: one line per component, in data-flow order --------------------------------------
     # Each component puts its own status providers on the board it is given.
-    acq = acquisition.Acquisition(agent.cfg, agent.bus, board=agent.board)  # control writes via it
-    services += acq.services()
+    shards = workers.Workers(agent.cfg, agent.origin, agent.bus, agent.board)  # [agent] workers
+    acq = acquisition.Acquisition(shards.local_config, agent.bus, board=agent.board)  # writes too
+    services += acq.services() + shards.services()
     # Before the sinks: Sparkplug DCMD goes through the control path.
     agent.control = control.ControlPath(agent.cfg, agent.store, acq, agent.board)
     services += kpi.build_services(agent.cfg, agent.store, agent.bus, agent.board)
@@ -147,6 +155,7 @@ async def run_agent(
     stop: asyncio.Event | None = None,
     reload: Callable[[], AgentConfig] | None = None,
     on_started: Callable[[Agent], None] | None = None,
+    origin: ConfigOrigin | None = None,
 ) -> int:
     """Run until SIGTERM/SIGINT (or `stop`); returns the exit code.
 
@@ -167,7 +176,7 @@ async def run_agent(
     try:
         while True:
             try:
-                agent = Agent(cfg, await open_writer(cfg))
+                agent = Agent(cfg, await open_writer(cfg), origin)
             except Exception as exc:
                 if previous is None:
                     raise
@@ -227,6 +236,7 @@ def run_blocking(
     cfg: AgentConfig,
     services: Sequence[Service] | None = None,
     reload: Callable[[], AgentConfig] | None = None,
+    origin: ConfigOrigin | None = None,
 ) -> int:
     """Run the agent's event loop in this thread.
 
@@ -236,7 +246,7 @@ def run_blocking(
     """
     loop = asyncio.new_event_loop()
     try:
-        code = loop.run_until_complete(run_agent(cfg, services, reload=reload))
+        code = loop.run_until_complete(run_agent(cfg, services, reload=reload, origin=origin))
     except Exception:
         log.exception("agent_failed")
         code = EXIT_FAILURE

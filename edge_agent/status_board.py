@@ -37,10 +37,13 @@ class StatusBoard:
         self._providers.clear()
 
     def statuses(self) -> list[ComponentStatus]:
-        out: list[ComponentStatus] = []
+        return [s for _, s in self._statuses()]
+
+    def _statuses(self) -> list[tuple[StatusProvider, ComponentStatus]]:
+        out: list[tuple[StatusProvider, ComponentStatus]] = []
         for provider in list(self._providers):
             try:
-                out.append(provider.status())
+                out.append((provider, provider.status()))
             except Exception as exc:  # a broken provider must not take /healthz down
                 log.warning("status_provider_failed", provider=repr(provider), error=repr(exc))
         return out
@@ -49,12 +52,14 @@ class StatusBoard:
         return all(s.healthy for s in self.statuses())
 
     def probes(self) -> list[ProgressProbe]:
-        """Watchdog probes: acquisition per source and delivery per sink."""
-        return [
-            ProgressProbe(f"{s.kind}:{s.name}", _progress_reader(self, s.kind, s.name))
-            for s in self.statuses()
-            if s.watched and s.kind in ("source", "sink")
-        ]
+        """Watchdog probes: acquisition per source and delivery per sink. Each reads its own
+        provider (a source's status looks at each of its tags: reading every provider for every
+        probe cost sources × tags per watchdog round)."""
+        probes: list[ProgressProbe] = []
+        for provider, s in self._statuses():
+            if s.watched and s.kind in ("source", "sink"):
+                probes.append(ProgressProbe(f"{s.kind}:{s.name}", _progress_reader(provider)))
+        return probes
 
     def summary(self) -> str:
         """The one-line STATUS= text: tags Good, samples per second (read), outbox depth."""
@@ -100,11 +105,11 @@ class _Rate:
         return self._value
 
 
-def _progress_reader(board: StatusBoard, kind: str, name: str) -> Callable[[], int]:
+def _progress_reader(provider: StatusProvider) -> Callable[[], int]:
     def read() -> int:
-        for s in board.statuses():
-            if s.kind == kind and s.name == name:
-                return s.progress
-        return -1
+        try:
+            return provider.status().progress
+        except Exception:  # logged by the board's own reads; for the watchdog: no progress
+            return -1
 
     return read

@@ -20,5 +20,15 @@ class TagStore:
     def get(self, tag: str) -> Sample | None:
         return self._latest.get(tag)
 
+    def newest_acq_ns(self, tags: Iterable[str]) -> int:
+        """The newest acquisition time among these tags' latest samples (0: none yet). A source's
+        health reads it for all its tags on every status read, so the loop is the store's own."""
+        latest, newest = self._latest, 0
+        for tag in tags:
+            sample = latest.get(tag)
+            if sample is not None and sample.acq_ns > newest:
+                newest = sample.acq_ns
+        return newest
+
     def snapshot(self) -> dict[str, Sample]:
         return dict(self._latest)

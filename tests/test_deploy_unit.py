@@ -31,6 +31,7 @@ def _directives(text: str) -> dict[str, list[str]]:
 def test_unit_has_the_operational_contract() -> None:
     d = _directives(UNIT.read_text())
     assert d["Type"] == ["notify"]
+    assert d["KillMode"] == ["mixed"]  # the agent stops its acquisition workers itself
     assert d["NotifyAccess"] == ["main"]
     assert d["Restart"] == ["on-failure"]
     assert d["RestartPreventExitStatus"] == ["2"]

@@ -157,6 +157,48 @@ def test_summary_line_and_watchdog_probes() -> None:
     assert probes[0].read() == 9
 
 
+def test_a_watchdog_round_reads_each_provider_twice_at_most() -> None:
+    """Listing the probes reads every provider once, and each probe reads its own provider
+    only: a source's status looks at each of its tags, so reading every provider for every
+    probe cost sources x tags per round."""
+    reads: dict[str, int] = {}
+
+    @dataclass
+    class Counted(FakeSource):
+        def status(self) -> ComponentStatus:
+            reads[self.name] = reads.get(self.name, 0) + 1
+            return super().status()
+
+    board = StatusBoard(TagStore())
+    sources = [Counted(f"s{k}", samples_read=k) for k in range(20)]
+    for source in sources:
+        board.add(source)
+    probes = board.probes()
+    assert [p.read() for p in probes] == list(range(20))
+    assert reads == {f"s{k}": 2 for k in range(20)}
+    sources[3].samples_read = 99
+    assert probes[3].read() == 99  # still a live reading of its own provider
+
+
+def test_a_probe_of_a_failing_provider_reads_no_progress() -> None:
+    class Broken:
+        def __init__(self) -> None:
+            self.fail = False
+
+        def status(self) -> ComponentStatus:
+            if self.fail:
+                raise RuntimeError("gone")
+            return ComponentStatus("b", "sink", "connected", True, progress=7)
+
+    broken = Broken()
+    board = StatusBoard()
+    board.add(broken)
+    (probe,) = board.probes()
+    assert probe.read() == 7
+    broken.fail = True
+    assert probe.read() == -1
+
+
 @pytest.mark.parametrize(
     ("listen", "expected"),
     [

@@ -79,9 +79,9 @@ async def probe_source(
     if isinstance(source, ModbusSource):
         errors.extend(_line_problems(source, samples))
     rules = {t.id: t.quality_from for t in source.tag if t.quality_from is not None}
-    samples = QualityGate(rules, SampleBus(TagStore())).apply(samples)
+    gated = QualityGate(rules, SampleBus(TagStore())).apply(samples)
     return [
-        ProbeRow(source.name, s, units.get(s.tag, ""), (s.acq_ns - started) / 1e6) for s in samples
+        ProbeRow(source.name, s, units.get(s.tag, ""), (s.acq_ns - started) / 1e6) for s in gated
     ]
 
 

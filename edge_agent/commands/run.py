@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge_agent import runtime
@@ -14,6 +15,7 @@ from edge_agent.commands.arguments import add_config_argument, command_parser
 from edge_agent.commands.check_config import idle_warnings
 from edge_agent.config import AgentConfig
 from edge_agent.config.loader import ConfigError, add_set_argument, load_config
+from edge_agent.config.origin import ConfigOrigin
 from edge_agent.config.resources import secret_values
 from edge_agent.logs import configure_logging
 from edge_agent.redaction import SecretMask
@@ -71,4 +73,5 @@ def _run_command(args: argparse.Namespace) -> int:
         mask.learn(secret_values(new))  # before any component holds the new values
         return new
 
-    return run_blocking(cfg, reload=reload)
+    origin = ConfigOrigin(Path(args.config).resolve(), tuple(args.overrides), args.log_level)
+    return run_blocking(cfg, reload=reload, origin=origin)

@@ -1,4 +1,4 @@
-"""The `[agent]` table: identity, state directory, time zone, logging, shutdown."""
+"""The `[agent]` table: identity, state directory, time zone, logging, shutdown, workers."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ class AgentSection(Section):
     log_level: LogLevel = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     shutdown_timeout_s: float = Field(10.0, gt=0, le=300)
+    # Worker processes reading the sources that can move (docs/configuration.md); 0: all in one.
+    acquisition_workers: int = Field(0, ge=0, le=32)
 
     @field_validator("timezone")
     @classmethod

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-Kind = Literal["source", "sink", "outbox", "kpi", "control", "service", "alarms"]
+Kind = Literal["source", "sink", "outbox", "kpi", "control", "service", "alarms", "worker"]
 
 # Read latencies of OPC UA and Modbus requests: milliseconds on a LAN, seconds when a device
 # struggles, the timeout at worst.
@@ -35,6 +35,17 @@ class LatencyHistogram:
     @property
     def count(self) -> int:
         return sum(self._counts)
+
+    def snapshot(self) -> tuple[tuple[int, ...], float]:
+        """(per-bucket counts, sum): what an acquisition worker sends its main process."""
+        return tuple(self._counts), self.sum
+
+    def restore(self, counts: Sequence[int], total: float) -> None:
+        """Take over a `snapshot` (the main process's mirror of a worker's histogram)."""
+        if len(counts) != len(self._counts):
+            raise ValueError(f"{len(counts)} bucket counts for {len(self._counts)} buckets")
+        self._counts = [int(n) for n in counts]
+        self.sum = total
 
     def cumulative(self) -> list[tuple[str, float]]:
         """(upper bound, cumulative count) pairs ending in +Inf, as Prometheus wants them."""

@@ -9,6 +9,15 @@ the chart, never a fake value). The grid is absolute (bucket = timestamp // step
 is O(1) and every tag's buckets line up on the same time axis. Memory is fixed by the settings
 and the number of tags: about `slots × 21` bytes per tag (docs/performance.md has the measured
 figure); a tag that is never numeric costs nothing.
+
+What a bucket's mean is: the mean of each tag's first Good or Uncertain value of every second in
+the bucket (at most one value per tag and second; a tag polled once a second or slower has all
+its values in). A tag polled every 100 ms would otherwise pay ten additions a second for a point
+drawn once per 30 s, at the agent's highest rates the largest single cost on the event loop; the
+mean of one value per second tells an operator the same (a trend is not a measurement record:
+the databases have every sample). A bucket always gets the first value that falls in it, and a
+tag's first sample is never skipped; Bad samples are never thinned out, so a bucket with nothing
+but Bad samples shows the gap.
 """
 
 from __future__ import annotations
@@ -26,16 +35,17 @@ _NS = 1_000_000_000
 
 
 class _Series:
-    """One tag's ring: sums and counts per bucket, whether a Bad sample arrived in it, and which
-    absolute bucket each slot holds."""
+    """One tag's ring: sums and counts per bucket, whether a Bad sample arrived in it, which
+    absolute bucket each slot holds, and the second whose value last fed a mean (`fed`, in ns)."""
 
-    __slots__ = ("bad", "counts", "epochs", "sums")
+    __slots__ = ("bad", "counts", "epochs", "fed", "sums")
 
     def __init__(self, slots: int) -> None:
         self.sums = array("d", bytes(8 * slots))
         self.counts = array("I", bytes(4 * slots))
         self.bad = array("B", bytes(slots))
         self.epochs = array("q", [-1]) * slots
+        self.fed = -1
 
 
 class HistoryRing:
@@ -49,18 +59,28 @@ class HistoryRing:
     def record(self, samples: Iterable[Sample]) -> None:
         """Add a batch (the bus calls this for every published batch, on the loop).
 
-        Runs for every sample the agent acquires: the samples of one read share their
-        timestamp, so the bucket is computed once per timestamp, not once per sample.
+        A Good or Uncertain value feeds its bucket's mean unless a value of the same tag from
+        the same second has fed it already (`_Series.fed` holds the start of the last second that
+        did, cut at the bucket's start where a bucket begins inside a second): a tag polled every
+        100 ms adds one value a second to the mean, not ten, and the other nine cost a few tests.
+        A Bad or non-finite sample always marks its bucket. The samples of one read share their
+        timestamp, so bucket and second are computed once per timestamp, not once per sample.
         """
         step, slots, series, bad_quality = self.step_ns, self.slots, self._series, Quality.BAD
         isfinite = math.isfinite
-        last_ts, epoch, i = -1, 0, 0
+        last_ts, window, epoch, i = -1, 0, 0, 0
         for s in samples:
             value = s.value
-            if isinstance(value, (str, bool)):
+            cls = value.__class__
+            if cls is float:  # the common case first, without a call: NaN - NaN, inf - inf
+                bad = s.quality is bad_quality or value - value != 0.0  # type: ignore[operator]
+            elif cls is int:
+                bad = s.quality is bad_quality
+            elif isinstance(value, (str, bool)):
                 continue
+            else:
+                bad = s.quality is bad_quality or value is None or not isfinite(value)
             ring = series.get(s.tag)
-            bad = s.quality is bad_quality or value is None or not isfinite(value)
             if ring is None:
                 if bad:
                     continue  # a tag seen only Bad so far: nothing to draw yet
@@ -69,6 +89,9 @@ class HistoryRing:
             if ts != last_ts:
                 last_ts, epoch = ts, ts // step
                 i = epoch % slots
+                window = max(ts - ts % _NS, epoch * step)  # this second, within this bucket
+            if not bad and ring.fed == window:
+                continue  # this tag's value of this second is in the mean already
             epochs = ring.epochs
             if epochs[i] != epoch:
                 if epochs[i] > epoch:  # older than the ring reaches: nothing to show it in
@@ -79,6 +102,7 @@ class HistoryRing:
                 continue
             ring.sums[i] += value  # type: ignore[operator]
             ring.counts[i] += 1
+            ring.fed = window
 
     def tags(self) -> list[str]:
         return list(self._series)

@@ -1,0 +1,127 @@
+"""Acquisition workers (`[agent] acquisition_workers`), whole-agent runs over real parts: the
+Modbus simulator over TCP, child processes started from a real config file, a real Mosquitto.
+
+Every sample the sources read (their own counters, mirrored from the workers) reaches the
+subscriber, exactly once, as with one process; then the faults: a worker killed, the agent
+stopped and killed, settings that cannot run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge_agent import runtime
+from edge_agent.config import AgentConfig
+from edge_agent.config.origin import ConfigOrigin
+from edge_agent.contracts.status import ComponentStatus
+from edge_agent.supervisor import STOP_SINKS
+from simulators.agent_config import demo_config
+from tests.support.mqtt_subscriber import Subscriber
+from tests.support.plant import PlantSim, StartPlant
+from tests.support.services import Mosquitto
+from tests.support.toml_file import write_toml
+from tests.support.waiting import eventually
+
+pytestmark = [pytest.mark.services, pytest.mark.slow]
+
+LOST_REASONS = {"connection_lost", "access_denied", "worker_lost"}
+CYCLES = 20  # polls of each source seen Good before the run is stopped
+
+
+def agent_doc(sim: PlantSim, broker: Mosquitto, state: Path, workers: int) -> dict[str, Any]:
+    """The demo's two Modbus sources on two links (kiln behind the RTU-over-TCP gateway port),
+    polled every 100 ms, per-tag MQTT layout."""
+    sources = [s for s in demo_config("opc.tcp://unused:1", sim.modbus_endpoint)["source"]
+               if s["protocol"] == "modbus"]  # fmt: skip
+    for s in sources:
+        s["poll_interval_s"] = 0.1
+        if s["name"] == "kiln":
+            s.update(transport="rtu_over_tcp", endpoint=sim.modbus_rtu_over_tcp_endpoint)
+    return {
+        "agent": {
+            "site": "w",
+            "instance_id": "w1",
+            "state_dir": str(state),
+            "acquisition_workers": workers,
+        },
+        "source": sources,
+        "outbox": {"synchronous": "normal"},
+        "mqtt": {"host": broker.host, "port": broker.port, "topic_root": "wk"},
+        "health": {"enabled": False},
+    }
+
+
+def source_statuses(agent: runtime.Agent) -> dict[str, ComponentStatus]:
+    return {s.name: s for s in agent.board.statuses() if s.kind == "source"}
+
+
+def received(sub: Subscriber) -> Counter[tuple[str, int]]:
+    """(topic, ts_ns) of every sample message but the lost-connection ones, with repeats."""
+    out: Counter[tuple[str, int]] = Counter()
+    for m in sub.snapshot():
+        if not m.topic.startswith(("wk/w/offgas/", "wk/w/kiln/")):
+            continue  # the agent's status topic and such
+        body = json.loads(m.payload)
+        if body.get("reason") not in LOST_REASONS:
+            out[(m.topic, body["ts_ns"])] += 1
+    return out
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("workers", [0, 2])
+async def test_every_sample_read_arrives_once_with_or_without_workers(
+    plant_sim_factory: StartPlant, mosquitto: Mosquitto, tmp_path: Path, workers: int
+) -> None:
+    sim = await plant_sim_factory(serve_opcua=False, modbus_rtu_over_tcp_port=0)
+    doc = agent_doc(sim, mosquitto, tmp_path / "state", workers)
+    path = write_toml(tmp_path / "agent.toml", doc)
+    cfg = AgentConfig.model_validate(doc)
+    sub = await asyncio.to_thread(Subscriber, mosquitto.host, mosquitto.port, "wk/#")
+    agent = runtime.Agent(cfg, await runtime.open_writer(cfg), ConfigOrigin(path))
+    outbox = agent.outbox
+    assert outbox is not None
+    services = runtime.build_services(agent)
+    names = {s.name for s in services}
+    assert ({"worker.0", "worker.1"} <= names) == (workers == 2)
+    assert ("source.offgas" in names) == (workers == 0)  # read in a worker, not here
+    producers = [asyncio.create_task(s.run()) for s in services if s.stop_order < STOP_SINKS]
+    delivery = [asyncio.create_task(s.run()) for s in services if s.stop_order >= STOP_SINKS]
+    try:
+        await eventually(
+            lambda: all(
+                s.counters["reads_total"] >= CYCLES and s.healthy
+                for s in source_statuses(agent).values()
+            ),
+            60,
+            "both sources read and connected",
+        )
+        for task in producers:  # acquisition stops first: the workers flush what they read
+            task.cancel()
+        await asyncio.gather(*producers, return_exceptions=True)
+        head = outbox.state.head_id
+        await eventually(lambda: all(a >= head for a in outbox.state.acked.values()), 30,
+                         "the sink confirmed every batch")  # fmt: skip
+        read = sum(s.counters["samples_read_total"] for s in source_statuses(agent).values())
+        await eventually(lambda: sum(received(sub).values()) >= read, 30, "all at the subscriber")
+        got = received(sub)
+    finally:
+        for task in delivery:
+            task.cancel()
+        await asyncio.gather(*delivery, return_exceptions=True)
+        await outbox.close()
+        sub.close()
+    assert read >= 2 * CYCLES * 7
+    assert sum(got.values()) == read, "every sample read arrives, none twice"
+    assert max(got.values()) == 1
+    tags = {t["id"] for s in doc["source"] for t in s["tag"]}
+    assert {topic.removeprefix("wk/w/").replace("/", ".") for topic, _ in got} == tags
+    if workers:  # each worker was its own process, and stopped cleanly when asked
+        shards = [s for s in agent.board.statuses() if s.kind == "worker"]
+        assert len({s.gauges["pid"] for s in shards} - {0.0, float(os.getpid())}) == 2
+        assert [(s.state, s.gauges["exit_code"]) for s in shards] == [("stopped", 0.0)] * 2
