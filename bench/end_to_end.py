@@ -2,22 +2,25 @@
 side by side with the true floor, at 5 000 and 20 000 tags/s and up to the maximum.
 
     python -m bench.end_to_end [--rates 5000,20000] [--ladder 70000,150000,250000] [--seconds 6]
-                               [--profile RATE] [--no-write]
+                               [--workers 0,1,2] [--profile RATE] [--no-write]
 
 Every case runs in this one run, floor and agent back to back at each load, against the same
 neutral Modbus TCP server process (float32 blocks of 62 tags, values changing every 100 ms,
 about 1 000 tags per device, one port per device), the same Mosquitto and a subscriber process
 of its own; bench/e2e_processes.py has those programs and the floor. The agent is the real one
 (`edge-agent run` on a generated config: one Modbus source per device, 100 ms polls, batch
-layout, outbox `synchronous = "full"`).
+layout, outbox `synchronous = "full"`), once in one process (`agent`) and once per
+`--workers` count k ≥ 1 with `[agent] acquisition_workers = k` (`agent+kw`: the sources read in
+k worker processes, everything else in the main one).
 
-Measured per case over a window of `--seconds` after a warm-up: CPU µs per tag (the process's
-user + system time, all threads, over the tags it read in the window), tags/s read, p99 of
-acquisition → subscriber (each sample's acquisition time against its arrival), RSS at the end,
-and "lost or Bad": tags read but never seen Good by the subscriber (counted to the end: the
-server is then stopped, and the agent's ordered `connection_lost` samples arriving prove that all
-before them did). A load is sustained when at least 97 % of the offered tags/s are read, nothing
-is lost or Bad and p99 < 500 ms; the maximum is the highest sustained load of the ladder.
+Measured per case over a window of `--seconds` after a warm-up: CPU µs per tag (user + system
+time of all threads of the process and, for the agent, of its worker processes, over the tags
+it read in the window), tags/s read, p99 of acquisition → subscriber (each sample's acquisition
+time against its arrival), RSS at the end (summed over the agent's processes), and "lost or
+Bad": tags read but never seen Good by the subscriber (counted to the end: the server is then
+stopped, and the agent's ordered `connection_lost` samples arriving prove that all before them
+did). A load is sustained when at least 97 % of the offered tags/s are read, nothing is lost or
+Bad and p99 < 500 ms; the maximum is the highest sustained load of the ladder, for each variant.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -81,16 +85,39 @@ def layout(rate: int) -> list[int]:
     return [per] * devices
 
 
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def family(pid: int) -> list[int]:
+    """`pid` and its child processes (the agent's acquisition workers)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int(_stat(int(entry.name))[1]) == pid:
+                    children.append(int(entry.name))
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+    return [pid, *children]
+
+
 def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (all threads)
+    """User + system time of `pid`'s threads and its child processes' (all alive)."""
+    total = 0
+    for p in family(pid):
+        fields = _stat(p)
+        total += int(fields[11]) + int(fields[12])  # utime, stime (all threads)
+    return total / CLK_TCK
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    total = 0
+    for p in family(pid):
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total / 1024
 
 
 def python(code: str, *args: object, **kw: Any) -> subprocess.Popen[str]:
@@ -146,10 +173,12 @@ class Server:
         self.proc.wait()
 
 
-def agent_config(tmp: Path, broker: Mosquitto, server: Server, devices: list[int]) -> Path:
+def agent_config(
+    tmp: Path, broker: Mosquitto, server: Server, devices: list[int], workers: int = 0
+) -> Path:
     lines = [
         "[agent]", 'site = "bench"', 'instance_id = "e2e"', f'state_dir = "{tmp}"',
-        'log_level = "warning"',
+        'log_level = "warning"', f"acquisition_workers = {workers}",
         "[health]", f'listen = "127.0.0.1:{free_port()}"',
         "[mqtt]", f'host = "{broker.host}"', f"port = {broker.port}", f'topic_root = "{tmp.name}"',
         'layout = "batch"', "max_inflight = 2000", "max_samples_per_read = 50000",
@@ -226,13 +255,19 @@ def run_floor(tmp: Path, broker: Mosquitto, rate: int, seconds: float) -> Case:
 
 
 def run_agent(
-    tmp: Path, broker: Mosquitto, rate: int, seconds: float, profile: Path | None = None
+    tmp: Path,
+    broker: Mosquitto,
+    rate: int,
+    seconds: float,
+    profile: Path | None = None,
+    workers: int = 0,
 ) -> Case:
     devices = layout(rate)
-    work = tmp / f"agent{rate}"
+    who = agent_name(workers)
+    work = tmp / f"{who.replace('+', '_')}_{rate}"
     work.mkdir()
     server = Server(devices)
-    config = agent_config(work, broker, server, devices)
+    config = agent_config(work, broker, server, devices, workers)
     port = metrics_port(config)
     sub = Subscriber(broker, f"{work.name}/#")
     argv = ["-c", PROFILED_AGENT, str(profile)] if profile else ["-m", "edge_agent.cli", "run"]
@@ -264,8 +299,12 @@ def run_agent(
         sub.close()
         log.close()
     lost = max(0, total - report["good"])
-    return Case("agent", rate, sum(devices), read / wall, cpu / max(1, read) * 1e6,
+    return Case(who, rate, sum(devices), read / wall, cpu / max(1, read) * 1e6,
                 report["p50_ms"], report["p99_ms"], lost, rss)  # fmt: skip
+
+
+def agent_name(workers: int) -> str:
+    return "agent" if workers == 0 else f"agent+{workers}w"
 
 
 def top_entries(profile: Path, n: int = 15) -> list[tuple[str, float]]:
@@ -279,7 +318,7 @@ def top_entries(profile: Path, n: int = 15) -> list[tuple[str, float]]:
 
 
 def row(c: Case, floor: Case | None) -> str:
-    ratio = f"{c.cpu_us_per_tag / floor.cpu_us_per_tag:.2f}" if c.who == "agent" and floor else ""
+    ratio = f"{c.cpu_us_per_tag / floor.cpu_us_per_tag:.2f}" if c.who != "floor" and floor else ""
     return (
         f"| {c.tags / INTERVAL_S:,.0f} | {c.tags:,} | {c.who} | {c.read_per_s:,.0f} | "
         f"{c.cpu_us_per_tag:.1f} | {ratio} | {c.p50_ms:.0f} | {c.p99_ms:.0f} | {c.lost} | "
@@ -300,7 +339,7 @@ def report(cases: list[Case], profile: list[tuple[str, float]], rate: int, secon
     floors = {c.offered: c for c in cases if c.who == "floor"}
     lines += [row(c, floors.get(c.offered)) for c in cases]
     lines.append("")
-    for who in ("floor", "agent"):
+    for who in dict.fromkeys(c.who for c in cases):
         ok = [round(c.tags / INTERVAL_S) for c in cases if c.who == who and c.sustained]
         lines.append(f"- {who}: highest sustained load {max(ok):,} tags/s" if ok else
                      f"- {who}: no load sustained")  # fmt: skip
@@ -318,6 +357,12 @@ def main() -> None:
     parser.add_argument("--rates", type=ints, default=[5000, 20000])
     parser.add_argument("--ladder", type=ints, default=[70000, 150000, 250000])
     parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument(
+        "--workers",
+        type=ints,
+        default=[0, 1, 2],
+        help="agent variants: 0 one process, k > 0 with k acquisition workers",
+    )
     parser.add_argument("--profile", type=int, default=20000, help="0: no profile run")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
@@ -327,8 +372,11 @@ def main() -> None:
         broker = Mosquitto(tmp / "broker")
         with broker:
             stopped: set[str] = set()
+            variants: list[tuple[str, Any]] = [("floor", run_floor)] + [
+                (agent_name(k), partial(run_agent, workers=k)) for k in args.workers
+            ]
             for rate in [*args.rates, *args.ladder]:
-                for who, run in (("floor", run_floor), ("agent", run_agent)):
+                for who, run in variants:
                     if who in stopped:
                         continue
                     case = run(tmp, broker, rate, args.seconds)

@@ -42,6 +42,14 @@ BUSY = 6
 # What a request came back with: the response, or a reason its tags are Bad ("timeout", ...).
 _Outcome = Any
 
+# The client's read method for each table.
+READS = {
+    "coil": "read_coils",
+    "discrete_input": "read_discrete_inputs",
+    "holding": "read_holding_registers",
+    "input": "read_input_registers",
+}
+
 EXCEPTION_NAMES = {
     1: "illegal_function",
     2: "illegal_data_address",
@@ -206,16 +214,11 @@ class ModbusDriver:
 
     async def _fetch(self, request: ReadRequest) -> _Outcome:
         """The response to one request, or why there is none; raises if the link is gone."""
-        table = request.table
+        read = READS[request.table]
+        start, count, unit_id = request.start, request.count, request.unit_id
 
         def call(client: Client) -> Any:
-            read = {
-                "coil": client.read_coils,
-                "discrete_input": client.read_discrete_inputs,
-                "holding": client.read_holding_registers,
-                "input": client.read_input_registers,
-            }[table]
-            return read(request.start, count=request.count, device_id=request.unit_id)
+            return getattr(client, read)(start, count=count, device_id=unit_id)
 
         for attempt in range(self.source.busy_retries + 1):
             if attempt:

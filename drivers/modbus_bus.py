@@ -135,6 +135,7 @@ class ModbusBus:
         self._client: Client | None = None
         self._users = 0
         self._quiet_from = 0.0  # monotonic time the line went quiet
+        self._silence_s = link.silence_s
         self._heard = False  # bytes arrived for the request in flight
         self._log = log.bind(link=link.describe())
 
@@ -143,7 +144,10 @@ class ModbusBus:
         return self._client is not None and self._client.connected
 
     def device(self, unit_id: int) -> DeviceHealth:
-        return self.devices.setdefault(unit_id, DeviceHealth())
+        health = self.devices.get(unit_id)
+        if health is None:
+            health = self.devices[unit_id] = DeviceHealth()
+        return health
 
     def attach(self) -> None:
         """A driver starts using the bus (the link closes when the last one detaches)."""
@@ -202,9 +206,10 @@ class ModbusBus:
             client = self._client
             if client is None or not client.connected:
                 raise DriverConnectionError(f"Modbus link {self.link.describe()} is lost")
-            wait = self._quiet_from + self.link.silence_s - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            if self._silence_s:
+                wait = self._quiet_from + self._silence_s - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
             client.ctx.comm_params.timeout_connect = timeout_s
             client.ctx.retries = retries
             self._heard = False

@@ -4,6 +4,7 @@ but plain types is ever loaded, and a broken or oversized frame is refused with 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import pickle
 import random
@@ -12,13 +13,13 @@ import pytest
 
 from edge_agent.contracts.link_frames import (
     MAX_FRAME_BYTES,
+    BatchDecoder,
+    BatchEncoder,
     LinkError,
     apply_stats_row,
     decode_payload,
     encode_frame,
     read_frame,
-    sample_rows,
-    samples_from_rows,
     stats_row,
 )
 from edge_agent.contracts.samples import Quality, Sample
@@ -28,7 +29,30 @@ VALUES: list[object] = [0.0, -0.0, 1.5, math.nan, math.inf, -math.inf, 7, -(2**6
                         "läuft", "", None, 2**70]  # fmt: skip
 
 
+def sample_rows(samples: list[Sample]) -> list[tuple[object, ...]]:
+    """The straightforward reference: one plain tuple per sample, every field as it is."""
+    return [(s.tag, s.value, s.quality.value, s.acq_ns, s.source_ns, s.reason, s.raw)
+            for s in samples]  # fmt: skip
+
+
+def crossed(frames: bytes, decoder: BatchDecoder) -> list[Sample]:
+    """What the main process makes of the frames one `encode` call wrote."""
+    out: list[Sample] = []
+    while frames:
+        size = int.from_bytes(frames[:4], "big")
+        kind, body = decode_payload(frames[4 : 4 + size])
+        frames = frames[4 + size :]
+        if kind == "tags":
+            decoder.learn(body)
+        else:
+            out = decoder.decode(body)
+    return out
+
+
 def random_samples(rng: random.Random, n: int) -> list[Sample]:
+    if rng.random() < 0.3:  # one read: shared acquisition time, all Good, nothing else
+        acq = rng.randrange(1, 2**63)
+        return [Sample(f"d.t{i}", rng.random(), Quality.GOOD, acq) for i in range(n)]
     out = []
     for i in range(n):
         quality = rng.choice(list(Quality))
@@ -53,17 +77,49 @@ def stream(data: bytes) -> asyncio.StreamReader:
     return reader
 
 
-def test_samples_cross_exactly() -> None:
+def test_batches_cross_exactly() -> None:
+    """Against the reference rows over many random batches, tag lists repeating as a source's
+    do: the same fields of the same types (1, 1.0 and True stay apart), NaN's bits included."""
     rng = random.Random(19)
-    for _ in range(200):
+    encoder, decoder = BatchEncoder(), BatchDecoder()
+    earlier: list[list[Sample]] = []
+    for _ in range(500):
         samples = random_samples(rng, rng.randrange(0, 40))
-        kind, rows = decode_payload(encode_frame("samples", sample_rows(samples))[4:])
-        back = samples_from_rows(rows)
-        assert kind == "samples"
-        # Pickled again, byte for byte: NaN compares unequal to itself, its bits do not.
+        if earlier and rng.random() < 0.3:  # the next cycle of an earlier source
+            tags = [s.tag for s in rng.choice(earlier)]
+            fresh = random_samples(rng, len(tags))
+            samples = [dataclasses.replace(s, tag=t) for t, s in zip(tags, fresh, strict=True)]
+        earlier.append(samples)
+        back = crossed(encoder.encode(rng.choice(["samples", "record"]), samples), decoder)
+        # Pickled, byte for byte: NaN compares unequal to itself, its bits do not.
         assert pickle.dumps(sample_rows(back)) == pickle.dumps(sample_rows(samples))
-        assert [type(s.value) for s in back] == [type(s.value) for s in samples]
-        assert [s.quality for s in back] == [s.quality for s in samples]
+        assert [tuple(map(type, r)) for r in sample_rows(back)] == [
+            tuple(map(type, r)) for r in sample_rows(samples)]  # fmt: skip
+
+
+def test_mixed_numbers_are_not_folded_into_one() -> None:
+    """1 == 1.0 == True, so a column that folds equal values must not hold them."""
+    samples = [Sample("a", 1, Quality.GOOD, 5, None, None, 1),
+               Sample("b", 1.0, Quality.GOOD, 5, None, None, 1.0),
+               Sample("c", True, Quality.GOOD, 5, None, None, True)]  # fmt: skip
+    back = crossed(BatchEncoder().encode("samples", samples), BatchDecoder())
+    assert [(type(s.value), type(s.raw)) for s in back] == [
+        (int, int),
+        (float, float),
+        (bool, bool),
+    ]
+
+
+def test_a_tag_list_is_sent_once_and_reused() -> None:
+    encoder, decoder = BatchEncoder(), BatchDecoder()
+    batch = [Sample(f"d.t{i}", float(i), Quality.GOOD, 7) for i in range(5)]
+    first = encoder.encode("samples", batch)
+    second = encoder.encode("samples", batch)
+    assert len(second) < len(first)  # no tags frame the second time
+    a, b = crossed(first, decoder), crossed(second, decoder)
+    assert all(x.tag is y.tag for x, y in zip(a, b, strict=True))  # hashed once downstream
+    with pytest.raises(LinkError, match="never sent"):
+        BatchDecoder().decode(decode_payload(second[4:])[1])
 
 
 async def test_frames_are_read_in_order_and_end_cleanly() -> None:
@@ -101,12 +157,24 @@ def test_only_plain_types_are_loaded() -> None:
 
 
 @pytest.mark.parametrize(
-    "rows",
-    [{"a": 1}, [("t", 1.0)], [("t", 1.0, "excellent", 1, None, None, None)], [5]],
+    "body",
+    [
+        {"a": 1},
+        (0, [1.0]),  # not 7 columns
+        (0, [1.0, 2.0], (0,), (1,), (None,), (None,), (None,)),  # 2 values for 1 tag
+        (0, [1.0], (9,), (1,), (None,), (None,), (None,)),  # no such quality
+        (0, [1.0], [0, 0], (1,), (None,), (None,), (None,)),  # a column for 2 tags
+        (0, [1.0], (0,), "1", (None,), (None,), (None,)),  # neither one value nor a list
+        (3, [1.0], (0,), (1,), (None,), (None,), (None,)),  # an unknown tag list
+    ],
 )
-def test_malformed_rows_are_refused(rows: object) -> None:
-    with pytest.raises(LinkError, match="sample"):
-        samples_from_rows(rows)
+def test_malformed_batches_are_refused(body: object) -> None:
+    decoder = BatchDecoder()
+    decoder.learn((0, ("fsf.t",)))
+    with pytest.raises(LinkError, match="worker link batch"):
+        decoder.decode(body)
+    with pytest.raises(LinkError, match="tags frame"):
+        decoder.learn((1, ("ok", 5)))
 
 
 def test_stats_carry_on_from_earlier_runs() -> None:

@@ -8,14 +8,15 @@ outbox's restricted-unpickler idea), so a confused or hostile peer cannot make e
 code, and a frame longer than `MAX_FRAME_BYTES` is refused before it is read.
 
 Pickle rather than JSON: floats stay exact (NaN and infinities included) and encoding costs a
-fraction of formatting text. Samples travel as rows `(tag, value, quality, acq_ns, source_ns,
-reason, raw)`; source statistics as `stats_row`.
+fraction of formatting text. Batches travel as columns (`BatchEncoder`), source statistics as
+`stats_row`.
 
 Frames, by kind:
 - main → worker: `("start", (overrides, sources))`, the `--set` overrides (never on argv: they
   may carry secrets) and the names of the sources this worker reads;
-- worker → main: `("samples", rows)` a published batch, `("record", rows)` history for the
-  outbox only, `("stats", [stats_row, ...])` its sources' counters.
+- worker → main: `("tags", (id, tags))` a tag list, once, ahead of the first batch that uses
+  it; `("samples", columns)` a published batch, `("record", columns)` history for the outbox
+  only; `("stats", [stats_row, ...])` its sources' counters.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import asyncio
 import io
 import pickle
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from itertools import repeat
 from typing import Any
 
 from edge_agent.contracts.samples import Quality, Sample
@@ -32,7 +34,8 @@ from edge_agent.contracts.status import SourceStats
 
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 _HEADER = struct.Struct(">I")
-_QUALITIES = {q.value: q for q in Quality}
+_QUALITIES = (Quality.GOOD, Quality.UNCERTAIN, Quality.BAD)
+_QUALITY_CODE = {q: i for i, q in enumerate(_QUALITIES)}
 
 Frame = tuple[str, Any]
 StatsRow = tuple[Any, ...]
@@ -84,20 +87,96 @@ async def read_frame(reader: asyncio.StreamReader) -> Frame | None:
     return decode_payload(payload)
 
 
-def sample_rows(samples: Sequence[Sample]) -> list[tuple[Any, ...]]:
-    return [
-        (s.tag, s.value, s.quality.value, s.acq_ns, s.source_ns, s.reason, s.raw) for s in samples
-    ]
+class BatchEncoder:
+    """The worker's side: batches as columns, each source's tag list sent once.
+
+    A batch frame is `(tags_id, values, qualities, acq_ns, source_ns, reasons, raws)`: `values`
+    a list; each other column a list, or a 1-tuple `(v,)` when every sample has that same value
+    (one read shares its acquisition time, quality Good, no source time, no reason, no raw
+    value). A batch's tag list (the same every cycle of a source) goes ahead once in a
+    `("tags", (tags_id, tags))` frame; the main process then reuses the same string objects
+    batch after batch, so their hashes are computed once for every dictionary downstream.
+    """
+
+    def __init__(self) -> None:
+        self._ids: dict[tuple[str, ...], int] = {}
+
+    def encode(self, kind: str, samples: Sequence[Sample]) -> bytes:
+        tags = tuple([s.tag for s in samples])
+        ident = self._ids.get(tags)
+        ahead = b""
+        if ident is None:
+            ident = self._ids[tags] = len(self._ids)
+            ahead = encode_frame("tags", (ident, tags))
+        columns = (
+            ident,
+            [s.value for s in samples],
+            _same_or_all([_QUALITY_CODE[s.quality] for s in samples]),
+            _same_or_all([s.acq_ns for s in samples]),
+            _same_or_all([s.source_ns for s in samples]),
+            _same_or_all([s.reason for s in samples]),
+            _raws([s.raw for s in samples]),
+        )
+        return ahead + encode_frame(kind, columns)
 
 
-def samples_from_rows(rows: object) -> list[Sample]:
-    """The samples of a `samples` or `record` frame; a malformed row is a LinkError."""
-    if not isinstance(rows, list):
-        raise LinkError(f"worker link samples are not a list: {type(rows).__name__}")
-    try:
-        return [Sample(r[0], r[1], _QUALITIES[r[2]], r[3], r[4], r[5], r[6]) for r in rows]
-    except (IndexError, KeyError, TypeError) as exc:
-        raise LinkError(f"worker link sample row is malformed: {exc!r}") from exc
+class BatchDecoder:
+    """The main process's side of one worker run: the tag lists it was sent, and the batches."""
+
+    def __init__(self) -> None:
+        self._tags: dict[int, tuple[str, ...]] = {}
+
+    def learn(self, body: object) -> None:
+        """A `tags` frame."""
+        if not (isinstance(body, tuple) and len(body) == 2 and isinstance(body[1], tuple)):
+            raise LinkError(f"worker link tags frame is malformed: {body!r:.80}")
+        ident, tags = body
+        if not all(isinstance(t, str) for t in tags):
+            raise LinkError(
+                f"worker link tags frame holds a tag that is not a string: {tags!r:.80}"
+            )
+        self._tags[ident] = tags
+
+    def decode(self, body: object) -> list[Sample]:
+        """A `samples` or `record` frame."""
+        if not (isinstance(body, tuple) and len(body) == 7):
+            raise LinkError(f"worker link batch is not 7 columns: {body!r:.80}")
+        ident, values, qualities, acq, source, reasons, raws = body
+        tags = self._tags.get(ident)
+        if tags is None:
+            raise LinkError(f"worker link batch names tag list {ident!r}, never sent")
+        n = len(tags)
+        if not isinstance(values, list) or len(values) != n:
+            raise LinkError(f"worker link batch has values for other tags than {n}")
+        try:
+            if isinstance(qualities, tuple):
+                quality_column: Iterable[Quality] = repeat(_QUALITIES[qualities[0]], n)
+            else:
+                quality_column = [_QUALITIES[q] for q in _column(qualities, n)]
+            return list(map(Sample, tags, values, quality_column, _column(acq, n),
+                            _column(source, n), _column(reasons, n), _column(raws, n)))  # fmt: skip
+        except (IndexError, KeyError, TypeError) as exc:
+            raise LinkError(f"worker link batch is malformed: {exc!r}") from exc
+
+
+def _same_or_all(column: list[Any]) -> list[Any] | tuple[Any]:
+    """`(v,)` when every entry equals the first (ints, str and None only: no 1 == 1.0 == True)."""
+    if column and column.count(column[0]) == len(column):
+        return (column[0],)
+    return column
+
+
+def _raws(column: list[Any]) -> list[Any] | tuple[Any]:
+    """Raw values are any type, so only "all None" is folded (None equals nothing else)."""
+    return (None,) if column.count(None) == len(column) else column
+
+
+def _column(column: object, n: int) -> Iterable[Any]:
+    if isinstance(column, tuple) and len(column) == 1:
+        return repeat(column[0], n)
+    if isinstance(column, list) and len(column) == n:
+        return column
+    raise LinkError(f"worker link batch column is neither one value nor {n}: {column!r:.80}")
 
 
 def stats_row(st: SourceStats) -> StatsRow:

@@ -36,10 +36,10 @@ from edge_agent.config import AgentConfig
 from edge_agent.config.loader import ConfigError, load_config
 from edge_agent.config.resources import secret_values
 from edge_agent.contracts.link_frames import (
+    BatchEncoder,
     LinkError,
     encode_frame,
     read_frame,
-    sample_rows,
     stats_row,
 )
 from edge_agent.contracts.samples import Sample
@@ -54,7 +54,7 @@ from edge_agent.workers.plan import fingerprint, narrowed, plan_shards
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
-STATS_EVERY_S = 1.0
+STATS_EVERY_S = 0.1  # /metrics then counts a worker's reads as closely as a local source's
 PR_SET_PDEATHSIG = 1
 
 log = structlog.get_logger(__name__)
@@ -65,14 +65,22 @@ class LinkSender:
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self._writer = writer
+        self._batches = BatchEncoder()
 
     async def send(self, kind: str, body: object) -> None:
-        self._writer.write(encode_frame(kind, body))
-        await self._writer.drain()
+        await self._write(encode_frame(kind, body))
 
     async def append(self, samples: Sequence[Sample]) -> None:
         """`SampleWriter`: a published batch (the main process publishes it on its bus)."""
-        await self.send("samples", sample_rows(samples))
+        await self._write(self._batches.encode("samples", samples))
+
+    async def record(self, samples: Sequence[Sample]) -> None:
+        """History: the main process hands it to `SampleBus.record` (the outbox only)."""
+        await self._write(self._batches.encode("record", samples))
+
+    async def _write(self, frames: bytes) -> None:
+        self._writer.write(frames)
+        await self._writer.drain()
 
     async def close(self) -> None:
         """Once everything written is in the pipe (the process exits right after)."""
@@ -92,7 +100,7 @@ class LinkBus(SampleBus):
 
     async def record(self, samples: Sequence[Sample]) -> None:
         if samples:
-            await self.sender.send("record", sample_rows(samples))
+            await self.sender.record(samples)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

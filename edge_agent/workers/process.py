@@ -29,11 +29,11 @@ from edge_agent.acquisition import SourceHealth
 from edge_agent.config import AgentConfig
 from edge_agent.config.origin import ConfigOrigin
 from edge_agent.contracts.link_frames import (
+    BatchDecoder,
     LinkError,
     apply_stats_row,
     encode_frame,
     read_frame,
-    samples_from_rows,
 )
 from edge_agent.contracts.samples import Quality, Sample, now_ns
 from edge_agent.contracts.status import ComponentStatus, SourceStats, StatusRegistry
@@ -140,12 +140,15 @@ class WorkerProcess:
 
     async def _pump(self, reader: asyncio.StreamReader) -> None:
         """Publish the child's frames in order until its stdout ends."""
+        batches = BatchDecoder()  # one per run: a new child sends its tag lists anew
         while (frame := await read_frame(reader)) is not None:
             kind, body = frame
             if kind == "samples":
-                await self._bus.publish(samples_from_rows(body))
+                await self._bus.publish(batches.decode(body))
             elif kind == "record":
-                await self._bus.record(samples_from_rows(body))
+                await self._bus.record(batches.decode(body))
+            elif kind == "tags":
+                batches.learn(body)
             elif kind == "stats":
                 self._mirror(body)
             else:
