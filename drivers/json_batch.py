@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Sequence
+from json.encoder import encode_basestring as _string  # what ensure_ascii=False uses
 from typing import Any
 
 from drivers.json_mapping import MappingError, quality_of, timestamp_ns, value_of
@@ -37,7 +38,6 @@ SCHEMA_V2 = "edge-agent/batch/2"
 SCHEMAS = (SCHEMA_V1, SCHEMA_V2)
 BAD_AT_SOURCE = "bad_at_source"
 _GOOD, _BAD = Quality.GOOD, Quality.BAD
-_COMPACT = {"ensure_ascii": False, "separators": (",", ":")}
 
 
 def wire_value(sample: Sample) -> tuple[Value | None, Quality, str | None]:
@@ -56,83 +56,255 @@ def raw_reading(sample: Sample) -> int | float | None:
     return raw if isinstance(raw, int) or math.isfinite(raw) else None
 
 
+class _Tag:
+    """What one tag's text costs once, not per sample: its plant unit (None: set aside, not
+    encoded), its key as batch/2 writes it, its head as batch/1 writes it, its engineering unit;
+    and the number of the group that holds its latest sample (`BatchWriter.compact`)."""
+
+    __slots__ = ("head", "key", "placed", "unit", "unit_text")
+
+    def __init__(self, tag: str, unit: str | None, engineering_unit: str | None) -> None:
+        quoted = _string(tag)
+        self.unit = unit
+        self.placed = -1
+        self.key = quoted + ":"
+        self.head = '{"tag": ' + quoted + ", "
+        self.unit_text = ', "unit": ' + _scalar(engineering_unit) if engineering_unit else ""
+
+
 class _Group:
-    __slots__ = ("index", "quality", "raw", "reason", "ts_ns", "values")
+    """One timestamp's samples of one unit, as the JSON members of `values`, `quality`, ...
 
-    def __init__(self, index: int, ts_ns: int) -> None:
-        self.index = index
+    `number` grows with every group a writer opens, across units and batches, so "this tag is
+    already in this group or a later one" is one comparison with the tag's `placed`."""
+
+    __slots__ = ("number", "quality", "raw", "reason", "ts_ns", "values")
+
+    def __init__(self, number: int, ts_ns: int) -> None:
+        self.number = number
         self.ts_ns = ts_ns
-        self.values: dict[str, Value | None] = {}
-        self.quality: dict[str, str] = {}
-        self.reason: dict[str, str] = {}
-        self.raw: dict[str, int | float] = {}
+        self.values: list[str] = []
+        self.quality: list[str] = []
+        self.reason: list[str] = []
+        self.raw: list[str] = []
 
-    def body(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "ts_ns": self.ts_ns,
-            "ts": iso_utc(self.ts_ns),
-            "values": self.values,
-        }
+    def more(self, key: str, s: Sample, quality: Quality, reason: str | None) -> None:
+        """What a sample carries beside its value: quality and reason where not Good, raw."""
+        if quality is not _GOOD:
+            self.quality.append(key + _scalar(quality.value))
+        if reason is not None:
+            self.reason.append(key + _scalar(reason))
+        if s.raw is not None and (raw := raw_reading(s)) is not None:
+            self.raw.append(key + _scalar(raw))
+
+    def text(self) -> str:
+        ts = self.ts_ns
+        out = f'{{"ts_ns":{_scalar(ts)},"ts":{_string(iso_utc(ts))},"values":{{'
+        out += ",".join(self.values) + "}"
         if self.quality:
-            out["quality"] = self.quality
+            out += ',"quality":{' + ",".join(self.quality) + "}"
         if self.reason:
-            out["reason"] = self.reason
+            out += ',"reason":{' + ",".join(self.reason) + "}"
         if self.raw:
-            out["raw"] = self.raw
+            out += ',"raw":{' + ",".join(self.raw) + "}"
+        return out + "}"
+
+
+class _Unit:
+    """One plant unit's groups while a batch is written (see `BatchWriter.compact`)."""
+
+    __slots__ = ("groups", "newest")
+
+    def __init__(self) -> None:
+        self.groups: list[_Group] = []
+        self.newest: dict[int, _Group] = {}  # ts_ns -> the newest group of that timestamp
+
+
+_NO_GROUP = _Group(-2, 0)  # where a unit has no group of a timestamp yet: every tag opens one
+
+
+class BatchWriter:
+    """One pass from a batch's samples to the JSON text of each plant unit's payload.
+
+    The text is built directly, byte for byte what `json.dumps` writes for the same document
+    (ensure_ascii=False; tests/support/json_reference.py holds that straightforward version and
+    the tests prove them identical over random batches): the per-sample dicts, the per-unit
+    lists and json's walk over them cost most of the sink's CPU at high rates. What depends only
+    on the tag (its unit, its quoted key) is worked out the first time the tag is seen.
+
+    `set_aside` names a "unit" whose samples are not plant values (the alarm records'
+    `_alarms`): they are returned as they are, for the caller to encode in its own way.
+    """
+
+    def __init__(
+        self, site: str, units: dict[str, str] | None = None, set_aside: str | None = None
+    ) -> None:
+        self.site = site
+        self.units = units or {}
+        self.set_aside = set_aside
+        self._tags: dict[str, _Tag] = {}
+        self._unit_ids: dict[str, str] = {}
+        self._groups_opened = 0
+
+    def tag(self, tag: str) -> _Tag:
+        known = self._tags.get(tag)
+        if known is None:
+            unit = self._unit_ids.setdefault(*[tag.partition(".")[0]] * 2)  # one str per unit
+            known = self._tags[tag] = _Tag(
+                tag, None if unit == self.set_aside else unit, self.units.get(tag)
+            )
+        return known
+
+    def _group(self, ts_ns: int) -> _Group:
+        self._groups_opened += 1
+        return _Group(self._groups_opened, ts_ns)
+
+    def compact(self, samples: Iterable[Sample]) -> tuple[list[tuple[str, bytes]], list[Sample]]:
+        """(plant unit, `edge-agent/batch/2` payload) per unit in order of first appearance, and
+        the samples set aside."""
+        units: dict[str, _Unit] = {}
+        aside: list[Sample] = []
+        tags = self._tags
+        # The samples of one read come in runs of one unit and one timestamp: their group is
+        # looked up once per run.
+        unit_now: str | None = None
+        ts_now = -1
+        u: _Unit | None = None
+        group = _NO_GROUP
+        add = group.values.append  # replaced with the first group's before its first use
+        for s in samples:
+            tag = s.tag
+            info = tags.get(tag)
+            if info is None:
+                info = self.tag(tag)
+            unit = info.unit
+            if unit is None:
+                aside.append(s)
+                continue
+            ts = s.source_ns
+            if ts is None:
+                ts = s.acq_ns
+            if unit is not unit_now or ts != ts_now:
+                unit_now, ts_now = unit, ts
+                u = units.get(unit)
+                if u is None:
+                    u = units[unit] = _Unit()
+                group = u.newest.get(ts, _NO_GROUP)
+                add = group.values.append
+            if info.placed >= group.number:  # already in this group (or a later one): a new one
+                assert u is not None
+                group = u.newest[ts] = self._group(ts)
+                u.groups.append(group)
+                add = group.values.append
+            info.placed = group.number
+            value = s.value
+            if type(value) is float:
+                if value - value == 0.0:  # finite: inf - inf and NaN - NaN are NaN
+                    add(info.key + _float_repr(value))
+                    if s.quality is _GOOD and s.reason is None and s.raw is None:
+                        continue
+                    group.more(info.key, s, s.quality, s.reason)
+                else:
+                    add(info.key + "null")
+                    group.more(info.key, s, _BAD, f"not_finite:{value}")
+                continue
+            add(info.key + _scalar(value))
+            if s.quality is not _GOOD or s.reason is not None or s.raw is not None:
+                group.more(info.key, s, s.quality, s.reason)
+        head = f'{{"schema":"{SCHEMA_V2}","site":{_scalar(self.site)},"unit":'
+        return [
+            (unit, f'{head}{_scalar(unit)},"groups":[{",".join(g.text() for g in u.groups)}]}}'
+             .encode())
+            for unit, u in units.items()
+        ], aside  # fmt: skip
+
+    def previous(self, samples: Iterable[Sample]) -> tuple[list[tuple[str, bytes]], list[Sample]]:
+        """As `compact`, in the previous schema `edge-agent/batch/1`."""
+        units: dict[str, list[str]] = {}
+        aside: list[Sample] = []
+        for s in samples:
+            info = self._tags.get(s.tag) or self.tag(s.tag)
+            if info.unit is None:
+                aside.append(s)
+                continue
+            members = units.get(info.unit)
+            if members is None:
+                members = units[info.unit] = []
+            members.append(info.head + self._body(s, info) + "}")
+        head = f'{{"schema": "{SCHEMA_V1}", "site": {_scalar(self.site)}, "unit": '
+        return [
+            (unit, f'{head}{_scalar(unit)}, "samples": [{", ".join(members)}]}}'.encode())
+            for unit, members in units.items()
+        ], aside
+
+    def per_tag(self, sample: Sample) -> bytes:
+        """One sample's payload as the per-tag layout carries it."""
+        return ("{" + self._body(sample, self.tag(sample.tag)) + "}").encode()
+
+    @staticmethod
+    def _body(s: Sample, info: _Tag) -> str:
+        """A sample's members as batch/1 and the per-tag layout write them (json's default
+        separators): value, quality, ts, ts_ns, unit, reason, raw."""
+        value, quality, reason = s.value, s.quality, s.reason
+        if type(value) is float and value - value != 0.0:
+            value, quality, reason = None, _BAD, f"not_finite:{value}"
+        ts = s.ts_ns
+        out = (
+            f'"value": {_scalar(value)}, "quality": {_scalar(quality.value)}, '
+            f'"ts": {_string(iso_utc(ts))}, "ts_ns": {_scalar(ts)}{info.unit_text}'
+        )
+        if reason is not None:
+            out += ', "reason": ' + _scalar(reason)
+        if s.raw is not None and (raw := raw_reading(s)) is not None:
+            out += ', "raw": ' + _scalar(raw)
         return out
 
 
+def _scalar(value: object) -> str:
+    """A JSON scalar exactly as json.dumps(ensure_ascii=False) writes it: the common types
+    directly (json itself uses float's and int's repr), anything else through json."""
+    if type(value) is float:
+        return _float_repr(value) if value - value == 0.0 else json.dumps(value)
+    if value is None:
+        return "null"
+    if type(value) is str:
+        return _string(value)
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if type(value) is int:
+        return _int_repr(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+_float_repr = float.__repr__
+_int_repr = int.__repr__
+
+
 def encode_v2(site: str, unit: str, samples: Iterable[Sample]) -> bytes:
-    """One unit's samples of one batch as `edge-agent/batch/2` (see the module docstring)."""
-    groups: list[_Group] = []
-    newest: dict[int, _Group] = {}  # ts_ns -> the newest group of that timestamp
-    placed: dict[str, int] = {}  # tag -> index of the group holding its latest sample
-    for s in samples:
-        ts = s.acq_ns if s.source_ns is None else s.source_ns
-        tag = s.tag
-        group = newest.get(ts)
-        last = placed.get(tag)
-        if group is None or (last is not None and last >= group.index):
-            group = newest[ts] = _Group(len(groups), ts)
-            groups.append(group)
-        placed[tag] = group.index
-        value, quality, reason = s.value, s.quality, s.reason
-        if type(value) is float and not math.isfinite(value):
-            value, quality, reason = wire_value(s)
-        group.values[tag] = value
-        if quality is not _GOOD:
-            group.quality[tag] = quality.value
-        if reason is not None:
-            group.reason[tag] = reason
-        if s.raw is not None and (raw := raw_reading(s)) is not None:
-            group.raw[tag] = raw
-    doc = {"schema": SCHEMA_V2, "site": site, "unit": unit, "groups": [g.body() for g in groups]}
-    return json.dumps(doc, **_COMPACT).encode()  # type: ignore[arg-type]
-
-
-def sample_payload(sample: Sample, unit: str | None) -> dict[str, Any]:
-    """One sample's JSON object as the per-tag layout and `batch/1` carry it (without `tag`)."""
-    value, quality, reason = wire_value(sample)
-    body: dict[str, Any] = {
-        "value": value,
-        "quality": quality.value,
-        "ts": iso_utc(sample.ts_ns),
-        "ts_ns": sample.ts_ns,
-    }
-    if unit:
-        body["unit"] = unit
-    if reason is not None:
-        body["reason"] = reason
-    if (raw := raw_reading(sample)) is not None:
-        body["raw"] = raw
-    return body
+    """One unit's samples as `edge-agent/batch/2` (see the module docstring)."""
+    return _one_unit(unit, BatchWriter(site).compact(samples)[0]) or _empty(
+        SCHEMA_V2, site, unit, "groups", (",", ":")
+    )
 
 
 def encode_v1(site: str, unit: str, samples: Iterable[Sample], units: dict[str, str]) -> bytes:
     """One unit's samples of one batch as `edge-agent/batch/1` (the previous schema)."""
-    body = [{"tag": s.tag, **sample_payload(s, units.get(s.tag))} for s in samples]
-    doc = {"schema": SCHEMA_V1, "site": site, "unit": unit, "samples": body}
-    return json.dumps(doc, ensure_ascii=False).encode()
+    return _one_unit(unit, BatchWriter(site, units).previous(samples)[0]) or _empty(
+        SCHEMA_V1, site, unit, "samples", (", ", ": ")
+    )
+
+
+def _one_unit(unit: str, payloads: list[tuple[str, bytes]]) -> bytes | None:
+    if [u for u, _ in payloads] not in ([], [unit]):
+        raise ValueError(f"samples of units {[u for u, _ in payloads]} given as unit {unit!r}")
+    return payloads[0][1] if payloads else None
+
+
+def _empty(schema: str, site: str, unit: str, key: str, separators: tuple[str, str]) -> bytes:
+    doc = {"schema": schema, "site": site, "unit": unit, key: []}
+    return json.dumps(doc, ensure_ascii=False, separators=separators).encode()
 
 
 def is_batch(doc: Any) -> bool:
@@ -235,10 +407,10 @@ __all__ = [
     "SCHEMAS",
     "SCHEMA_V1",
     "SCHEMA_V2",
+    "BatchWriter",
     "decode",
     "encode_v1",
     "encode_v2",
     "is_batch",
-    "sample_payload",
     "wire_value",
 ]

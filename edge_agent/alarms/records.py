@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from edge_agent.alarms.model import AlarmEvent
 from edge_agent.contracts.samples import Quality, Sample, now_ns
 
-PREFIX = "_alarms."
+UNIT = "_alarms"  # the reserved first part of a record's tag id, in place of a plant unit
+PREFIX = UNIT + "."
 
 
 def is_alarm_record(sample: Sample) -> bool:

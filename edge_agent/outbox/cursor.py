@@ -16,7 +16,7 @@ class OutboxSide(Protocol):
     state: OutboxState
     news: asyncio.Event  # set when batches were committed
 
-    def read(self, max_samples: int) -> asyncio.Future[list[Batch]]: ...
+    def read(self, max_samples: int, after: int) -> asyncio.Future[list[Batch]]: ...
     def ack(self, batch_id: int) -> asyncio.Future[None]: ...
 
 
@@ -35,8 +35,12 @@ class Cursor:
     def lag_batches(self) -> int:
         return max(0, self._outbox.state.head_id - self.acked)
 
-    async def read(self, max_samples: int = 5000, idle_s: float | None = None) -> list[Batch]:
-        """The oldest unconfirmed batches (at least one, about `max_samples` samples).
+    async def read(
+        self, max_samples: int = 5000, idle_s: float | None = None, after: int | None = None
+    ) -> list[Batch]:
+        """The oldest unconfirmed batches (at least one, about `max_samples` samples); with
+        `after`, those after that batch id instead, so that a sink may read its next batches
+        while the previous ones await confirmation.
 
         Waits for data; after `idle_s` seconds without any, returns an empty list.
         """
@@ -45,8 +49,9 @@ class Cursor:
         deadline = None if idle_s is None else loop.time() + idle_s
         while True:
             event.clear()
-            if self._outbox.state.head_id > self.acked:
-                batches = await self._outbox.read(max_samples)
+            start = self.acked if after is None else max(after, self.acked)
+            if self._outbox.state.head_id > start:
+                batches = await self._outbox.read(max_samples, start)
                 if batches:
                     return batches
             try:

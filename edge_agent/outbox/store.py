@@ -356,8 +356,8 @@ class Outbox:
         self._update_oldest()
         self.cap_reached.occurred(count={"dropped_samples": dropped}, max_bytes=self.max_bytes)
 
-    def _read(self, sink: str, max_samples: int) -> list[Batch]:
-        after = self.state.acked[sink]
+    def _read(self, after: int, max_samples: int) -> list[Batch]:
+        """The batches after id `after` (about `max_samples` samples, at least one)."""
         recent = self._recent.after(after, max_samples)
         if recent is not None:  # a sink that keeps up: no disk read, no decoding
             return recent
@@ -438,8 +438,8 @@ class _CursorSide:
         self.state = outbox.state
         self.news = outbox._new_data[sink]
 
-    def read(self, max_samples: int) -> asyncio.Future[list[Batch]]:
-        return self.outbox._call(lambda: self.outbox._read(self.sink, max_samples))
+    def read(self, max_samples: int, after: int) -> asyncio.Future[list[Batch]]:
+        return self.outbox._call(lambda: self.outbox._read(after, max_samples))
 
     def ack(self, batch_id: int) -> asyncio.Future[None]:
         return self.outbox._call(lambda: self.outbox._ack(self.sink, batch_id))

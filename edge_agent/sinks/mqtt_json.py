@@ -42,7 +42,7 @@ import structlog
 
 from drivers.backoff import Backoff
 from drivers.conditions import Condition
-from drivers.json_batch import encode_v1, encode_v2, sample_payload
+from drivers.json_batch import BatchWriter
 from drivers.mqtt_client import MqttClient, MqttError, Will
 from edge_agent.alarms import records
 from edge_agent.config import AgentConfig, MqttSection
@@ -75,8 +75,8 @@ class JsonEncoder:
         self.prefix = f"{settings.topic_root}/{site}"
         self.site = site
         self.units = units
+        self.writer = BatchWriter(site, units, set_aside=records.UNIT)
         self._topics: dict[str, str] = {}
-        self._unit_of: dict[str, str] = {}
         self._last: dict[str, tuple[Any, Quality]] = {}
         self.suppressed = 0
 
@@ -90,14 +90,26 @@ class JsonEncoder:
         return f"{self.prefix}/_agent/{instance_id}/status"
 
     def encode(self, batches: Iterable[Batch]) -> list[Message]:
+        """Each batch's messages: the plant values, then its alarm records (docs/alarms.md).
+
+        The writer sets the records aside in the same pass that encodes the values (its per-tag
+        cache knows a record's reserved unit), so a batch without one costs no extra test.
+        """
         out: list[Message] = []
+        retain = self.settings.retain
         for batch in batches:
-            plain, alarms = records.split(batch.samples)
-            samples = self._exceptions(plain)
+            samples: Sequence[Sample] = batch.samples
+            if self.settings.report_by_exception:
+                plain, alarm_records = records.split(samples)
+                samples = [*self._exceptions(plain), *alarm_records]
             if self.settings.layout == "tag":
-                out.extend(self._per_tag(samples))
+                alarms = self._per_tag(samples, out)
             else:
-                out.extend(self._per_unit(samples))
+                write = (
+                    self.writer.compact if self.settings.batch_schema == 2 else self.writer.previous
+                )
+                payloads, alarms = write(samples)
+                out.extend(Message(self.batch_topic(u), p, retain) for u, p in payloads)
             out.extend(self._alarms(alarms))
         return out
 
@@ -115,39 +127,16 @@ class JsonEncoder:
             out.append(Message(f"{topic}/event", payload))
         return out
 
-    def _per_tag(self, samples: Sequence[Sample]) -> list[Message]:
-        retain = self.settings.retain
-        return [
-            Message(
-                self.topic(s.tag),
-                json.dumps(sample_payload(s, self.units.get(s.tag)), ensure_ascii=False).encode(),
-                retain,
-            )
-            for s in samples
-        ]
-
-    def _per_unit(self, samples: Sequence[Sample]) -> list[Message]:
-        groups: dict[str, list[Sample]] = {}
-        unit_of = self._unit_of
+    def _per_tag(self, samples: Sequence[Sample], out: list[Message]) -> list[Sample]:
+        """One message per plant value onto `out`; the alarm records back."""
+        writer, retain = self.writer, self.settings.retain
+        alarms: list[Sample] = []
         for s in samples:
-            unit = unit_of.get(s.tag)
-            if unit is None:
-                unit = unit_of[s.tag] = s.tag.partition(".")[0]
-            members = groups.get(unit)
-            if members is None:
-                members = groups[unit] = []
-            members.append(s)
-        if self.settings.batch_schema == 1:
-            return [
-                Message(self.batch_topic(unit), encode_v1(self.site, unit, members, self.units),
-                        self.settings.retain)
-                for unit, members in groups.items()
-            ]  # fmt: skip
-        return [
-            Message(self.batch_topic(unit), encode_v2(self.site, unit, members),
-                    self.settings.retain)
-            for unit, members in groups.items()
-        ]  # fmt: skip
+            if writer.tag(s.tag).unit is None:
+                alarms.append(s)
+            else:
+                out.append(Message(self.topic(s.tag), writer.per_tag(s), retain))
+        return alarms
 
     def batch_topic(self, unit: str) -> str:
         return f"{self.prefix}/_batch/{unit}"
@@ -246,26 +235,47 @@ class MqttJsonSink:
             await self._offline(conn)
 
     async def _deliver_forever(self, conn: MqttClient) -> None:
+        """Publish each read, confirm it in order; meanwhile the next read is fetched and encoded.
+
+        One read ahead, no more: the outbox is read after the last batch read (not after the
+        last confirmed), so the loop's own CPU (decoding, encoding) overlaps the wait for the
+        broker's PUBACKs. A refusal or an outage retries only what `todo` still holds; the read
+        ahead is published after it, so nothing is confirmed out of order or skipped.
+        """
         backoff = Backoff(self.settings.reconnect_min_s, self.settings.reconnect_max_s)
-        while True:
-            self.state.progress += 1
-            batches = await self.cursor.read(self.settings.max_samples_per_read, IDLE_WAKEUP_S)
-            # Encoded once: report by exception must not judge a retried batch a second time.
-            todo = [(b, self.encoder.encode([b])) for b in batches]
-            self.state.samples_suppressed_total = self.encoder.suppressed
-            while todo:
-                if not conn.connected.is_set():
-                    await self._while_connected(conn, conn.connected.wait())
-                try:
-                    await self._while_connected(conn, self._publish(conn, todo))
-                except MqttError as exc:
-                    self.state.fail("refused", str(exc))
-                    self.state.retries_total += 1
-                    self.refused.occurred(error=str(exc))
-                    await backoff.wait()
-                    continue
-                backoff.reset()
-                self.refused.cleared()
+        ahead = asyncio.ensure_future(self._read_encoded(self.cursor.acked))
+        try:
+            while True:
+                self.state.progress += 1
+                todo = await ahead
+                last_read = todo[-1][0].id if todo else self.cursor.acked
+                ahead = asyncio.ensure_future(self._read_encoded(last_read))
+                while todo:
+                    if not conn.connected.is_set():
+                        await self._while_connected(conn, conn.connected.wait())
+                    try:
+                        await self._while_connected(conn, self._publish(conn, todo))
+                    except MqttError as exc:
+                        self.state.fail("refused", str(exc))
+                        self.state.retries_total += 1
+                        self.refused.occurred(error=str(exc))
+                        await backoff.wait()
+                        continue
+                    backoff.reset()
+                    self.refused.cleared()
+        finally:
+            ahead.cancel()
+            if ahead.done() and not ahead.cancelled():
+                ahead.exception()  # retrieved: the error that ended the loop is the one raised
+
+    async def _read_encoded(self, after: int) -> list[tuple[Batch, list[Message]]]:
+        """The next batches after id `after`, each with its messages (empty when idle).
+
+        Encoded once: report by exception must not judge a retried batch a second time."""
+        batches = await self.cursor.read(self.settings.max_samples_per_read, IDLE_WAKEUP_S, after)
+        todo = [(b, self.encoder.encode([b])) for b in batches]
+        self.state.samples_suppressed_total = self.encoder.suppressed
+        return todo
 
     async def _while_connected(self, conn: MqttClient, work: Awaitable[Any]) -> None:
         """Await `work`; while the broker is unreachable, report it and count the wait as progress.

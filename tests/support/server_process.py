@@ -12,6 +12,7 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -114,6 +115,17 @@ class ServerProcess:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """The server stopped in its tracks (SIGSTOP) for the block: its sockets stay open and
+        the kernel still takes what clients send, but it answers nothing until SIGCONT."""
+        assert self._proc is not None, "start() first"
+        self._proc.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self._proc.send_signal(signal.SIGCONT)
 
     def log_tail(self, lines: int = 30) -> str:
         try:
