@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Any
 
 import structlog
@@ -89,7 +90,8 @@ class _Session:
         self.tags = list(tags)
         self.node_ids: list[ua.NodeId | None] = [None] * len(self.tags)
         self.failed: dict[int, str] = {}  # tag index -> reason it cannot be read this session
-        self.batches: list[tuple[list[int], ua.ReadParameters]] = []
+        # Each read: the ids of the tags it reads, in order, and the request itself.
+        self.batches: list[tuple[tuple[str, ...], ua.ReadParameters]] = []
         self.pending: list[Sample] = []
         self.lost: str | None = None
         self.max_read = DEFAULT_BATCH
@@ -116,7 +118,7 @@ class _Session:
                 rv.NodeId = self.node_ids[i]
                 rv.AttributeId = AttributeIds.Value
                 params.NodesToRead.append(rv)
-            self.batches.append((indices, params))
+            self.batches.append((tuple(self.tags[i].id for i in indices), params))
 
     async def _read_limits(self) -> None:
         results = await self.client.uaclient.read_attributes(_LIMIT_NODES, AttributeIds.Value)
@@ -231,7 +233,7 @@ class _Session:
     async def poll(self) -> list[Sample]:
         samples: list[Sample] = []
         server_ts = self.driver.server_ts
-        for indices, params in self.batches:
+        for ids, params in self.batches:
             try:
                 results = await self.client.uaclient.read(params)
             except UaStatusCodeError as exc:
@@ -239,20 +241,15 @@ class _Session:
                     raise DriverConnectionError(f"OPC UA read: {exc}") from exc
                 reason = ua.StatusCode(exc.code).name
                 acq = now_ns()
-                samples.extend(
-                    Sample(self.tags[i].id, None, Quality.BAD, acq, None, reason) for i in indices
-                )
+                samples.extend(Sample(i, None, Quality.BAD, acq, None, reason) for i in ids)
                 continue
             except (TimeoutError, UaError, OSError, ConnectionError) as exc:
                 raise DriverConnectionError(
                     f"OPC UA read from {self.driver.source.endpoint}: {exc!r}"
                 ) from exc
-            acq = now_ns()
-            tags = self.tags
-            samples.extend(
-                to_sample(tags[i].id, dv, acq, server_ts)
-                for i, dv in zip(indices, results, strict=True)
-            )
+            if len(results) != len(ids):
+                raise ValueError(f"OPC UA read: {len(results)} results for {len(ids)} nodes")
+            samples.extend(map(to_sample, ids, results, repeat(now_ns()), repeat(server_ts)))
         if self.failed:
             samples.extend(self._failed_samples(now_ns()))
         return samples

@@ -3,8 +3,9 @@ its sources' statistics, see it die, stop it cleanly.
 
 One supervised service per worker (`worker.N`, stopped with acquisition). A run starts the child
 (`python -m edge_agent.workers.child`), sends it the start frame, and publishes each `samples`
-frame on the bus exactly as a local poller would (TagStore, taps, outbox commit, awaited before
-the next frame is read: the pipe then fills and the child's pollers wait, nothing is dropped).
+frame on the bus exactly as a local poller would (TagStore, taps, outbox commit; with at most
+one batch per source committing, further frames wait in the pipe and the child's pollers wait
+for it: nothing is dropped, memory stays bounded).
 Its `stats` frames keep the mirrored `SourceStats` behind each source's `SourceHealth`, so
 `/healthz`, `/metrics` and the watchdog see a worker's sources as they see local ones.
 
@@ -21,6 +22,7 @@ import asyncio
 import copy
 import os
 import sys
+from collections import deque
 from collections.abc import Awaitable, Sequence
 
 import structlog
@@ -67,6 +69,7 @@ class WorkerProcess:
         self._origin = origin
         self._bus = bus
         self._stop_budget_s = cfg.agent.shutdown_timeout_s * STOP_SHARE
+        self._in_flight = max(1, len(shard.sources))  # batches committing at once
         sources = [s for s in cfg.source if s.name in shard.sources]
         self.stats = {s.name: SourceStats(s.name, s.protocol, len(s.tag)) for s in sources}
         self._base: dict[str, SourceStats] = {}  # what earlier runs counted, per source
@@ -139,20 +142,35 @@ class WorkerProcess:
         return proc
 
     async def _pump(self, reader: asyncio.StreamReader) -> None:
-        """Publish the child's frames in order until its stdout ends."""
+        """Publish the child's frames in order until its stdout ends.
+
+        Up to one batch per source is committing while the next frames are read, as with local
+        pollers (each has one batch on its way to the outbox while it reads the next): the
+        outbox then commits them in groups, and a worker's sources do not wait for each other's
+        fsyncs. The publishes start in frame order, so TagStore and outbox see that order.
+        """
         batches = BatchDecoder()  # one per run: a new child sends its tag lists anew
-        while (frame := await read_frame(reader)) is not None:
-            kind, body = frame
-            if kind == "samples":
-                await self._bus.publish(batches.decode(body))
-            elif kind == "record":
-                await self._bus.record(batches.decode(body))
-            elif kind == "tags":
-                batches.learn(body)
-            elif kind == "stats":
-                self._mirror(body)
-            else:
-                raise LinkError(f"worker link frame of unknown kind {kind!r}")
+        committing: deque[asyncio.Future[None]] = deque()
+        try:
+            while (frame := await read_frame(reader)) is not None:
+                kind, body = frame
+                if kind == "samples":
+                    committing.append(
+                        asyncio.ensure_future(self._bus.publish(batches.decode(body)))
+                    )
+                elif kind == "record":
+                    committing.append(asyncio.ensure_future(self._bus.record(batches.decode(body))))
+                elif kind == "tags":
+                    batches.learn(body)
+                elif kind == "stats":
+                    self._mirror(body)
+                else:
+                    raise LinkError(f"worker link frame of unknown kind {kind!r}")
+                while len(committing) > self._in_flight:
+                    await committing.popleft()
+        finally:  # what was read reaches the outbox, whatever ended the link
+            while committing:
+                await committing.popleft()
 
     def _mirror(self, rows: object) -> None:
         if not isinstance(rows, list):
