@@ -124,7 +124,7 @@ async def measure(n: int, seconds: float) -> Result:
     board = StatusBoard(store)
     bus = SampleBus(store)
     view = WebView(cfg, store, board)
-    bus.add_tap(view.record)
+    view.subscribe(bus)
     server = HealthServer(board, "127.0.0.1:0", "bench", "bench", view.install)
     await server.start()
     stop = asyncio.Event()

@@ -125,6 +125,7 @@ class SourcePoller:
         self.bus = bus
         self.factory = factory
         self.tag_ids = [t.id for t in source.tag]
+        self.tag_set = frozenset(self.tag_ids)  # what every batch of this source holds at most
         rules = {t.id: t.quality_from for t in source.tag if t.quality_from is not None}
         self.gate = QualityGate(rules, bus)
         self.plausibility = Plausibility.for_tags(source.tag)
@@ -190,7 +191,8 @@ class SourcePoller:
         )
         acq = now_ns()
         await self.bus.publish(
-            [Sample(t, None, Quality.BAD, acq, None, exc.reason) for t in self.tag_ids]
+            [Sample(t, None, Quality.BAD, acq, None, exc.reason) for t in self.tag_ids],
+            self.tag_set,
         )
 
     async def _poll(self, driver: Driver) -> None:
@@ -244,7 +246,7 @@ class SourcePoller:
 
     async def _hand_on(self, samples: Sequence[Sample], history: HistoryDriver | None) -> None:
         """Quality rules, then the bus (TagStore, taps, outbox commit); history to the outbox."""
-        await self.bus.publish(self.gate.apply(self.plausibility.apply(samples)))
+        await self.bus.publish(self.gate.apply(self.plausibility.apply(samples)), self.tag_set)
         if history is not None:
             await self.bus.record(history.drain_history())
 

@@ -1,8 +1,9 @@
 """The alarm engine as the running agent has it: fed by the sample bus, ticking, persisted.
 
 - Samples: a tap on the `SampleBus` evaluates every published batch on the spot (the index makes
-  that a dict look-up per sample) and the events it causes are written to the outbox in the same
-  batch, right behind the samples that caused them.
+  that a dict look-up per sample; a source with none of the watched tags skips the tap) and the
+  events it causes are written to the outbox in the same batch, right behind the samples that
+  caused them.
 - The clock: the `alarms` service ticks every `alarms.tick_s` for what time alone decides
   (delays, stale tags, shelves expiring) and publishes those events as records.
 - Operator actions (`act`) come from the command service and are published the same way.
@@ -124,7 +125,7 @@ class AlarmEngine:
         self._dirty = False
         self._restore()
         self.external = external.build(cfg, self.alarms, self.publish)  # OPC UA conditions
-        bus.add_tap(self.tap)
+        bus.add_tap(self.tap, self.alarms.watched_tags())
 
     # --------------------------------------------------------------------------- inputs
 

@@ -95,6 +95,10 @@ class AlarmSet:
     def watches(self, tag: str) -> bool:
         return tag in self._by_tag
 
+    def watched_tags(self) -> frozenset[str]:
+        """Every tag whose samples `on_samples` looks at (fixed when the set is built)."""
+        return frozenset(self._by_tag)
+
     def status(self, alarm_id: str) -> AlarmStatus:
         return self._alarms[alarm_id].status
 

@@ -25,5 +25,5 @@ def attach(
     if not cfg.web.enabled or not cfg.health.enabled:
         return None
     view = WebView(cfg, bus.store, board, alarms)
-    bus.add_tap(view.record)
+    view.subscribe(bus)
     return view

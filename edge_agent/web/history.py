@@ -151,13 +151,13 @@ class ChangeLog:
     recommendation recomputed every cycle does not fill the log with noise."""
 
     def __init__(self, tags: Collection[str], size: int = 500) -> None:
-        self._tags = frozenset(tags)
+        self.tags = frozenset(tags)
         self._last: dict[str, tuple[object, str, str]] = {}
         self.entries: deque[Change] = deque(maxlen=size)
 
     def record(self, samples: Iterable[Sample]) -> None:
         for s in samples:
-            if s.tag not in self._tags:
+            if s.tag not in self.tags:
                 continue
             key = (_rounded(s.value), s.quality.value, _DIGITS.sub("#", s.reason or ""))
             if self._last.get(s.tag) == key:

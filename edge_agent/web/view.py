@@ -33,6 +33,7 @@ from aiohttp import web
 
 from edge_agent.config import AgentConfig
 from edge_agent.contracts.samples import Sample, now_ns
+from edge_agent.pipeline import SampleBus
 from edge_agent.status_board import StatusBoard
 from edge_agent.tagstore import TagStore
 from edge_agent.web import documents
@@ -79,12 +80,20 @@ class WebView:
             cfg.web, cfg.health.listen, Credentials.resolve(cfg.web), ("/static/", "/api/")
         )
 
+    def subscribe(self, bus: SampleBus) -> None:
+        """The view's two taps: every sample for the history and the push streams; the advisor's
+        tags only for its change log (a source without them skips that tap)."""
+        bus.add_tap(self.record)
+        bus.add_tap(self._advisor_changed, self.changes.tags)
+
     def record(self, samples: Sequence[Sample]) -> Sequence[Sample]:
-        """The SampleBus tap: history, the advisor's change log, the push streams (it adds
-        nothing to the outbox)."""
+        """History and push streams (it adds nothing to the outbox)."""
         self.ring.record(samples)
-        self.changes.record(samples)
         self.feed.record(samples)
+        return ()
+
+    def _advisor_changed(self, samples: Sequence[Sample]) -> Sequence[Sample]:
+        self.changes.record(samples)
         return ()
 
     def install(self, app: web.Application) -> None:
