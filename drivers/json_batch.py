@@ -56,17 +56,24 @@ def raw_reading(sample: Sample) -> int | float | None:
     return raw if isinstance(raw, int) or math.isfinite(raw) else None
 
 
+_NOTHING = object()
+
+
 class _Tag:
     """What one tag's text costs once, not per sample: its plant unit (None: set aside, not
     encoded), its key as batch/2 writes it, its head as batch/1 writes it, its engineering unit;
     and the number of the group that holds its latest sample (`BatchWriter.compact`)."""
 
-    __slots__ = ("head", "key", "placed", "unit", "unit_text")
+    __slots__ = ("head", "key", "last", "member", "placed", "unit", "unit_text")
 
     def __init__(self, tag: str, unit: str | None, engineering_unit: str | None) -> None:
         quoted = _string(tag)
         self.unit = unit
         self.placed = -1
+        # The last finite float written and its member text: a driver that reads an unchanged
+        # value hands on the same float object (drivers/modbus_codec.py), whose repr is known.
+        self.last: object = _NOTHING
+        self.member = ""
         self.key = quoted + ":"
         self.head = '{"tag": ' + quoted + ", "
         self.unit_text = ', "unit": ' + _scalar(engineering_unit) if engineering_unit else ""
@@ -171,7 +178,9 @@ class BatchWriter:
         ts_now = -1
         u: _Unit | None = None
         group = _NO_GROUP
+        number = group.number
         add = group.values.append  # replaced with the first group's before its first use
+        good, float_repr = _GOOD, _float_repr
         for s in samples:
             tag = s.tag
             info = tags.get(tag)
@@ -190,26 +199,28 @@ class BatchWriter:
                 if u is None:
                     u = units[unit] = _Unit()
                 group = u.newest.get(ts, _NO_GROUP)
-                add = group.values.append
-            if info.placed >= group.number:  # already in this group (or a later one): a new one
+                number, add = group.number, group.values.append
+            if info.placed >= number:  # already in this group (or a later one): a new one
                 assert u is not None
                 group = u.newest[ts] = self._group(ts)
                 u.groups.append(group)
-                add = group.values.append
-            info.placed = group.number
+                number, add = group.number, group.values.append
+            info.placed = number
             value = s.value
-            if type(value) is float:
+            if value is info.last:  # the very object of the last read: its text is known
+                add(info.member)
+            elif type(value) is float:
                 if value - value == 0.0:  # finite: inf - inf and NaN - NaN are NaN
-                    add(info.key + _float_repr(value))
-                    if s.quality is _GOOD and s.reason is None and s.raw is None:
-                        continue
-                    group.more(info.key, s, s.quality, s.reason)
+                    info.last = value
+                    add(member := info.key + float_repr(value))
+                    info.member = member
                 else:
                     add(info.key + "null")
                     group.more(info.key, s, _BAD, f"not_finite:{value}")
-                continue
-            add(info.key + _scalar(value))
-            if s.quality is not _GOOD or s.reason is not None or s.raw is not None:
+                    continue
+            else:
+                add(info.key + _scalar(value))
+            if s.quality is not good or s.reason is not None or s.raw is not None:
                 group.more(info.key, s, s.quality, s.reason)
         head = f'{{"schema":"{SCHEMA_V2}","site":{_scalar(self.site)},"unit":'
         return [

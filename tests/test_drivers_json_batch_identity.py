@@ -85,11 +85,21 @@ def test_thousands_of_random_batches_encode_byte_for_byte_as_json_dumps() -> Non
 
 
 def test_a_poll_cycle_of_floats_is_identical_too() -> None:
-    """The common shape: one timestamp, one unit, float32 readings; and again (the tag cache)."""
+    """The common shape: one timestamp, one unit, float32 readings; read again with new values,
+    then with the very same float objects (as a Modbus run that did not change hands them on,
+    which the writer recognises), and once more with some of them Bad or Uncertain."""
     rng = random.Random(5)
     writer = BatchWriter("demo", {}, set_aside="_alarms")
-    for _ in range(3):
-        samples = [Sample(f"fsf.t{i}", rng.uniform(0, 2000), Quality.GOOD, T0) for i in range(500)]
+    values = [rng.uniform(0, 2000) for _ in range(500)]
+    for cycle in range(5):
+        if cycle < 2:
+            values = [rng.uniform(0, 2000) for _ in range(500)]
+        quality = [Quality.UNCERTAIN if cycle == 4 and i % 7 == 0 else Quality.GOOD
+                   for i in range(500)]  # fmt: skip
+        samples = [
+            Sample(f"fsf.t{i}", v, q, T0 + cycle, None, None if q is Quality.GOOD else "stale")
+            for i, (v, q) in enumerate(zip(values, quality, strict=True))
+        ]
         assert_identical(writer, samples)
 
 

@@ -229,14 +229,15 @@ async def test_quarantine_is_persisted(tmp_path: Path) -> None:
 async def test_cap_reached_is_one_warning_and_one_line_when_the_sinks_catch_up(
     tmp_path: Path,
 ) -> None:
-    outbox = await Outbox.open(tmp_path / "outbox.db", ["mqtt"], max_bytes=20_000)
+    # A batch is under a tenth of the cap, so one drop alone never ends the condition.
+    outbox = await Outbox.open(tmp_path / "outbox.db", ["mqtt"], max_bytes=40_000)
     try:
         with capture_logs() as logs:
-            for start in range(0, 5000, 100):  # dozens of drops
+            for start in range(0, 10_000, 100):  # dozens of drops
                 await outbox.append(numbered(start, 100))
             cursor = outbox.cursor("mqtt")
             await cursor.ack((await cursor.read(max_samples=100_000))[-1].id)
-            await outbox.append(numbered(5000, 1))  # the commit that persists the ack
+            await outbox.append(numbered(10_000, 1))  # the commit that persists the ack
         events = [e["event"] for e in logs if e["event"].startswith("outbox_cap")]
         assert events == ["outbox_cap_dropped_oldest", "outbox_cap_dropped_oldest_cleared"]
         cleared = next(e for e in logs if e["event"] == "outbox_cap_dropped_oldest_cleared")

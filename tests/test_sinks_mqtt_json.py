@@ -231,14 +231,14 @@ async def test_outbox_cap_drops_oldest_stays_healthy_and_delivers_the_newest(
     sub = await asyncio.to_thread(Subscriber, mosquitto.host, mosquitto.port, "plant/demo/_batch/#")
     try:
         # The sink is not running yet (as during a long broker outage): the backlog hits the cap.
-        cycles = run_samples(300, 100)
+        cycles = run_samples(400, 100)  # about 1.4 MB of rows against the cap of 1 MiB
         for samples in cycles:
             await box.append(samples)
         status = OutboxStatus(box.state).status()
         assert box.state.dropped_samples_cap > 0
         assert status.healthy
         assert status.counters["dropped_samples_total"] == box.state.dropped_samples_cap
-        kept = 300 * 100 - box.state.dropped_samples_cap
+        kept = 400 * 100 - box.state.dropped_samples_cap
         sink = json_sink(agent_config(mosquitto, layout="batch"), box)
         task = asyncio.create_task(sink.run())
         try:

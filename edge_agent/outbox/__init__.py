@@ -1,10 +1,11 @@
 """The durable outbox: every accepted sample is on disk before any sink sees it.
 
 Layout: one SQLite database (WAL) in `agent.state_dir`, one row per appended batch holding a
-compact payload (the rows `(tag, value, quality, acq_ns, source_ns, reason[, raw])`, see
-`format.encode`), and one cursor row per sink holding the id of the last batch that sink
-confirmed. A batch is forgotten when every sink has confirmed it, or when the size cap drops it
-(oldest first, counted and logged). Points a sink refuses for good go to `outbox/quarantine.py`.
+compact payload (the rows `(tag, value, quality, acq_ns, source_ns, reason[, raw])`, just
+`(tag, value)` for a Good sample at the batch's acquisition time, see `format.encode`), and one
+cursor row per sink holding the id of the last batch that sink confirmed. A batch is forgotten
+when every sink has confirmed it, or when the size cap drops it (oldest first, counted and
+logged). Points a sink refuses for good go to `outbox/quarantine.py`.
 
 Threading: all SQLite work runs in one dedicated worker thread with one connection, so the event
 loop never blocks on disk and SQLite never sees two threads. Appends that arrive while a commit is

@@ -19,7 +19,7 @@ from edge_agent.logs import emitter
 from edge_agent.outbox import quarantine
 from edge_agent.outbox.cursor import Cursor
 from edge_agent.outbox.format import (
-    ENCODING_PICKLE,
+    ENCODING,
     Batch,
     OutboxError,
     decode,
@@ -254,10 +254,7 @@ class Outbox:
             db.executemany(
                 "INSERT INTO batch (created_ns, payload, samples, nbytes, encoding) "
                 "VALUES (?, ?, ?, ?, ?)",
-                [
-                    (r.created_ns, r.payload, len(r.samples), len(r.payload), ENCODING_PICKLE)
-                    for r in rows
-                ],
+                [(r.created_ns, r.payload, len(r.samples), len(r.payload), ENCODING) for r in rows],
             )
             head = db.execute("SELECT max(id) FROM batch").fetchone()[0] or 0
             if self._cursors_dirty:
