@@ -201,3 +201,41 @@ async def test_a_worker_refuses_a_file_that_disagrees_with_its_agent(tmp_path: P
     message = err.decode()
     assert f"{path}: acquisition worker 0 was asked to read d0, but the file now says" in message
     assert "reload the agent" in message
+
+
+@pytest.mark.timeout(120)
+async def test_a_reload_restarts_the_workers_on_the_new_file(
+    plant_sim_factory: StartPlant, tmp_path: Path
+) -> None:
+    sim = await plant_sim_factory(serve_opcua=False, modbus_rtu_over_tcp_port=0)
+    doc = agent_doc(sim, tmp_path / "state")
+    doc["agent"]["acquisition_workers"] = 1
+    proc = await start_agent(doc, tmp_path)
+    found: list[dict[str, Any]] = []
+    reader = asyncio.create_task(events(proc, found))
+    try:
+        # Once the worker has loaded the file (it reads it itself: an edit before that is one
+        # it refuses, as it should, until the agent reloads).
+        await eventually(
+            lambda: sum(e.get("event") == "source_connected" for e in found) >= 2, 60,
+            "the one worker reading both sources",
+        )  # fmt: skip
+        [first] = worker_pids(found)
+        doc["agent"]["acquisition_workers"] = 2
+        write_toml(tmp_path / "agent.toml", doc)
+        proc.send_signal(signal.SIGHUP)
+        await eventually(lambda: len(worker_pids(found)) == 3, 60, "two new workers")
+        await eventually(
+            lambda: sum(e.get("event") == "source_connected" for e in found) >= 4, 60,
+            "both sources read again",
+        )  # fmt: skip
+        stopped = [(e["pid"], e["exit_code"]) for e in found if e.get("event") == "worker_stopped"]
+        assert stopped == [(first, 0)]  # the old worker stopped cleanly, before the new ones
+        assert not alive(first)
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 60) == EXIT_OK
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await asyncio.wait_for(reader, 30)

@@ -75,3 +75,13 @@ def test_narrowed_config_keeps_only_the_named_sources() -> None:
     changed = config(1, modbus("a", 2, 5020), modbus("b", 3, 5021))
     assert fingerprint(cfg, {"a"}) == fingerprint(changed, {"a"})
     assert fingerprint(cfg, {"b"}) != fingerprint(changed, {"b"})
+
+
+def test_check_config_shows_the_plan() -> None:
+    cfg = config(3, modbus("written", 2, 5020, writable=True, min=0.0, max=10.0),
+                 modbus("free", 4, 5021))  # fmt: skip
+    assert plan_shards(cfg).describe() == [
+        "    worker 0: free (4 tags)",
+        "    main process: written (the control path writes to it)",
+        "    2 worker(s) not started: nothing more can move",
+    ]

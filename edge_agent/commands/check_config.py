@@ -11,6 +11,7 @@ from edge_agent.commands.arguments import add_config_argument, command_parser
 from edge_agent.config import AgentConfig
 from edge_agent.config.loader import add_set_argument, load_config, summary
 from edge_agent.sinks import sink_names
+from edge_agent.workers import plan_shards
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -47,6 +48,9 @@ def _check_config(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides, resolve=not args.content_only)
     runtime.check_wiring(cfg, str(args.config))
     print("\n".join(summary(cfg, args.config)))
+    if cfg.agent.acquisition_workers:
+        print(f"  acquisition workers: {cfg.agent.acquisition_workers}")
+        print("\n".join(plan_shards(cfg).describe()))
     for warning in idle_warnings(cfg):
         print(f"{args.config}: warning: {warning}", file=sys.stderr)
     return 0

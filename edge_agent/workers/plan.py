@@ -54,6 +54,16 @@ class ShardPlan:
             "unused_workers": self.unused,
         }
 
+    def describe(self) -> list[str]:
+        """`check-config`'s lines for the plan (nothing when there are no workers)."""
+        lines = [
+            f"    worker {s.index}: {', '.join(s.sources)} ({s.tags} tags)" for s in self.shards
+        ]
+        lines += [f"    main process: {name} ({why})" for name, why in self.kept.items()]
+        if self.unused:
+            lines.append(f"    {self.unused} worker(s) not started: nothing more can move")
+        return lines
+
 
 def plan_shards(cfg: AgentConfig) -> ShardPlan:
     wanted = cfg.agent.acquisition_workers
