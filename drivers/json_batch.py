@@ -156,7 +156,8 @@ class BatchWriter:
     def tag(self, tag: str) -> _Tag:
         known = self._tags.get(tag)
         if known is None:
-            unit = self._unit_ids.setdefault(*[tag.partition(".")[0]] * 2)  # one str per unit
+            name = tag.partition(".")[0]
+            unit = self._unit_ids.setdefault(name, name)  # one str object per unit: `is` finds it
             known = self._tags[tag] = _Tag(
                 tag, None if unit == self.set_aside else unit, self.units.get(tag)
             )

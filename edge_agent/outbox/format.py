@@ -81,27 +81,28 @@ def encode(samples: Sequence[Sample]) -> bytes:
     any other sample the full `(tag, value, quality, acq_ns, source_ns, reason[, raw])`.
     Chosen over JSON because formatting floats as text costs about 2 µs per sample; pickle keeps
     exact values (NaN and infinities included). The short rows and a pickler without its memo
-    (`_dumps`) cut the cost of the full rows by more than half. `decode` refuses anything but
-    plain types, so a tampered file cannot make the agent run code.
+    (`_dumps`) cut the cost of the full rows by more than half. Where the first sample has a
+    reason (a read that failed: every sample Bad with the same reason), the memo is kept: it
+    writes the shared reason once; either way the payload is an ordinary pickle of the same values.
+    `decode` refuses anything but plain types, so a tampered file cannot make the agent run code.
     """
     acq = samples[0].acq_ns if samples else 0
+    good, code = _GOOD, _QUALITY_CODE
     rows = [
         (s.tag, s.value)
         if s.acq_ns == acq
-        and s.quality is _GOOD
+        and s.quality is good
         and s.source_ns is None
         and s.reason is None
         and s.raw is None
-        else _full_row(s)
+        else (s.tag, s.value, code[s.quality], s.acq_ns, s.source_ns, s.reason)
+        if s.raw is None
+        else (s.tag, s.value, code[s.quality], s.acq_ns, s.source_ns, s.reason, s.raw)
         for s in samples
     ]
+    if rows and len(rows[0]) > 2 and rows[0][5] is not None:  # a failed read: one shared reason
+        return pickle.dumps((acq, rows), protocol=5)
     return _dumps((acq, rows))
-
-
-def _full_row(s: Sample) -> tuple[object, ...]:
-    if s.raw is None:
-        return (s.tag, s.value, _QUALITY_CODE[s.quality], s.acq_ns, s.source_ns, s.reason)
-    return (s.tag, s.value, _QUALITY_CODE[s.quality], s.acq_ns, s.source_ns, s.reason, s.raw)
 
 
 def _dumps(payload: object) -> bytes:
