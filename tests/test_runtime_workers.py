@@ -12,7 +12,7 @@ import json
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -20,6 +20,7 @@ from edge_agent import runtime
 from edge_agent.config import AgentConfig
 from edge_agent.config.origin import ConfigOrigin
 from edge_agent.contracts.status import ComponentStatus
+from edge_agent.health import health_document
 from edge_agent.supervisor import STOP_SINKS
 from simulators.agent_config import demo_config
 from tests.support.mqtt_subscriber import Subscriber
@@ -108,6 +109,11 @@ async def test_every_sample_read_arrives_once_with_or_without_workers(
         await eventually(lambda: all(a >= head for a in outbox.state.acked.values()), 30,
                          "the sink confirmed every batch")  # fmt: skip
         read = sum(s.counters["samples_read_total"] for s in source_statuses(agent).values())
+        _, health = health_document(agent.board)  # /healthz: who reads what
+        shown = cast(dict[str, dict[str, Any]], health.get("workers", {}))
+        assert {name: w["detail"] for name, w in shown.items()} == (
+            {"worker.0": "sources kiln", "worker.1": "sources offgas"} if workers else {}
+        )
         await eventually(lambda: sum(received(sub).values()) >= read, 30, "all at the subscriber")
         got = received(sub)
     finally:
