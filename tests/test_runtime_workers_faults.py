@@ -122,10 +122,12 @@ async def test_a_killed_worker_makes_its_tags_bad_and_comes_back(
     assert code == EXIT_OK
 
 
-async def start_agent(doc: dict[str, Any], tmp_path: Path) -> asyncio.subprocess.Process:
+async def start_agent(
+    doc: dict[str, Any], tmp_path: Path, *options: str
+) -> asyncio.subprocess.Process:
     path = write_toml(tmp_path / "agent.toml", doc)
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "edge_agent.cli", "run", "--config", str(path), "--force",
+        sys.executable, "-m", "edge_agent.cli", "run", "--config", str(path), "--force", *options,
         stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL, cwd=ROOT,
     )  # fmt: skip
 
@@ -151,7 +153,9 @@ async def test_stopping_or_killing_the_agent_leaves_no_worker_behind(
     plant_sim_factory: StartPlant, tmp_path: Path, how: signal.Signals
 ) -> None:
     sim = await plant_sim_factory(serve_opcua=False, modbus_rtu_over_tcp_port=0)
-    proc = await start_agent(agent_doc(sim, tmp_path / "state"), tmp_path)
+    doc = agent_doc(sim, tmp_path / "state")
+    doc["agent"]["acquisition_workers"] = 0  # the workers come from --set: they get it too
+    proc = await start_agent(doc, tmp_path, "--set", "agent.acquisition_workers=2")
     found: list[dict[str, Any]] = []
     reader = asyncio.create_task(events(proc, found))
     try:
