@@ -1,8 +1,9 @@
 """Acquisition workers (`[agent] acquisition_workers`), whole-agent runs over real parts: the
 Modbus simulator over TCP, child processes started from a real config file, a real Mosquitto.
 
-Every sample the sources read (their own counters, mirrored from the workers) reaches the
-subscriber, exactly once, as with one process; then the faults: a worker killed, the agent
+Every sample the sources read (their own counters, mirrored from the workers) is published on
+the main process's bus exactly once and reaches the subscriber (at least once: MQTT QoS 1), as
+with one process; then the faults: a worker killed, the agent
 stopped and killed, settings that cannot run."""
 
 from __future__ import annotations
@@ -11,15 +12,18 @@ import asyncio
 import json
 import os
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from edge_agent import runtime
 from edge_agent.config import AgentConfig
 from edge_agent.config.origin import ConfigOrigin
+from edge_agent.contracts.samples import Sample
 from edge_agent.contracts.status import ComponentStatus
+from edge_agent.health import health_document
 from edge_agent.supervisor import STOP_SINKS
 from simulators.agent_config import demo_config
 from tests.support.mqtt_subscriber import Subscriber
@@ -61,16 +65,27 @@ def source_statuses(agent: runtime.Agent) -> dict[str, ComponentStatus]:
     return {s.name: s for s in agent.board.statuses() if s.kind == "source"}
 
 
-def received(sub: Subscriber) -> Counter[tuple[str, int]]:
-    """(topic, ts_ns) of every sample message but the lost-connection ones, with repeats."""
-    out: Counter[tuple[str, int]] = Counter()
+def received(sub: Subscriber) -> set[tuple[str, int]]:
+    """(tag, ts_ns) of every sample message but the lost-connection ones (QoS 1 may repeat)."""
+    out: set[tuple[str, int]] = set()
     for m in sub.snapshot():
         if not m.topic.startswith(("wk/w/offgas/", "wk/w/kiln/")):
             continue  # the agent's status topic and such
         body = json.loads(m.payload)
         if body.get("reason") not in LOST_REASONS:
-            out[(m.topic, body["ts_ns"])] += 1
+            out.add((m.topic.removeprefix("wk/w/").replace("/", "."), body["ts_ns"]))
     return out
+
+
+class Published:
+    """A tap on the main process's bus: every sample published there, repeats counted."""
+
+    def __init__(self) -> None:
+        self.samples: Counter[tuple[str, int]] = Counter()
+
+    def __call__(self, batch: Sequence[Sample]) -> Sequence[Sample]:
+        self.samples.update((s.tag, s.ts_ns) for s in batch if s.reason not in LOST_REASONS)
+        return ()
 
 
 @pytest.mark.timeout(120)
@@ -87,6 +102,8 @@ async def test_every_sample_read_arrives_once_with_or_without_workers(
     outbox = agent.outbox
     assert outbox is not None
     services = runtime.build_services(agent)
+    published = Published()
+    agent.bus.add_tap(published)
     names = {s.name for s in services}
     assert ({"worker.0", "worker.1"} <= names) == (workers == 2)
     assert ("source.offgas" in names) == (workers == 0)  # read in a worker, not here
@@ -108,7 +125,12 @@ async def test_every_sample_read_arrives_once_with_or_without_workers(
         await eventually(lambda: all(a >= head for a in outbox.state.acked.values()), 30,
                          "the sink confirmed every batch")  # fmt: skip
         read = sum(s.counters["samples_read_total"] for s in source_statuses(agent).values())
-        await eventually(lambda: sum(received(sub).values()) >= read, 30, "all at the subscriber")
+        _, health = health_document(agent.board)  # /healthz: who reads what
+        shown = cast(dict[str, dict[str, Any]], health.get("workers", {}))
+        assert {name: w["detail"] for name, w in shown.items()} == (
+            {"worker.0": "sources kiln", "worker.1": "sources offgas"} if workers else {}
+        )
+        await eventually(lambda: len(received(sub)) >= read, 30, "all at the subscriber")
         got = received(sub)
     finally:
         for task in delivery:
@@ -117,10 +139,11 @@ async def test_every_sample_read_arrives_once_with_or_without_workers(
         await outbox.close()
         sub.close()
     assert read >= 2 * CYCLES * 7
-    assert sum(got.values()) == read, "every sample read arrives, none twice"
-    assert max(got.values()) == 1
+    assert sum(published.samples.values()) == read, "every sample read is published"
+    assert max(published.samples.values()) == 1, "none twice"
+    assert got == set(published.samples), "and arrives"
     tags = {t["id"] for s in doc["source"] for t in s["tag"]}
-    assert {topic.removeprefix("wk/w/").replace("/", ".") for topic, _ in got} == tags
+    assert {tag for tag, _ in got} == tags
     if workers:  # each worker was its own process, and stopped cleanly when asked
         shards = [s for s in agent.board.statuses() if s.kind == "worker"]
         assert len({s.gauges["pid"] for s in shards} - {0.0, float(os.getpid())}) == 2
