@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from edge_agent import acquisition, control, health, kpi, sinks, sparkplug, web, workers
+from edge_agent import acquisition, control, health, heap, kpi, sinks, sparkplug, web, workers
 from edge_agent.alarms import commands as alarm_commands
 from edge_agent.alarms import engine as alarms
 from edge_agent.config import AgentConfig
@@ -193,6 +193,8 @@ async def run_agent(
             notifier.ready(agent.board.summary())
             if on_started is not None:
                 on_started(agent)
+            heap.settle()
+            settle_again = loop.call_later(heap.SETTLE_AGAIN_S, heap.settle)
             log.info(
                 "agent_started",
                 site=cfg.agent.site,
@@ -205,6 +207,7 @@ async def run_agent(
                 notifier.stopping()
             else:
                 notifier.reloading()
+            settle_again.cancel()
             clean = await supervisor.stop()
             if agent.outbox is not None:
                 await agent.outbox.close()

@@ -3,7 +3,6 @@ wired as `edge-agent run` wires it, and readers of what the subscriber saw."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -16,6 +15,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent import runtime
 from edge_agent.config import AgentConfig
+from edge_agent.supervisor import Supervisor
 from tests.support.mqtt_subscriber import Subscriber
 from tests.support.services import Mosquitto
 
@@ -32,16 +32,21 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
 
 @asynccontextmanager
 async def running(cfg: AgentConfig) -> AsyncIterator[runtime.Agent]:
+    """The agent's services under the product's supervisor, stopped as `edge-agent run` stops
+    them: by stop order, a cancellation lost inside a protocol library cancelled again, all
+    within the shutdown timeout. A service that cannot stop fails the test instead of hanging it."""
     agent = runtime.Agent(cfg, await runtime.open_writer(cfg))
-    tasks = [asyncio.create_task(s.run()) for s in runtime.build_services(agent)]
+    supervisor = Supervisor(
+        runtime.build_services(agent), shutdown_timeout_s=cfg.agent.shutdown_timeout_s
+    )
+    supervisor.start()
     try:
         yield agent
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        clean = await supervisor.stop()
         if agent.outbox is not None:
             await agent.outbox.close()
+        assert clean, f"services still running after the shutdown timeout: {supervisor.running()}"
 
 
 def bodies(sub: Subscriber, topic: str) -> list[dict[str, Any]]:
