@@ -3,8 +3,8 @@
 A worker process (`edge_agent/workers/`) hands the main process what its pollers read over its
 stdout pipe, and the main process talks to it over its stdin. Each frame is a 4-byte big-endian
 length and a pickle (protocol 5) of `(kind, body)`, where the body holds nothing but tuples,
-lists, str, int, float, bool, bytes and None: the loader refuses every class and function (the
-outbox's restricted-unpickler idea), so a confused or hostile peer cannot make either side run
+lists, str, int, float, bool, bytes and None: `contracts/plain_pickle.py` (the outbox's loader
+too) refuses every class and function, so a confused or hostile peer cannot make either side run
 code, and a frame longer than `MAX_FRAME_BYTES` is refused before it is read.
 
 Pickle rather than JSON: floats stay exact (NaN and infinities included) and encoding costs a
@@ -22,13 +22,12 @@ Frames, by kind:
 from __future__ import annotations
 
 import asyncio
-import io
-import pickle
 import struct
 from collections.abc import Iterable, Sequence
 from itertools import repeat
 from typing import Any
 
+from edge_agent.contracts import plain_pickle
 from edge_agent.contracts.samples import Quality, Sample
 from edge_agent.contracts.status import SourceStats
 
@@ -45,23 +44,14 @@ class LinkError(Exception):
     """A frame that cannot be what the other side sent: the link is unusable from here on."""
 
 
-class _PlainUnpickler(pickle.Unpickler):
-    """Loads lists, tuples, str, bytes, numbers, bool and None; refuses every class or function."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        raise LinkError(f"worker link frame names {module}.{name}: refused")
-
-
 def encode_frame(kind: str, body: object) -> bytes:
-    payload = pickle.dumps((kind, body), protocol=5)
+    payload = plain_pickle.dumps((kind, body))
     return _HEADER.pack(len(payload)) + payload
 
 
 def decode_payload(payload: bytes) -> Frame:
     try:
-        frame = _PlainUnpickler(io.BytesIO(payload)).load()
-    except LinkError:
-        raise
+        frame = plain_pickle.loads(payload, "worker link frame")
     except Exception as exc:  # truncated or garbled: pickle raises a handful of types
         raise LinkError(f"worker link frame cannot be read: {exc!r}") from exc
     if not (isinstance(frame, tuple) and len(frame) == 2 and isinstance(frame[0], str)):

@@ -2,15 +2,14 @@
 
 `PRAGMA user_version` carries the schema version; `_MIGRATIONS` upgrades older files in place, in
 one transaction, and a file newer than this code is refused with a clear error. Payloads are
-pickled plain tuples (`encode`); rows written before schema 4 hold one full tuple per sample,
+pickled plain tuples (`encode`), loaded by `contracts/plain_pickle.py`, which refuses anything
+that names a class or function; rows written before schema 4 hold one full tuple per sample,
 before schema 3 JSON, and both are still read.
 """
 
 from __future__ import annotations
 
-import io
 import json
-import pickle
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any, Literal
 
 import structlog
 
+from edge_agent.contracts import plain_pickle
 from edge_agent.contracts.samples import Quality, Sample
 
 log = structlog.get_logger("edge_agent.outbox")
@@ -101,32 +101,14 @@ def encode(samples: Sequence[Sample]) -> bytes:
         for s in samples
     ]
     if rows and len(rows[0]) > 2 and rows[0][5] is not None:  # a failed read: one shared reason
-        return pickle.dumps((acq, rows), protocol=5)
-    return _dumps((acq, rows))
-
-
-def _dumps(payload: object) -> bytes:
-    """pickle.dumps without the memo (`Pickler.fast`): nothing in a payload is shared or
-    refers to itself, so the memo's bookkeeping for every tuple and string (a third of the
-    time) buys nothing; the output is an ordinary pickle that any unpickler reads."""
-    out = io.BytesIO()
-    pickler = pickle.Pickler(out, protocol=5)
-    pickler.fast = True
-    pickler.dump(payload)
-    return out.getvalue()
-
-
-class _PlainUnpickler(pickle.Unpickler):
-    """Loads lists, tuples, str, numbers, bool and None; refuses every class or function."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        raise pickle.UnpicklingError(f"outbox payload names {module}.{name}: refused")
+        return plain_pickle.dumps((acq, rows))
+    return plain_pickle.dumps((acq, rows), shared=False)
 
 
 def decode(payload: bytes, encoding: int = ENCODING) -> list[Sample]:
     if encoding == ENCODING_JSON:
         return _samples(json.loads(payload))
-    loaded = _PlainUnpickler(io.BytesIO(payload)).load()
+    loaded = plain_pickle.loads(payload, "outbox payload")
     if encoding == ENCODING_PICKLE_ROWS:
         return _samples(loaded)
     acq, rows = loaded
