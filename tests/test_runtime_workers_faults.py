@@ -105,7 +105,8 @@ async def test_a_killed_worker_makes_its_tags_bad_and_comes_back(
         assert all(agent.store.get(t).quality is Quality.BAD for t in kiln)  # type: ignore[union-attr]
         # The other worker's tags carry on.
         assert not [t for t in offgas if agent.store.get(t).reason == "worker_lost"]  # type: ignore[union-attr]
-        await eventually(lambda: worker(agent, "kiln")["starts_total"] == 2, 30, "restarted")
+        # At least one restart: under load a restarted worker may itself fail once and restart.
+        await eventually(lambda: worker(agent, "kiln")["starts_total"] >= 2, 30, "restarted")
         await eventually(lambda: all(quality(t) is Quality.GOOD for t in kiln), 60, "Good again")
         after = worker(agent, "kiln")
         assert after["pid"] != before["pid"]

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 
 import structlog
 
+from edge_agent import heap
 from edge_agent.acquisition import Acquisition
 from edge_agent.config import AgentConfig
 from edge_agent.config.loader import ConfigError, load_config
@@ -159,10 +160,13 @@ async def _serve(path: str, index: int, link_fd: int) -> int:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     supervisor.start()
     log.info("worker_ready", sources=list(sources), pid=os.getpid())
+    heap.settle()  # as the main process does (edge_agent/heap.py): its samples live as long
+    settle_again = loop.call_later(heap.SETTLE_AGAIN_S, heap.settle)
     ended = asyncio.ensure_future(_until_eof(reader))
     reporting = asyncio.ensure_future(_report(sender, stats))
     await asyncio.wait([ended, asyncio.ensure_future(stop.wait())], return_when="FIRST_COMPLETED")
     reporting.cancel()
+    settle_again.cancel()
     clean = await supervisor.stop()  # the pollers hand on what they read before they end
     with contextlib.suppress(OSError):  # the main process may be gone: nothing left to tell
         await sender.send("stats", [stats_row(st) for st in stats])
