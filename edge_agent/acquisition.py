@@ -20,6 +20,7 @@ whatever their read said.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -220,9 +221,13 @@ class SourcePoller:
                 self.stats.last_read_s = elapsed
                 self.stats.read_seconds_total += elapsed
                 self.stats.read_latency.observe(elapsed)
-                if committing is not None:  # one cycle of this source waits for the disk, no more
-                    await asyncio.shield(committing)
-                committing = asyncio.ensure_future(self._hand_on(samples, history))
+                # This batch queues behind the previous one before the loop waits for that:
+                # a stop that lands while the previous batch still waits for the disk hands
+                # this one on too (it was read and counted), in order.
+                previous = committing
+                committing = asyncio.ensure_future(self._hand_on(samples, history, previous))
+                if previous is not None:  # one cycle of this source waits for the disk, no more
+                    await asyncio.shield(previous)
                 deadline += interval
                 now = loop.time()
                 if now > deadline:
@@ -244,8 +249,19 @@ class SourcePoller:
             if committing is not None:
                 await asyncio.shield(committing)
 
-    async def _hand_on(self, samples: Sequence[Sample], history: HistoryDriver | None) -> None:
-        """Quality rules, then the bus (TagStore, taps, outbox commit); history to the outbox."""
+    async def _hand_on(
+        self,
+        samples: Sequence[Sample],
+        history: HistoryDriver | None,
+        after: asyncio.Future[None] | None = None,
+    ) -> None:
+        """Quality rules, then the bus (TagStore, taps, outbox commit); history to the outbox.
+
+        `after` (the previous batch's hand-on) finishes first, so batches reach the bus in the
+        order they were read; its failure is the poll loop's to raise, not this batch's."""
+        if after is not None:
+            with contextlib.suppress(Exception):
+                await after
         await self.bus.publish(self.gate.apply(self.plausibility.apply(samples)), self.tag_set)
         if history is not None:
             await self.bus.record(history.drain_history())

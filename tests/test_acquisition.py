@@ -211,3 +211,18 @@ async def test_the_next_read_overlaps_the_commit_but_one_batch_at_most_waits() -
             disk.release.release()
         await asyncio.gather(task, return_exceptions=True)
     assert len(disk.committed) == len(disk.started) >= 2
+
+
+async def test_a_stop_while_the_disk_is_slow_hands_on_every_batch_read() -> None:
+    plant, disk = fake_offgas(), SlowDisk()
+    poller = SourcePoller(modbus_source(), SampleBus(TagStore(), disk), plant.driver)
+    task = asyncio.create_task(poller.run())
+    # The first commit hangs and the second cycle has been read: the loop now waits for the
+    # disk, holding a batch it read and counted. The agent stops right then.
+    await eventually(lambda: poller.stats.reads == 2, 10, "the second read")
+    task.cancel()
+    for _ in range(5):
+        disk.release.release()
+    await asyncio.gather(task, return_exceptions=True)
+    assert [len(b) for b in disk.committed] == [2, 2]  # both, in the order read
+    assert sum(len(b) for b in disk.committed) == poller.stats.samples
