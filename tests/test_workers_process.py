@@ -86,7 +86,10 @@ async def test_a_stalled_outbox_paces_the_worker_and_loses_nothing(
         await asyncio.sleep(BLOCKED_S)
         assert outbox.committed == []
         outbox.release.set()
-        await eventually(lambda: stats.reads >= 20 and outbox.waiting == 0, 60, "reading again")
+        # Fresh evidence that the pollers resumed: the mirrored counters are those the worker
+        # sent before the link filled until its first stats frame after the wait, which counts
+        # the overrun (a stop before it would find the pollers still waiting for the pipe).
+        await eventually(lambda: stats.overruns >= 1 and outbox.waiting == 0, 60, "reading again")
     finally:
         outbox.release.set()
         run.cancel()  # the agent stopping: the worker hands on what it read, then exits
