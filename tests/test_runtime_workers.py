@@ -25,7 +25,6 @@ from edge_agent.contracts.samples import Sample
 from edge_agent.contracts.status import ComponentStatus
 from edge_agent.health import health_document
 from edge_agent.supervisor import STOP_SINKS
-from simulators.agent_config import demo_config
 from tests.support.mqtt_subscriber import Subscriber
 from tests.support.plant import PlantSim, StartPlant
 from tests.support.services import Mosquitto
@@ -41,12 +40,7 @@ CYCLES = 20  # polls of each source seen Good before the run is stopped
 def agent_doc(sim: PlantSim, broker: Mosquitto, state: Path, workers: int) -> dict[str, Any]:
     """The demo's two Modbus sources on two links (kiln behind the RTU-over-TCP gateway port),
     polled every 100 ms, per-tag MQTT layout."""
-    sources = [s for s in demo_config("opc.tcp://unused:1", sim.modbus_endpoint)["source"]
-               if s["protocol"] == "modbus"]  # fmt: skip
-    for s in sources:
-        s["poll_interval_s"] = 0.1
-        if s["name"] == "kiln":
-            s.update(transport="rtu_over_tcp", endpoint=sim.modbus_rtu_over_tcp_endpoint)
+    sources = sim.modbus_sources_on_two_links()
     return {
         "agent": {
             "site": "w",

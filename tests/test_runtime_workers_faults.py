@@ -20,7 +20,6 @@ from edge_agent.config.origin import ConfigOrigin
 from edge_agent.contracts.link_frames import encode_frame
 from edge_agent.contracts.samples import Quality
 from edge_agent.runtime import EXIT_OK, Agent, run_agent
-from simulators.agent_config import demo_config
 from tests.support.plant import PlantSim, StartPlant
 from tests.support.toml_file import write_toml
 from tests.support.waiting import eventually
@@ -32,12 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def agent_doc(sim: PlantSim, state: Path) -> dict[str, Any]:
     """The demo's two Modbus sources on two links, two workers, no sink (nothing to deliver)."""
-    sources = [s for s in demo_config("opc.tcp://unused:1", sim.modbus_endpoint)["source"]
-               if s["protocol"] == "modbus"]  # fmt: skip
-    for s in sources:
-        s["poll_interval_s"] = 0.1
-        if s["name"] == "kiln":
-            s.update(transport="rtu_over_tcp", endpoint=sim.modbus_rtu_over_tcp_endpoint)
+    sources = sim.modbus_sources_on_two_links()
     return {
         "agent": {"state_dir": str(state), "acquisition_workers": 2, "log_format": "json"},
         "source": sources,

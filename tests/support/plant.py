@@ -80,6 +80,18 @@ class PlantSim(Simulation):
             link.update(endpoint="", serial_port=self.serial_devices[transport], parity="N")
         return ModbusSource.model_validate({**source.model_dump(), **link})
 
+    def modbus_sources_on_two_links(self, poll_interval_s: float = 0.1) -> list[dict[str, Any]]:
+        """The demo's Modbus sources as config tables, polled every `poll_interval_s`: offgas on
+        the Modbus TCP port, kiln behind the RTU-over-TCP gateway port (two links, so that two
+        acquisition workers each get one). Needs `modbus_rtu_over_tcp_port` set."""
+        demo = demo_config("opc.tcp://unused:1", self.modbus_endpoint)
+        sources = [s for s in demo["source"] if s["protocol"] == "modbus"]
+        for s in sources:
+            s["poll_interval_s"] = poll_interval_s
+            if s["name"] == "kiln":
+                s.update(transport="rtu_over_tcp", endpoint=self.modbus_rtu_over_tcp_endpoint)
+        return sources
+
     @property
     def modbus_port(self) -> int:
         return self.modbus.options.port
