@@ -177,6 +177,16 @@ def test_malformed_batches_are_refused(body: object) -> None:
         decoder.learn((1, ("ok", 5)))
 
 
+def test_a_tag_list_naming_tags_of_no_source_of_the_worker_is_refused() -> None:
+    decoder = BatchDecoder()
+    own = frozenset({"fsf.a", "fsf.b"})
+    decoder.learn((0, ("fsf.a", "fsf.b")), own)
+    with pytest.raises(LinkError, match=r"no source of it: \['kiln.x'\]"):
+        decoder.learn((1, ("fsf.a", "kiln.x")), own)
+    with pytest.raises(LinkError, match="never sent"):  # the refused list was not learnt
+        decoder.decode((1, [1.0, 2.0], (0,), (1,), (None,), (None,), (None,)))
+
+
 def test_stats_carry_on_from_earlier_runs() -> None:
     worker = SourceStats("d0", "modbus", 62, connected=True, reads=10, samples=620, overruns=1,
                          connects=1, read_seconds_total=0.5, last_read_s=0.05)  # fmt: skip

@@ -116,14 +116,20 @@ class BatchDecoder:
     def __init__(self) -> None:
         self._tags: dict[int, tuple[str, ...]] = {}
 
-    def learn(self, body: object) -> None:
-        """A `tags` frame."""
+    def learn(self, body: object, allowed: frozenset[str] | None = None) -> None:
+        """A `tags` frame; with `allowed`, a tag outside it (not one of this worker's) is
+        refused: the main process files a worker's batches under the worker's own tags."""
         if not (isinstance(body, tuple) and len(body) == 2 and isinstance(body[1], tuple)):
             raise LinkError(f"worker link tags frame is malformed: {body!r:.80}")
         ident, tags = body
         if not all(isinstance(t, str) for t in tags):
             raise LinkError(
                 f"worker link tags frame holds a tag that is not a string: {tags!r:.80}"
+            )
+        if allowed is not None and not allowed.issuperset(tags):
+            foreign = sorted(set(tags) - allowed)
+            raise LinkError(
+                f"worker link tags frame names tags of no source of it: {foreign!r:.80}"
             )
         self._tags[ident] = tags
 

@@ -74,6 +74,9 @@ class WorkerProcess:
         self.stats = {s.name: SourceStats(s.name, s.protocol, len(s.tag)) for s in sources}
         self._base: dict[str, SourceStats] = {}  # what earlier runs counted, per source
         self.tag_ids = [t.id for s in sources for t in s.tag]
+        # What every batch of this worker holds at most: the bus skips the taps that watch none
+        # of it, as it does for a local source's batches (`SampleBus.publish`).
+        self.tag_set = frozenset(self.tag_ids)
         self._digest = fingerprint(cfg, shard.sources)
         self.pid: int | None = None
         self.exit_code: int | None = None  # of the last run's child
@@ -156,12 +159,12 @@ class WorkerProcess:
                 kind, body = frame
                 if kind == "samples":
                     committing.append(
-                        asyncio.ensure_future(self._bus.publish(batches.decode(body)))
+                        asyncio.ensure_future(self._bus.publish(batches.decode(body), self.tag_set))
                     )
                 elif kind == "record":
                     committing.append(asyncio.ensure_future(self._bus.record(batches.decode(body))))
                 elif kind == "tags":
-                    batches.learn(body)
+                    batches.learn(body, self.tag_set)
                 elif kind == "stats":
                     self._mirror(body)
                 else:
@@ -211,7 +214,8 @@ class WorkerProcess:
             self._base[name] = copy.deepcopy(st)
         acq = now_ns()
         await self._bus.publish(
-            [Sample(t, None, Quality.BAD, acq, None, WORKER_LOST) for t in self.tag_ids]
+            [Sample(t, None, Quality.BAD, acq, None, WORKER_LOST) for t in self.tag_ids],
+            self.tag_set,
         )
 
 
